@@ -1,0 +1,86 @@
+"""On-disk caches: one place for the cache folder, content keys and atomic writes.
+
+Every cache file is written to a temporary file in the same folder and moved into
+place with :func:`os.replace`, which is atomic on POSIX and Windows. A reader
+therefore sees either the old complete file or the new complete file, never a
+half-written one; an interrupted write leaves only a ``.tmp-*`` file that no reader
+opens.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+CACHE_ENV = "OPENOOD_IMMUNO_CACHE"
+
+
+def cache_dir(kind: str = "") -> Path:
+    """Cache root (``$OPENOOD_IMMUNO_CACHE`` or ``~/.cache/openood_immuno``), or a sub-folder."""
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "openood_immuno")
+    path = root / kind if kind else root
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def content_key(*parts: Any) -> str:
+    """A stable 20-hex-digit key for JSON-serialisable parts (dict keys sorted)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` then atomically move ``tmp_path`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` that never leaves a partial file at ``path``."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write text atomically (UTF-8)."""
+
+    def _write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+    return atomic_write(path, _write)
+
+
+def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (UTF-8, indented)."""
+    return atomic_write_text(json.dumps(obj, indent=1, ensure_ascii=False), path)
+
+
+def torch_load_cached(path: str | os.PathLike) -> Any | None:
+    """Load a cache file written by :func:`atomic_torch_save`; ``None`` if absent.
+
+    A file that exists but cannot be read (written by an incompatible version,
+    damaged on disk) is removed and treated as absent, so it is recomputed.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # damaged cache: recompute rather than crash
+        path.unlink(missing_ok=True)
+        return None

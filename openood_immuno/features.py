@@ -1,0 +1,118 @@
+"""Image features computed once per (model, weights, preprocessing, image list) and cached.
+
+Scoring K postprocessors then costs one backbone pass: every scorer in this package works
+on L2-normalised CLIP image features. The cache key covers the net's identity, its
+preprocessing, the image folder and the exact list lines; files are written atomically.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Optional
+
+import torch
+from torch.utils.data import DataLoader, SequentialSampler
+from tqdm.auto import tqdm
+
+from .cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
+
+
+@dataclass
+class FeatureSet:
+    """Features of one image list: ``features`` [N, d] (unit norm), ``labels`` [N] (-1 = OOD)."""
+
+    name: str
+    features: torch.Tensor
+    labels: torch.Tensor
+    image_paths: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        for i in range(0, len(self), batch_size):
+            yield (self.features[i:i + batch_size], self.labels[i:i + batch_size],
+                   self.image_paths[i:i + batch_size])
+
+
+def _stable_repr(obj) -> str:
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
+
+
+def dataset_cache_key(net, dataset) -> Optional[str]:
+    """Key of a dataset's features under ``net``; ``None`` if the dataset cannot be keyed."""
+    imglist = getattr(dataset, "imglist", None)
+    data_dir = getattr(dataset, "data_dir", None)
+    transform = getattr(dataset, "transform", None) or getattr(dataset, "transform_image", None)
+    identity = getattr(net, "identity", None)
+    if imglist is None or data_dir is None or identity is None:
+        return None
+    return content_key("img-v1", identity, _stable_repr(transform), os.path.abspath(data_dir),
+                       [line.strip() for line in imglist])
+
+
+def _image_path(dataset, batch: dict, i: int) -> str:
+    name = batch.get("image_name")
+    if name is None:
+        return ""
+    return os.path.join(getattr(dataset, "data_dir", ""), name[i])
+
+
+@torch.no_grad()
+def extract_features(net, loader: DataLoader, name: str = "", progress: bool = True,
+                     cache: bool = True) -> FeatureSet:
+    """Encode every image of ``loader`` with ``net.encode_image`` (cached on disk).
+
+    The cache is used only for unshuffled loaders, whose order is the list order.
+    """
+    dataset = loader.dataset
+    name = name or getattr(dataset, "name", "") or "images"
+    key = dataset_cache_key(net, dataset) if isinstance(loader.sampler, SequentialSampler) else None
+    path = cache_dir("features") / f"{key}.pt" if (cache and key) else None
+    if path is not None:
+        cached = torch_load_cached(path)
+        if cached is not None:
+            return FeatureSet(name, cached["features"], cached["labels"], cached["image_paths"])
+    was_training = net.training
+    net.eval()
+    feats, labels, paths = [], [], []
+    for batch in tqdm(loader, desc=f"features {name}", disable=not progress):
+        feats.append(net.encode_image(batch["data"]).cpu())
+        labels.append(torch.as_tensor(batch["label"]).cpu().long())
+        paths.extend(_image_path(dataset, batch, i) for i in range(len(batch["data"])))
+    net.train(was_training)
+    out = FeatureSet(name, torch.cat(feats), torch.cat(labels), paths)
+    if path is not None:
+        atomic_torch_save({"features": out.features, "labels": out.labels,
+                           "image_paths": out.image_paths}, path)
+    return out
+
+
+class LazyFeatures(Mapping):
+    """``split -> FeatureSet`` computed on first access from a dict of loaders.
+
+    Postprocessors receive this in ``setup()``: methods that need ID training or
+    validation features (Immuno-VLM's vaccination, EVT) pull them; zero-shot ones never
+    trigger a backbone pass.
+    """
+
+    def __init__(self, net, loaders: Mapping[str, DataLoader], progress: bool = True):
+        self._net = net
+        self._loaders = dict(loaders or {})
+        self._progress = progress
+        self._done: dict[str, FeatureSet] = {}
+
+    def __getitem__(self, split: str) -> FeatureSet:
+        if split not in self._done:
+            if split not in self._loaders:
+                raise KeyError(f"no '{split}' loader: available {sorted(self._loaders)}")
+            self._done[split] = extract_features(self._net, self._loaders[split], split,
+                                                 self._progress)
+        return self._done[split]
+
+    def __iter__(self):
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)

@@ -1,0 +1,44 @@
+"""OOD metrics computed exactly as OpenOOD v1.5 does (``openood/evaluators/metrics.py``).
+
+Convention (OpenOOD v1.5): OOD is the positive class and ``conf`` is higher for ID.
+
+* FPR@95 = share of **ID samples flagged OOD** at the first threshold where 95% of OOD
+  samples are flagged OOD (TPR of OOD >= 0.95). The MCM and NegLabel papers use the other
+  direction (share of OOD accepted at 95% ID TPR); numbers in the two conventions differ.
+* AUROC of OOD-vs-ID with score ``-conf``.
+* AUPR_IN: precision-recall AUC with ID positive and score ``conf``;
+  AUPR_OUT: with OOD positive and score ``-conf``.
+* ACC: top-1 accuracy over the ID samples (``label != -1``).
+
+All values are fractions in [0, 1]; tables multiply by 100 like OpenOOD.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+METRIC_NAMES = ("FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC")
+
+
+def compute_all_metrics(conf: np.ndarray, label: np.ndarray, pred: np.ndarray,
+                        recall: float = 0.95) -> list[float]:
+    """``[FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC]`` for ID (``label >= 0``) vs OOD (``label == -1``)."""
+    conf = np.asarray(conf, dtype=np.float64)
+    label = np.asarray(label)
+    pred = np.asarray(pred)
+    if not np.all(np.isfinite(conf)):
+        raise ValueError(f"{int((~np.isfinite(conf)).sum())} confidence scores are NaN or inf: "
+                         "check the features and the postprocessor's parameters")
+    is_ood = (label == -1).astype(int)
+    if is_ood.all() or not is_ood.any():
+        raise ValueError("metrics need both ID (label >= 0) and OOD (label == -1) samples")
+    fpr_list, tpr_list, _ = skm.roc_curve(is_ood, -conf)
+    fpr = float(fpr_list[np.argmax(tpr_list >= recall)])
+    auroc = float(skm.auc(fpr_list, tpr_list))
+    prec_in, rec_in, _ = skm.precision_recall_curve(1 - is_ood, conf)
+    prec_out, rec_out, _ = skm.precision_recall_curve(is_ood, -conf)
+    aupr_in = float(skm.auc(rec_in, prec_in))
+    aupr_out = float(skm.auc(rec_out, prec_out))
+    id_mask = label != -1
+    acc = float(np.mean(pred[id_mask] == label[id_mask]))
+    return [fpr, auroc, aupr_in, aupr_out, acc]

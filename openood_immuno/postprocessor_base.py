@@ -1,0 +1,134 @@
+"""Base class of every openood-immuno postprocessor: OpenOOD's contract, feature-level scoring.
+
+It subclasses OpenOOD's ``BasePostprocessor`` when OpenOOD is importable and an equivalent
+base otherwise, so the package works (and is tested) without OpenOOD.
+
+A scorer implements two methods on L2-normalised CLIP image features:
+
+* ``fit(net, id_features)``: build text banks with ``net.encode_text`` and, where the method
+  trains or calibrates, read ``id_features['train']`` / ``['val']`` (lazy :class:`FeatureSet`);
+* ``score_features(features, image_paths=None) -> (pred, conf)``, higher ``conf`` = more ID.
+
+The OpenOOD methods (``setup``, ``postprocess``, ``inference``, ``args_dict``,
+``set_hyperparam``, ``get_hyperparam``) are derived from these. ``inference`` runs on the
+net's device (OpenOOD's calls ``.cuda()``) and reuses cached features.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Mapping, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .features import FeatureSet, LazyFeatures, extract_features
+
+log = logging.getLogger(__name__)
+
+
+def _openood_base():
+    try:
+        from openood.postprocessors.base_postprocessor import BasePostprocessor
+    except ImportError:
+        return None
+    except Exception as exc:  # OpenOOD present but broken: say so, run without it
+        log.warning("OpenOOD is installed but failed to import (%s): running standalone", exc)
+        return None
+    return BasePostprocessor
+
+
+class _StandaloneBasePostprocessor:
+    """Stand-in for ``openood.postprocessors.BasePostprocessor`` when OpenOOD is absent."""
+
+    def __init__(self, config):
+        self.config = config
+
+
+OPENOOD_BASE = _openood_base()
+BasePostprocessor = OPENOOD_BASE or _StandaloneBasePostprocessor
+
+
+class ImmunoPostprocessor(BasePostprocessor):
+    """Feature-level scorer with OpenOOD's postprocessor interface.
+
+    Subclasses set ``method`` (matched by the yml's ``postprocessor.method``) and
+    ``defaults`` (every parameter with its default; unknown names in a config are rejected).
+    """
+
+    method: ClassVar[str] = ""
+    defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, config):
+        super().__init__(config)
+        pp = config["postprocessor"]
+        self.name = pp.get("name", self.method)
+        args = dict(pp.get("postprocessor_args") or {})
+        sweep = dict(pp.get("postprocessor_sweep") or {})
+        unknown = sorted(set(args) - set(self.defaults))
+        unknown += sorted(k for k in sweep if not (k.endswith("_list") and k[:-5] in self.defaults))
+        if unknown:
+            raise ValueError(f"postprocessor '{self.name}': unknown parameter(s) {unknown}; valid "
+                             f"ones are {sorted(self.defaults)} (sweeps as '<name>_list')")
+        self.args: dict[str, Any] = {**self.defaults, **args}
+        self.args_dict = {k[:-5]: list(v) for k, v in sweep.items()}
+        self.APS_mode = bool(pp.get("APS_mode", False))
+        self.hyperparam_search_done = False
+        self.net = None
+
+    # ---- the method -------------------------------------------------------------------
+    def fit(self, net, id_features: Mapping[str, FeatureSet]) -> "ImmunoPostprocessor":
+        """Prepare the scorer (text banks, training, calibration). Returns ``self``."""
+        self.net = net
+        return self
+
+    def score_features(self, features: torch.Tensor,
+                       image_paths: Optional[Sequence[str]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pred, conf)`` for a batch of unit-norm image features; higher conf = more ID."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget test-time state (online methods); a no-op for stateless scorers."""
+
+    def on_hyperparam_change(self) -> None:
+        """Called after ``set_hyperparam``; refits what depends on the changed values."""
+
+    # ---- OpenOOD's interface ------------------------------------------------------------
+    def setup(self, net, id_loader_dict, ood_loader_dict) -> None:
+        net.eval()  # OpenOOD calls setup() before net.eval() (OpenOOD issue #216)
+        self.fit(net, LazyFeatures(net, id_loader_dict))
+
+    def set_hyperparam(self, hyperparam: Sequence[Any]) -> None:
+        for name, value in zip(self.args_dict, hyperparam):
+            self.args[name] = value
+        self.on_hyperparam_change()
+
+    def get_hyperparam(self) -> list[Any]:
+        return [self.args[name] for name in self.args_dict]
+
+    @torch.no_grad()
+    def postprocess(self, net, data: torch.Tensor):
+        return self.score_features(net.encode_image(data))
+
+    @torch.no_grad()
+    def inference(self, net, data_loader: DataLoader, progress: bool = True):
+        """OpenOOD's ``inference`` on cached features, on the net's device."""
+        fs = extract_features(net, data_loader, progress=progress)
+        return self.score_feature_set(fs, data_loader.batch_size or 256, progress)
+
+    def score_feature_set(self, fs: FeatureSet, batch_size: int = 256, progress: bool = False):
+        """Score a whole :class:`FeatureSet` in list order -> numpy ``(pred, conf, label)``."""
+        preds, confs = [], []
+        for feats, _, paths in tqdm(fs.batches(batch_size), total=-(-len(fs) // batch_size),
+                                    desc=f"{self.name} {fs.name}", disable=not progress):
+            pred, conf = self.score_features(feats, paths)
+            preds.append(pred.cpu())
+            confs.append(conf.float().cpu())
+        return (torch.cat(preds).numpy().astype(int), torch.cat(confs).numpy(),
+                fs.labels.numpy().astype(int))
+
+    def _device(self) -> torch.device:
+        return self.net.device if self.net is not None else torch.device("cpu")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, args={self.args})"

@@ -1,0 +1,146 @@
+"""Name -> postprocessor lookup, and registration into a stock OpenOOD.
+
+OpenOOD v1.5 has no plugin mechanism. :func:`register` therefore
+
+* adds our names to ``openood.evaluation_api.postprocessor.postprocessors`` (the module-level
+  name -> class dict) and wraps the ``get_postprocessor(config_root, name, id_name)`` that the
+  ``Evaluator`` calls, so our names load our yml from this package (never downloaded, whatever
+  ``config_root`` is);
+* wraps ``openood.postprocessors.utils.get_postprocessor(config)`` and rebinds it in every
+  module that imported it by name (the ``main.py`` pipelines), so configs naming our
+  postprocessors work through OpenOOD's own scripts.
+
+Calling it twice changes nothing the second time.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from typing import Any
+
+from .config import Config, available_postprocessors, load_postprocessor_config
+from .postprocessor_base import ImmunoPostprocessor
+
+_WRAPPED = "_openood_immuno_wrapped"
+_PIPELINES = ("test_ood_pipeline", "test_ood_pipeline_aps", "test_ad_pipeline",
+              "train_ad_pipeline", "train_opengan_pipeline")
+
+
+def _methods() -> dict[str, type[ImmunoPostprocessor]]:
+    """``method -> class`` over every module of ``openood_immuno.postprocessors``."""
+    package = importlib.import_module("openood_immuno.postprocessors")
+    found: dict[str, type[ImmunoPostprocessor]] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and issubclass(obj, ImmunoPostprocessor) and obj.method
+                    and obj.__module__ == module.__name__):
+                found[obj.method] = obj
+    return found
+
+
+def postprocessor_class(config: Any) -> type[ImmunoPostprocessor]:
+    """The class of a config (``postprocessor.method``, defaulting to ``postprocessor.name``)."""
+    pp = config["postprocessor"]
+    method = pp.get("method") or pp["name"]
+    methods = _methods()
+    if method not in methods:
+        raise KeyError(f"no postprocessor class implements method {method!r}: known {sorted(methods)}")
+    return methods[method]
+
+
+def build_postprocessor(name: str, id_name: str = "imagenet", APS_mode: bool | None = None,
+                        **overrides: Any) -> ImmunoPostprocessor:
+    """A postprocessor ready for ``Evaluator(postprocessor=obj)`` or our runner.
+
+    ``overrides`` replace ``postprocessor_args`` of the shipped yml (unknown names raise).
+    """
+    config = load_postprocessor_config(name, id_name)
+    config.postprocessor.postprocessor_args = {**(config.postprocessor.get("postprocessor_args") or {}),
+                                               **overrides}
+    if APS_mode is not None:
+        config.postprocessor.APS_mode = APS_mode
+    obj = postprocessor_class(config)(config)
+    obj.APS_mode = bool(config.postprocessor.get("APS_mode", False))
+    obj.hyperparam_search_done = False
+    return obj
+
+
+def openood_available() -> bool:
+    try:
+        import openood.evaluation_api.postprocessor  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def register() -> list[str]:
+    """Make every openood-immuno postprocessor selectable in stock OpenOOD; returns the names.
+
+    Raises ImportError with install instructions when OpenOOD is absent.
+    """
+    try:
+        import openood.evaluation_api.evaluator as ev_mod
+        import openood.evaluation_api.postprocessor as api
+        import openood.postprocessors as pp_pkg
+        import openood.postprocessors.utils as pp_utils
+    except ImportError as exc:
+        raise ImportError("openood_immuno.register() needs OpenOOD, which is not on PyPI: install it "
+                          "with `pip install git+https://github.com/Jingkang50/OpenOOD` "
+                          f"({exc})") from exc
+    names = available_postprocessors()
+    from .postprocessor_base import OPENOOD_BASE
+
+    if OPENOOD_BASE is None:
+        raise ImportError("OpenOOD became importable after openood_immuno was imported: import "
+                          "openood before openood_immuno so postprocessors subclass its base")
+    for name in names:
+        api.postprocessors[name] = postprocessor_class(load_postprocessor_config(name))
+
+    if not getattr(api.get_postprocessor, _WRAPPED, False):
+        original_api = api.get_postprocessor
+
+        def get_postprocessor(config_root, postprocessor_name, id_data_name):
+            if postprocessor_name in available_postprocessors():
+                return build_postprocessor(postprocessor_name, id_data_name)
+            return original_api(config_root, postprocessor_name, id_data_name)
+
+        setattr(get_postprocessor, _WRAPPED, True)
+        api.get_postprocessor = get_postprocessor
+        ev_mod.get_postprocessor = get_postprocessor
+
+    if not getattr(pp_utils.get_postprocessor, _WRAPPED, False):
+        original_utils = pp_utils.get_postprocessor
+
+        def get_postprocessor_from_config(config):
+            pp = config["postprocessor"]
+            if (pp.get("method") or pp["name"]) in _methods() or pp["name"] in names:
+                merged = _with_shipped_defaults(config)
+                obj = postprocessor_class(merged)(merged)
+                return obj
+            return original_utils(config)
+
+        setattr(get_postprocessor_from_config, _WRAPPED, True)
+        for mod_name in ["openood.postprocessors.utils", "openood.postprocessors"] + [
+                f"openood.pipelines.{p}" for p in _PIPELINES]:
+            try:
+                module = importlib.import_module(mod_name)
+            except Exception:  # a pipeline whose own imports fail cannot be used anyway
+                module = sys.modules.get(mod_name)
+            if module is not None and hasattr(module, "get_postprocessor"):
+                module.get_postprocessor = get_postprocessor_from_config
+        pp_pkg.get_postprocessor = get_postprocessor_from_config
+    return names
+
+
+def _with_shipped_defaults(config) -> Config:
+    """A user config for one of our names, completed with the shipped yml's arguments."""
+    pp = config["postprocessor"]
+    shipped = (load_postprocessor_config(pp["name"]).postprocessor
+               if pp["name"] in available_postprocessors() else Config())
+    merged = Config(dict(config))
+    merged.postprocessor = {**shipped, **pp,
+                            "postprocessor_args": {**(shipped.get("postprocessor_args") or {}),
+                                                   **(pp.get("postprocessor_args") or {})}}
+    return merged
