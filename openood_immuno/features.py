@@ -6,6 +6,7 @@ preprocessing, the image folder and the exact list lines; files are written atom
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from torch.utils.data import DataLoader, SequentialSampler
 from tqdm.auto import tqdm
 
 from .cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,6 +76,7 @@ def extract_features(net, loader: DataLoader, name: str = "", progress: bool = T
     if path is not None:
         cached = torch_load_cached(path)
         if cached is not None:
+            log.info("features %s: %d images from cache (no backbone pass)", name, len(cached["labels"]))
             return FeatureSet(name, cached["features"], cached["labels"], cached["image_paths"])
     was_training = net.training
     net.eval()

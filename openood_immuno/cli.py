@@ -1,0 +1,109 @@
+"""``openood-immuno`` command line: ``eval`` (and the method commands ``antibodies``, ``vaccinate``...)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import torch
+
+from .clip_net import build_clip_net
+from .config import available_postprocessors
+from .registry import build_postprocessor, openood_available
+from .runner import PROTOCOLS, BenchmarkLists, FeatureStore, evaluate, parse_extra_ood
+
+log = logging.getLogger("openood_immuno")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="ViT-B-16", help="open_clip model name or JSON config path")
+    parser.add_argument("--pretrained", default="openai",
+                        help="open_clip tag, local checkpoint path, or 'none' (random init: smoke tests)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--id", dest="id_name", default="imagenet", choices=["imagenet"])
+
+
+def net_from_args(args):
+    return build_clip_net(args.model, args.pretrained, args.id_name, device=args.device)
+
+
+def _weights_tag(pretrained: str) -> str:
+    return os.path.splitext(os.path.basename(pretrained.rstrip("/")))[0] or "none"
+
+
+def cmd_eval(args) -> int:
+    names = [n.strip() for n in args.postprocessors.split(",") if n.strip()]
+    unknown = [n for n in names if n not in available_postprocessors()]
+    if unknown:
+        raise SystemExit(f"unknown postprocessor(s) {unknown}: available {available_postprocessors()}")
+    engine = args.engine
+    if engine == "auto":
+        engine = "openood" if openood_available() and args.protocol == "openood" and not args.extra_ood \
+            else "builtin"
+    if engine == "openood" and (args.protocol != "openood" or args.extra_ood):
+        raise SystemExit("--engine openood supports only --protocol openood without --extra-ood")
+    net = net_from_args(args)
+    lists = BenchmarkLists(extra=parse_extra_ood(args.extra_ood))
+    store = FeatureStore(net, args.data_root, lists, args.id_name, args.batch_size, args.num_workers)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    run_dir = os.path.join(args.output_dir, f"{args.id_name}_{os.path.basename(args.model)}_"
+                                            f"{_weights_tag(args.pretrained)}")
+    for name in names:
+        pp = build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None)
+        print(f"\n== {name} ({engine} engine, {args.protocol} protocol"
+              f"{', seeds ' + args.seeds if args.protocol == 'stream' else ''})", flush=True)
+        if engine == "openood":
+            from .openood_bridge import evaluate_with_openood
+
+            result = evaluate_with_openood(net, pp, args.data_root, args.id_name, args.batch_size,
+                                           args.num_workers)
+        else:
+            result = evaluate(pp, store, args.protocol, seeds, args.score_batch_size)
+        if result.hyperparams:
+            print(f"APS chose {result.hyperparams}")
+        print(result.format(), flush=True)
+        suffix = "" if args.protocol == "openood" else "_stream"
+        print(f"results: {result.write_csv(os.path.join(run_dir, name + suffix))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openood-immuno", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("eval", help="evaluate postprocessors on an OpenOOD data_root")
+    add_model_args(ev)
+    ev.add_argument("--data-root", required=True, help="OpenOOD data_root (holds benchmark_imglist/)")
+    ev.add_argument("--postprocessors", default="mcm", help=f"comma-separated, from {available_postprocessors()}")
+    ev.add_argument("--protocol", default="openood", choices=PROTOCOLS,
+                    help="openood: ID test then each OOD set; stream: shuffled ID+OOD stream per OOD set")
+    ev.add_argument("--seeds", default="0", help="stream seeds, comma-separated (mean and std reported)")
+    ev.add_argument("--engine", default="auto", choices=["auto", "openood", "builtin"],
+                    help="auto: OpenOOD's Evaluator when installed (openood protocol), else builtin")
+    ev.add_argument("--aps", action="store_true", help="force OpenOOD's automatic parameter search")
+    ev.add_argument("--extra-ood", action="append", default=[], metavar="NAME=LIST",
+                    help="extra OOD list relative to data_root (e.g. imagenet_o=benchmark_imglist/...)")
+    ev.add_argument("--batch-size", type=int, default=128, help="backbone batch size")
+    ev.add_argument("--score-batch-size", type=int, default=256, help="scoring batch size (stream batch)")
+    ev.add_argument("--num-workers", type=int, default=2)
+    ev.add_argument("--output-dir", default="results")
+    ev.set_defaults(func=cmd_eval)
+    for module in _COMMAND_MODULES:
+        module.add_commands(sub)
+    return parser
+
+
+_COMMAND_MODULES: list = []
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

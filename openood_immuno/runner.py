@@ -1,0 +1,213 @@
+"""Benchmark runner without OpenOOD: reads OpenOOD's data_root, scores from cached features.
+
+Image features are computed once per (model, weights, preprocessing, list) and cached, so
+K postprocessors cost one backbone pass. Two protocols:
+
+* ``openood`` (OpenOOD v1.5's ``Evaluator``): the ID test set is scored first, then every OOD
+  set in the order ssb_hard, ninco, inaturalist, textures, openimage_o, with one postprocessor
+  state throughout (``reset()`` once at the start).
+* ``stream`` (the ANTS paper's protocol): for each OOD set, the ID test set and that OOD set
+  are mixed into one stream shuffled with ``seed``; the postprocessor is ``reset()`` before
+  each stream. Several seeds give a mean and a standard deviation. For stateless scorers the
+  two protocols give the same numbers.
+
+Rows and columns match ``Evaluator.eval_ood()``: near sets, ``nearood`` (their mean), far
+sets, ``farood`` (their mean); FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC, in percent. ACC is the
+zero-shot accuracy of the net's classifier on the ID test set, as OpenOOD reports it.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .data import (IMAGENET_FAR, IMAGENET_ID, IMAGENET_NEAR, IMAGENET_OOD_VAL, NUM_CLASSES,
+                   ImglistDataset, ListSpec, make_loader)
+from .features import FeatureSet, LazyFeatures, extract_features
+from .metrics import METRIC_NAMES, compute_all_metrics
+from .postprocessor_base import ImmunoPostprocessor
+
+log = logging.getLogger(__name__)
+PROTOCOLS = ("openood", "stream")
+
+
+@dataclass
+class BenchmarkLists:
+    """The image lists of one benchmark (OpenOOD v1.5 ImageNet-1K by default)."""
+
+    id: Mapping[str, ListSpec] = field(default_factory=lambda: dict(IMAGENET_ID))
+    ood_val: ListSpec = IMAGENET_OOD_VAL
+    near: Mapping[str, ListSpec] = field(default_factory=lambda: dict(IMAGENET_NEAR))
+    far: Mapping[str, ListSpec] = field(default_factory=lambda: dict(IMAGENET_FAR))
+    extra: Mapping[str, ListSpec] = field(default_factory=dict)
+
+    @property
+    def ood(self) -> dict[str, ListSpec]:
+        return {**self.near, **self.far, **self.extra}
+
+
+def parse_extra_ood(items: Iterable[str], data_dir: str = "images_largescale/") -> dict[str, ListSpec]:
+    """``NAME=LIST`` pairs (LIST relative to data_root) -> extra OOD lists, e.g. ``imagenet_o=...``."""
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--extra-ood expects NAME=LIST (LIST relative to data_root), got {item!r}")
+        out[name] = ListSpec(name, data_dir, path)
+    return out
+
+
+class FeatureStore:
+    """Cached image features of every list of a benchmark under one net."""
+
+    def __init__(self, net, data_root: str, lists: BenchmarkLists, id_name: str = "imagenet",
+                 batch_size: int = 128, num_workers: int = 2, progress: bool = True):
+        self.net, self.data_root, self.lists = net, data_root, lists
+        self.num_classes = NUM_CLASSES.get(id_name)
+        self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
+        self._sets: dict[str, FeatureSet] = {}
+
+    def loader(self, spec: ListSpec):
+        dataset = ImglistDataset(self.data_root, spec, self.net.preprocess, self.num_classes)
+        return make_loader(dataset, self.batch_size, self.num_workers)
+
+    def get(self, key: str, spec: ListSpec) -> FeatureSet:
+        if key not in self._sets:
+            self._sets[key] = extract_features(self.net, self.loader(spec), key, self.progress)
+        return self._sets[key]
+
+    def id_features(self) -> LazyFeatures:
+        return LazyFeatures(self.net, {s: self.loader(spec) for s, spec in self.lists.id.items()},
+                            self.progress)
+
+
+def _concat(a: FeatureSet, b: FeatureSet, name: str) -> FeatureSet:
+    return FeatureSet(name, torch.cat([a.features, b.features]), torch.cat([a.labels, b.labels]),
+                      a.image_paths + b.image_paths)
+
+
+def _permute(fs: FeatureSet, order: torch.Tensor) -> FeatureSet:
+    return FeatureSet(fs.name, fs.features[order], fs.labels[order], [fs.image_paths[i] for i in order])
+
+
+def score_stream(pp: ImmunoPostprocessor, id_fs: FeatureSet, ood_fs: FeatureSet, seed: int,
+                 batch_size: int) -> list[float]:
+    """Paper protocol: one seeded shuffled stream of ID + OOD, fresh state; returns metrics."""
+    mixed = _concat(id_fs, ood_fs, f"{id_fs.name}+{ood_fs.name}")
+    order = torch.randperm(len(mixed), generator=torch.Generator().manual_seed(seed))
+    pp.reset()
+    pred, conf, label = pp.score_feature_set(_permute(mixed, order), batch_size)
+    return compute_all_metrics(conf, label, pred)
+
+
+def hyperparam_search(pp: ImmunoPostprocessor, id_val: FeatureSet, ood_val: FeatureSet,
+                      batch_size: int) -> list:
+    """OpenOOD's APS: the sweep value combination with the best ID-val vs OOD-val AUROC.
+
+    Combinations are visited in OpenOOD's order (first parameter fastest); ties keep the first.
+    """
+    names = list(pp.args_dict)
+    combos = [tuple(reversed(c)) for c in itertools.product(*[pp.args_dict[n] for n in reversed(names)])]
+    best, best_auroc = None, -1.0
+    ood_val = FeatureSet(ood_val.name, ood_val.features, torch.full_like(ood_val.labels, -1),
+                         ood_val.image_paths)
+    for combo in combos:
+        pp.set_hyperparam(list(combo))
+        pp.reset()
+        pred, conf, label = pp.score_feature_set(_concat(id_val, ood_val, "aps"), batch_size)
+        auroc = compute_all_metrics(conf, label, pred)[1]
+        log.info("APS %s %s: AUROC %.4f", pp.name, dict(zip(names, combo)), auroc)
+        if auroc > best_auroc:
+            best, best_auroc = combo, auroc
+    pp.set_hyperparam(list(best))
+    pp.hyperparam_search_done = True
+    return list(best)
+
+
+@dataclass
+class EvalResult:
+    """Metrics table (percent) of one postprocessor: ``rows[name] = [FPR@95, AUROC, ...]``."""
+
+    postprocessor: str
+    rows: dict[str, list[float]]
+    std: Optional[dict[str, list[float]]] = None
+    hyperparams: Optional[dict] = None
+    scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def format(self) -> str:
+        lines = [f"{'':<14}" + "".join(f"{m:>10}" for m in METRIC_NAMES)]
+        for name, vals in self.rows.items():
+            cells = [f"{v:10.2f}" if self.std is None else f"{v:6.2f}±{s:<4.2f}"[:10].rjust(10)
+                     for v, s in zip(vals, (self.std or {}).get(name, vals))]
+            lines.append(f"{name:<14}" + "".join(cells))
+        return "\n".join(lines)
+
+    def write_csv(self, folder: str) -> str:
+        """``ood.csv`` in OpenOOD's results layout (dataset, FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC)."""
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "ood.csv")
+        with open(path, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["dataset", *METRIC_NAMES] + (["std_" + m for m in METRIC_NAMES] if self.std else []))
+            for name, vals in self.rows.items():
+                extra = [f"{s:.2f}" for s in self.std[name]] if self.std else []
+                writer.writerow([name, *[f"{v:.2f}" for v in vals], *extra])
+        for name, (pred, conf, label) in self.scores.items():
+            np.savez_compressed(os.path.join(folder, f"scores_{name}.npz"), pred=pred, conf=conf, label=label)
+        return path
+
+
+def _table(per_set: Mapping[str, list[float]], near: Sequence[str], far: Sequence[str],
+           extra: Sequence[str], acc: float) -> dict[str, list[float]]:
+    rows: dict[str, list[float]] = {}
+    for group, names in (("nearood", near), ("farood", far)):
+        for n in names:
+            rows[n] = per_set[n]
+        rows[group] = list(np.mean([per_set[n] for n in names], axis=0))
+    for n in extra:
+        rows[n] = per_set[n]
+    return {k: [100 * x for x in v[:4]] + [100 * acc] for k, v in rows.items()}
+
+
+def evaluate(pp: ImmunoPostprocessor, store: FeatureStore, protocol: str = "openood",
+             seeds: Sequence[int] = (0,), batch_size: int = 256) -> EvalResult:
+    """Fit ``pp``, search its hyper-parameters if ``APS_mode``, and score every OOD set."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: use one of {PROTOCOLS}")
+    lists = store.lists
+    pp.fit(store.net, store.id_features())
+    hyper = None
+    if pp.APS_mode and pp.args_dict and not pp.hyperparam_search_done:
+        hyper = dict(zip(pp.args_dict, hyperparam_search(
+            pp, store.get("val_imagenet", lists.id["val"]), store.get("val_ood", lists.ood_val), batch_size)))
+    id_fs = store.get("test_imagenet", lists.id["test"])
+    acc = float((torch.argmax(id_fs.features @ store.net.class_text_features.cpu().T, 1)
+                 == id_fs.labels).float().mean())
+    ood_sets = {n: store.get(n, spec) for n, spec in lists.ood.items()}
+    scores = {}
+    if protocol == "openood":
+        pp.reset()
+        id_scores = scores["id"] = pp.score_feature_set(id_fs, batch_size)
+        per_seed = [{}]
+        for name, fs in ood_sets.items():
+            ood = scores[name] = pp.score_feature_set(fs, batch_size)
+            ood_label = -np.ones_like(ood[2])
+            per_seed[0][name] = compute_all_metrics(np.concatenate([id_scores[1], ood[1]]),
+                                                    np.concatenate([id_scores[2], ood_label]),
+                                                    np.concatenate([id_scores[0], ood[0]]))
+    else:
+        per_seed = [{name: score_stream(pp, id_fs, FeatureSet(fs.name, fs.features,
+                                                              torch.full_like(fs.labels, -1), fs.image_paths),
+                                        seed, batch_size)
+                     for name, fs in ood_sets.items()} for seed in seeds]
+    tables = [_table(m, list(lists.near), list(lists.far), list(lists.extra), acc) for m in per_seed]
+    rows = {k: list(np.mean([t[k] for t in tables], axis=0)) for k in tables[0]}
+    std = ({k: list(np.std([t[k] for t in tables], axis=0)) for k in tables[0]}
+           if len(tables) > 1 else None)
+    return EvalResult(pp.name, rows, std, hyper, scores)
