@@ -1,0 +1,64 @@
+import pytest
+
+from openood_immuno import available_postprocessors, build_postprocessor
+from openood_immuno.config import config_dir, load_postprocessor_config
+from openood_immuno.registry import postprocessor_class
+
+
+def test_every_shipped_yml_builds_its_class():
+    names = available_postprocessors()
+    assert "mcm" in names
+    for name in names:
+        pp = build_postprocessor(name)
+        assert pp.name == name
+        assert hasattr(pp, "APS_mode") and pp.hyperparam_search_done is False
+        assert set(pp.args_dict) <= set(pp.defaults)
+
+
+def _installed_files():
+    import json
+    from importlib import metadata
+
+    dist = metadata.distribution("openood-immuno")
+    direct = dist.read_text("direct_url.json")
+    if direct and json.loads(direct).get("dir_info", {}).get("editable"):
+        pytest.skip("editable install: package data is read from the source tree")
+    return [str(f) for f in dist.files]
+
+
+def test_configs_and_postprocessors_ship_under_the_package_namespace():
+    assert (config_dir() / "mcm.yml").is_file()
+    files = _installed_files()
+    assert "openood_immuno/configs/postprocessors/mcm.yml" in files
+    assert "openood_immuno/postprocessors/mcm_postprocessor.py" in files
+    assert "openood_immuno/data/imagenet_classes.json" in files
+    assert not [f for f in files if f.startswith("postprocessors/") or f.startswith("configs/")]
+
+
+def test_unknown_parameter_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['temperature'\].*valid ones are \['T', 'templates'\]"):
+        build_postprocessor("mcm", temperature=2.0)
+
+
+def test_unknown_postprocessor_lists_available():
+    with pytest.raises(KeyError, match="available"):
+        build_postprocessor("mcn")
+
+
+def test_method_key_selects_class():
+    config = load_postprocessor_config("mcm")
+    assert postprocessor_class(config).method == "mcm"
+    config.postprocessor.method = "nope"
+    with pytest.raises(KeyError, match="no postprocessor class implements method 'nope'"):
+        postprocessor_class(config)
+
+
+def test_overrides_and_aps_flag():
+    pp = build_postprocessor("mcm", APS_mode=True, T=0.5)
+    assert pp.APS_mode is True and pp.args["T"] == 0.5
+
+
+def test_no_top_level_postprocessors_module():
+    import importlib.util
+
+    assert importlib.util.find_spec("postprocessors") is None
