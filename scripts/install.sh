@@ -6,12 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip setuptools wheel 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v "^WARNING: Location" || true
+# pip's exit status is kept; only the local index's noise is filtered out.
+pipq() { .venv/bin/python -m pip install -q "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+pipq --upgrade pip setuptools wheel
+pipq "torch==2.14.1" "torchvision==0.29.1"
 if [ "${EDITABLE:-0}" = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  pipq -e ".[test]"
 else
-  .venv/bin/python -m pip install -q --force-reinstall --no-deps . 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install -q ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  pipq --force-reinstall --no-deps .
+  pipq ".[test]"
 fi
 .venv/bin/python -c "import openood_immuno, open_clip, torch; print('openood-immuno', openood_immuno.__version__, 'torch', torch.__version__)"
