@@ -68,6 +68,15 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    path = write_report(args.results_dir, args.out)
+    print(path.read_text(encoding="utf-8"))
+    print(f"report: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openood-immuno", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -89,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--num-workers", type=int, default=2)
     ev.add_argument("--output-dir", default="results")
     ev.set_defaults(func=cmd_eval)
+    rep = sub.add_parser("report", help="markdown + leaderboard CSV + plots of eval results")
+    rep.add_argument("results_dir", help="the --output-dir of `openood-immuno eval`")
+    rep.add_argument("--out", default=None, help="output folder (default RESULTS_DIR/report)")
+    rep.set_defaults(func=cmd_report)
     for module in _COMMAND_MODULES:
         module.add_commands(sub)
     return parser

@@ -1,0 +1,17 @@
+"""Immuno-VLM (Immunizing Large Vision-Language Models via Generative Semantic Antibodies).
+
+Modules, one job each:
+
+* :mod:`.antibodies` -- the versioned JSON antibody bank (format, validation, de-duplication);
+* :mod:`.generators` -- the generator interface and the bank-building driver (resumable);
+* :mod:`.wordnet_gen` -- offline WordNet antibodies (look-alikes, contextual patterns, random words);
+* :mod:`.llm` and :mod:`.parsing` -- LLM antibodies (transformers or OpenAI-compatible endpoints);
+* :mod:`.antigen` -- Phase 1: geodesic prototypes and vMF concentrations (Thm 3.4);
+* :mod:`.filtration` -- band-pass filtration of antibodies (Prop. 3.6);
+* :mod:`.adapter` -- Phase 3: the residual rejection adapter and its vaccination (cached);
+* :mod:`.evt` -- per-class Weibull calibration of DIS (Sec. 3.6);
+* :mod:`.pipeline` -- the whole method on tensors, used by the postprocessors;
+* :mod:`.commands` -- ``openood-immuno antibodies`` and ``openood-immuno vaccinate``.
+
+The scores themselves are pure functions in :mod:`openood_immuno.scores.immuno`.
+"""

@@ -1,0 +1,69 @@
+"""NegLabel's candidate corpus: WordNet nouns and adjectives, read with nltk.
+
+The NegLabel repository ships its corpus as text files (``txtfiles/noun.*.txt``, ``adj.*.txt``):
+one line per synset, the synset's first lemma with underscores as spaces, and the noun files
+``noun.animal`` and ``noun.food`` absent. :func:`wordnet_corpus` rebuilds that list from
+WordNet 3.0 (59,123 nouns and 12,354 adjectives with the default exclusions; the repository's
+files hold about 58.5k and 13.1k), deduplicated globally with nouns first.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+NEGLABEL_EXCLUDED_LEXNAMES = ("noun.animal", "noun.food")
+
+
+def _wordnet():
+    try:
+        from nltk.corpus import wordnet as wn
+
+        wn.get_version()
+    except LookupError as exc:
+        raise LookupError("NegLabel needs the WordNet corpus of nltk: run "
+                          "`python -m nltk.downloader wordnet` or point NLTK_DATA at a folder "
+                          "holding corpora/wordnet") from exc
+    return wn
+
+
+@lru_cache(maxsize=4)
+def wordnet_corpus(exclude_lexnames: tuple[str, ...] = NEGLABEL_EXCLUDED_LEXNAMES
+                   ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(nouns, adjectives)``: first lemma of every noun / adjective synset, in WordNet order.
+
+    Adjectives include satellites. A word already taken (as a noun, or earlier) is skipped.
+    ``exclude_lexnames`` drops synsets of those lexicographer files (e.g. ``noun.animal``).
+    """
+    wn = _wordnet()
+    excluded = set(exclude_lexnames)
+    seen: set[str] = set()
+    pools: dict[str, list[str]] = {"n": [], "a": []}
+    for pos in ("n", "a"):
+        for synset in wn.all_synsets(pos):
+            if synset.lexname() in excluded:
+                continue
+            word = synset.lemmas()[0].name().replace("_", " ")
+            if word not in seen:
+                seen.add(word)
+                pools[pos].append(word)
+    return tuple(pools["n"]), tuple(pools["a"])
+
+
+def evenly_spaced(pool: Sequence[str], k: int) -> list[str]:
+    """``k`` items spread evenly over ``pool`` (all of it when ``k`` >= its size)."""
+    n = len(pool)
+    if k >= n:
+        return list(pool)
+    return [pool[i * n // k] for i in range(k)]
+
+
+def limited_corpus(nouns: Sequence[str], adjectives: Sequence[str], limit: int
+                   ) -> tuple[list[str], list[str]]:
+    """At most ``limit`` candidates in all, split between the pools by their sizes.
+
+    ``limit <= 0`` keeps everything. Used to mine on a small model in seconds (tests, smoke runs).
+    """
+    if limit <= 0 or limit >= len(nouns) + len(adjectives):
+        return list(nouns), list(adjectives)
+    k_noun = round(limit * len(nouns) / (len(nouns) + len(adjectives)))
+    return evenly_spaced(nouns, k_noun), evenly_spaced(adjectives, limit - k_noun)
