@@ -116,8 +116,21 @@ class ImmunoPostprocessor(BasePostprocessor):
         fs = extract_features(net, data_loader, progress=progress)
         return self.score_feature_set(fs, data_loader.batch_size or 256, progress)
 
+    def check_features(self, features: torch.Tensor, what: str = "image features") -> None:
+        """Reject features of another model (dimension) or broken ones (NaN/inf) with the fix."""
+        dim = getattr(self.net, "embed_dim", None)
+        if features.ndim != 2 or (dim is not None and features.shape[1] != dim):
+            raise ValueError(f"{what} have shape {tuple(features.shape)} but the net's embedding dimension "
+                             f"is {dim}: features and text must come from the same CLIP model (clear "
+                             "the feature cache if the model changed)")
+        bad = int((~torch.isfinite(features)).any(dim=1).sum())
+        if bad:
+            raise ValueError(f"{bad} of {features.shape[0]} {what} contain NaN or inf: check the images "
+                             "and the backbone's precision (fp16 overflow), then clear the feature cache")
+
     def score_feature_set(self, fs: FeatureSet, batch_size: int = 256, progress: bool = False):
         """Score a whole :class:`FeatureSet` in list order -> numpy ``(pred, conf, label)``."""
+        self.check_features(fs.features, f"features of '{fs.name}'")
         preds, confs = [], []
         for feats, _, paths in tqdm(fs.batches(batch_size), total=-(-len(fs) // batch_size),
                                     desc=f"{self.name} {fs.name}", disable=not progress):

@@ -89,6 +89,7 @@ def register() -> list[str]:
         raise ImportError("openood_immuno.register() needs OpenOOD, which is not on PyPI: install it "
                           "with `pip install git+https://github.com/Jingkang50/OpenOOD` "
                           f"({exc})") from exc
+    _check_openood_version(api, pp_utils)
     names = available_postprocessors()
     from .postprocessor_base import OPENOOD_BASE
 
@@ -132,6 +133,23 @@ def register() -> list[str]:
                 module.get_postprocessor = get_postprocessor_from_config
         pp_pkg.get_postprocessor = get_postprocessor_from_config
     return names
+
+
+def _check_openood_version(api, pp_utils) -> None:
+    """The v1.5 name tables we hook into must exist; older or reorganised OpenOODs fail clearly."""
+    import inspect
+
+    problems = []
+    if not isinstance(getattr(api, "postprocessors", None), dict):
+        problems.append("openood.evaluation_api.postprocessor.postprocessors (name -> class dict)")
+    get = getattr(api, "get_postprocessor", None)
+    if get is None or list(inspect.signature(get).parameters)[:2] != ["config_root", "postprocessor_name"]:
+        problems.append("get_postprocessor(config_root, postprocessor_name, id_data_name)")
+    if not callable(getattr(pp_utils, "get_postprocessor", None)):
+        problems.append("openood.postprocessors.utils.get_postprocessor(config)")
+    if problems:
+        raise RuntimeError("incompatible OpenOOD version: openood-immuno needs OpenOOD v1.5, which has "
+                           + "; ".join(problems) + ". Install OpenOOD v1.5 from its git repository")
 
 
 def _with_shipped_defaults(config) -> Config:

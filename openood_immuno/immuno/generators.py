@@ -1,0 +1,167 @@
+"""Antibody generators behind one interface, and the resumable bank-building driver.
+
+A generator turns one ID class into antibodies (Immuno-VLM, Phase 2)::
+
+    gen = make_generator("wordnet")                       # or "hf:MODEL", "openai:URL"
+    bank = build_bank(gen, id_classes("imagenet"), "bank.json")
+
+``build_bank`` skips classes already in the file (resume), saves atomically every few
+seconds, logs each class that falls short (with the reasons) and records it in the bank's
+``short`` section; only a generator that keeps failing to answer at all (model or endpoint
+gone) stops the run, after saving, with an error telling how to resume.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from tqdm.auto import tqdm
+
+from ..classnames import imagenet_classes, resolve_class_names
+from .antibodies import Antibody, AntibodyBank
+
+log = logging.getLogger(__name__)
+
+
+class GeneratorUnavailable(RuntimeError):
+    """The generator cannot run at all (corpus, model or endpoint missing); the message says why."""
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """An ID class: its name and, when known, its WordNet id (``n01440764``)."""
+
+    name: str
+    wnid: Optional[str] = None
+
+
+@dataclass
+class Generated:
+    """A generator's answer for one class.
+
+    ``problems`` are human-readable log lines (garbage answers, retries); ``answered`` is
+    False when the backend produced no answer at all (transport failure), which the driver
+    counts towards stopping a run whose model or endpoint has gone away.
+    """
+
+    antibodies: list[Antibody] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    answered: bool = True
+
+
+class AntibodyGenerator(ABC):
+    """Interface of every generator: ``provenance``, ``wanted``, ``prepare``, ``generate``."""
+
+    name: str = ""
+
+    def __init__(self, n_near: int, n_contextual: int, seed: int = 0):
+        if n_near < 0 or n_contextual < 0 or n_near + n_contextual == 0:
+            raise ValueError(f"ask for at least one antibody per class (n_near={n_near}, "
+                             f"n_contextual={n_contextual})")
+        self.n_near, self.n_contextual, self.seed = int(n_near), int(n_contextual), int(seed)
+
+    @property
+    def wanted(self) -> dict[str, int]:
+        return {"near_ood": self.n_near, "contextual": self.n_contextual}
+
+    @abstractmethod
+    def provenance(self) -> dict:
+        """``generator``, ``model``, ``prompts``, ``seed``, ``params``, ``generator_version``."""
+
+    def prepare(self, classes: Sequence[ClassInfo]) -> None:
+        """Called once with *all* ID classes before generation (e.g. exclusion lists)."""
+
+    @abstractmethod
+    def generate(self, cls: ClassInfo) -> Generated:
+        """Antibodies of one class; never raises for a bad answer (reports it in ``problems``)."""
+
+
+def id_classes(id_spec: str | Sequence[str]) -> list[ClassInfo]:
+    """``'imagenet'`` (names with wnids), a text file of names (one a line), or a name list."""
+    if isinstance(id_spec, str) and id_spec == "imagenet":
+        return [ClassInfo(name, wnid) for wnid, name in imagenet_classes()]
+    if isinstance(id_spec, str):
+        path = Path(id_spec)
+        if not path.is_file():
+            raise ValueError(f"--id must be 'imagenet' or a text file with one class name per "
+                             f"line; {id_spec!r} is neither")
+        names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        return [ClassInfo(n) for n in resolve_class_names(names)]
+    names = resolve_class_names(id_spec)
+    if names == [n for _, n in imagenet_classes()]:
+        return id_classes("imagenet")
+    return [ClassInfo(n) for n in names]
+
+
+def make_generator(spec: str, n_near: int = 10, n_contextual: int = 5, seed: int = 0,
+                   **options) -> AntibodyGenerator:
+    """``wordnet`` | ``hf:MODEL`` (transformers name or path) | ``openai:URL`` (``.../v1``).
+
+    ``options`` go to the LLM generators (``model``, ``api_key``, ``timeout``, ``retries``,
+    ``temperature``, ``max_new_tokens``, ``device``, ``retry_wait``).
+    """
+    kind, _, target = spec.partition(":")
+    if kind == "wordnet" and not target:
+        if options:
+            raise ValueError(f"the wordnet generator takes no LLM options, got {sorted(options)}")
+        from .wordnet_gen import WordNetGenerator
+
+        return WordNetGenerator(n_near, n_contextual, seed=seed)
+    if kind in ("hf", "openai") and target:
+        from .llm import LLMGenerator, OpenAIChatBackend, TransformersChatBackend
+
+        retries = options.pop("retries", 2)
+        if kind == "hf":
+            backend = TransformersChatBackend(target, **options)
+        else:
+            backend = OpenAIChatBackend(target, **options)
+        return LLMGenerator(backend, n_near, n_contextual, retries=retries, seed=seed)
+    raise ValueError(f"unknown generator {spec!r}: use 'wordnet', 'hf:MODEL_NAME_OR_PATH' or "
+                     "'openai:http://HOST:PORT/v1'")
+
+
+def build_bank(generator: AntibodyGenerator, classes: Sequence[ClassInfo], out: str | Path,
+               progress: bool = True, save_every_s: float = 5.0,
+               max_consecutive_failures: int = 10) -> AntibodyBank:
+    """Generate antibodies for every class not yet in ``out`` and save the bank there.
+
+    Classes sharing a name are generated from each of their ``ClassInfo`` and merged.
+    """
+    class_names = [c.name for c in classes]
+    bank = AntibodyBank.open_for_generation(out, class_names, generator.provenance())
+    todo: dict[str, list[ClassInfo]] = {}
+    for c in classes:
+        if c.name not in bank:
+            todo.setdefault(c.name, []).append(c)
+    if todo:
+        generator.prepare(classes)
+    if len(todo) < len(set(class_names)):
+        log.info("resuming %s: %d classes already done, %d to go", out,
+                 len(set(class_names)) - len(todo), len(todo))
+    failures, last_save = 0, time.monotonic()
+    for name, infos in tqdm(todo.items(), desc=f"antibodies ({generator.name})", disable=not progress):
+        results = [generator.generate(info) for info in infos]
+        antibodies = [ab for r in results for ab in r.antibodies]
+        problems = [p for r in results for p in r.problems]
+        kept = bank.add_class(name, antibodies, generator.wanted, problems)
+        if name in bank.short:
+            counts = bank.short[name]
+            log.warning("class %r fell short: %d/%d near-OOD, %d/%d contextual%s", name,
+                        counts["near_ood"], generator.n_near, counts["contextual"],
+                        generator.n_contextual, f" ({'; '.join(problems[-3:])})" if problems else "")
+        failures = 0 if any(r.answered for r in results) or kept else failures + 1
+        if failures >= max_consecutive_failures:
+            bank.save(out)
+            raise GeneratorUnavailable(
+                f"{generator.name}: no answer for {failures} classes in a row (last: "
+                f"{problems[-1] if problems else 'no detail'}); progress is saved in {out}: fix the "
+                "model/endpoint and re-run the same command to resume")
+        if time.monotonic() - last_save >= save_every_s:
+            bank.save(out)
+            last_save = time.monotonic()
+    bank.save(out)
+    return bank
