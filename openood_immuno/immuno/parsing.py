@@ -41,7 +41,8 @@ def parse_list(text: str | None) -> list[str]:
     return [i for i in items if i]
 
 
-def _mentions(text: str, word: str) -> bool:
+def mentions(text: str, word: str) -> bool:
+    """Whether normalised ``text`` contains ``word`` as whole word(s), plural allowed."""
     return re.search(rf"\b{re.escape(word)}(?:e?s)?\b", text) is not None
 
 
@@ -73,9 +74,9 @@ def screen_candidates(items: Iterable[str], class_name: str, kind: str) -> tuple
             reason = "repeated words"
         elif norm == cls:
             reason = "is the class itself"
-        elif kind == "near_ood" and _mentions(norm, cls):
+        elif kind == "near_ood" and mentions(norm, cls):
             reason = "contains the class name"
-        elif kind == "contextual" and not _mentions(norm, head):
+        elif kind == "contextual" and not mentions(norm, head):
             reason = f"does not mention {head!r}"
         if reason:
             rejected.append(f"{item[:60]!r}: {reason}")
