@@ -27,26 +27,36 @@ _PIPELINES = ("test_ood_pipeline", "test_ood_pipeline_aps", "test_ad_pipeline",
               "train_ad_pipeline", "train_opengan_pipeline")
 
 
-def _methods() -> dict[str, type[ImmunoPostprocessor]]:
-    """``method -> class`` over every module of ``openood_immuno.postprocessors``."""
+def _methods() -> tuple[dict[str, type[ImmunoPostprocessor]], dict[str, str]]:
+    """``(method -> class, module -> import error)`` over ``openood_immuno.postprocessors``.
+
+    A module that fails to import (a missing optional dependency) disables only its own
+    methods; the error is reported when one of them is asked for.
+    """
     package = importlib.import_module("openood_immuno.postprocessors")
     found: dict[str, type[ImmunoPostprocessor]] = {}
+    failed: dict[str, str] = {}
     for info in pkgutil.iter_modules(package.__path__):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        try:
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+        except ImportError as exc:
+            failed[info.name] = f"{type(exc).__name__}: {exc}"
+            continue
         for obj in vars(module).values():
             if (isinstance(obj, type) and issubclass(obj, ImmunoPostprocessor) and obj.method
                     and obj.__module__ == module.__name__):
                 found[obj.method] = obj
-    return found
+    return found, failed
 
 
 def postprocessor_class(config: Any) -> type[ImmunoPostprocessor]:
     """The class of a config (``postprocessor.method``, defaulting to ``postprocessor.name``)."""
     pp = config["postprocessor"]
     method = pp.get("method") or pp["name"]
-    methods = _methods()
+    methods, failed = _methods()
     if method not in methods:
-        raise KeyError(f"no postprocessor class implements method {method!r}: known {sorted(methods)}")
+        hint = f"; modules that failed to import: {failed}" if failed else ""
+        raise KeyError(f"no postprocessor class implements method {method!r}: known {sorted(methods)}{hint}")
     return methods[method]
 
 
@@ -116,7 +126,7 @@ def register() -> list[str]:
 
         def get_postprocessor_from_config(config):
             pp = config["postprocessor"]
-            if (pp.get("method") or pp["name"]) in _methods() or pp["name"] in names:
+            if (pp.get("method") or pp["name"]) in _methods()[0] or pp["name"] in names:
                 merged = _with_shipped_defaults(config)
                 obj = postprocessor_class(merged)(merged)
                 return obj

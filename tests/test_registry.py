@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from openood_immuno import available_postprocessors, build_postprocessor
@@ -33,6 +35,12 @@ def test_configs_and_postprocessors_ship_under_the_package_namespace():
     assert "openood_immuno/postprocessors/mcm_postprocessor.py" in files
     assert "openood_immuno/data/imagenet_classes.json" in files
     assert not [f for f in files if f.startswith("postprocessors/") or f.startswith("configs/")]
+    source = Path(__file__).resolve().parents[1] / "openood_immuno"
+    for init in source.rglob("__init__.py"):
+        rel = init.relative_to(source.parent).as_posix()
+        assert rel in files, f"sub-package {init.parent.name} is not installed: add it to setup.cfg"
+    for yml in (source.parent / "configs" / "postprocessors").glob("*.yml"):
+        assert f"openood_immuno/configs/postprocessors/{yml.name}" in files
 
 
 def test_unknown_parameter_lists_valid_ones():
