@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -47,10 +48,15 @@ def cmd_eval(args) -> int:
     lists = BenchmarkLists(extra=parse_extra_ood(args.extra_ood))
     store = FeatureStore(net, args.data_root, lists, args.id_name, args.batch_size, args.num_workers)
     seeds = [int(s) for s in args.seeds.split(",")]
+    pp_args = parse_pp_args(args.pp_arg)
+    stray = sorted(set(pp_args) - set(names))
+    if stray:
+        raise SystemExit(f"--pp-arg names {stray}, which are not among --postprocessors {names}")
     run_dir = os.path.join(args.output_dir, f"{args.id_name}_{os.path.basename(args.model)}_"
                                             f"{_weights_tag(args.pretrained)}")
     for name in names:
-        pp = build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None)
+        pp = build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None,
+                                 **pp_args.get(name, {}))
         print(f"\n== {name} ({engine} engine, {args.protocol} protocol"
               f"{', seeds ' + args.seeds if args.protocol == 'stream' else ''})", flush=True)
         if engine == "openood":
@@ -62,6 +68,8 @@ def cmd_eval(args) -> int:
             result = evaluate(pp, store, args.protocol, seeds, args.score_batch_size)
         if result.hyperparams:
             print(f"APS chose {result.hyperparams}")
+        if result.status:
+            print(f"status: {result.status}")
         print(result.format(), flush=True)
         suffix = "" if args.protocol == "openood" else "_stream"
         print(f"results: {result.write_csv(os.path.join(run_dir, name + suffix))}")
@@ -91,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--engine", default="auto", choices=["auto", "openood", "builtin"],
                     help="auto: OpenOOD's Evaluator when installed (openood protocol), else builtin")
     ev.add_argument("--aps", action="store_true", help="force OpenOOD's automatic parameter search")
+    ev.add_argument("--pp-arg", action="append", default=[], metavar="NAME.KEY=VALUE",
+                    help="override a yml argument, e.g. ants.mllm=none or immuno.epochs=5 (repeatable)")
     ev.add_argument("--extra-ood", action="append", default=[], metavar="NAME=LIST",
                     help="extra OOD list relative to data_root (e.g. imagenet_o=benchmark_imglist/...)")
     ev.add_argument("--batch-size", type=int, default=128, help="backbone batch size")
@@ -103,11 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="output folder (default RESULTS_DIR/report)")
     rep.set_defaults(func=cmd_report)
     for module in _COMMAND_MODULES:
-        module.add_commands(sub)
+        importlib.import_module(module).add_commands(sub)
     return parser
 
 
-_COMMAND_MODULES: list = []
+_COMMAND_MODULES = ("openood_immuno.neglabel_commands",)
+
+
+def parse_pp_args(items) -> dict[str, dict]:
+    """``NAME.KEY=VALUE`` (VALUE read as YAML) -> ``{NAME: {KEY: VALUE}}``."""
+    import yaml
+
+    out: dict[str, dict] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        name, dot, key = target.partition(".")
+        if not sep or not dot or not name or not key:
+            raise SystemExit(f"--pp-arg expects NAME.KEY=VALUE (e.g. ants.mllm=none), got {item!r}")
+        out.setdefault(name, {})[key] = yaml.safe_load(value)
+    return out
 
 
 def main(argv=None) -> int:

@@ -39,6 +39,9 @@ def evaluate_with_openood(net, pp, data_root: str, id_name: str = "imagenet", ba
                               shuffle=False, num_workers=num_workers)
         prefill_id_predictions(evaluator)
         frame = evaluator.eval_ood(fsood=False, progress=True)
+        scores = {"id": tuple(evaluator.scores["id"]["test"])}
+        for split in ("near", "far"):
+            scores.update({name: tuple(v) for name, v in evaluator.scores["ood"][split].items()})
     rows = {name: [float(v) for v in frame.loc[name].to_numpy(dtype=np.float64)] for name in frame.index}
     hyper = dict(zip(pp.args_dict, pp.get_hyperparam())) if pp.APS_mode else None
-    return EvalResult(pp.name, rows, None, hyper)
+    return EvalResult(pp.name, rows, None, hyper, pp.status(), scores)

@@ -90,6 +90,10 @@ class ImmunoPostprocessor(BasePostprocessor):
     def reset(self) -> None:
         """Forget test-time state (online methods); a no-op for stateless scorers."""
 
+    def status(self) -> dict:
+        """What a run should report beside its metrics (online state, degradation); empty here."""
+        return {}
+
     def on_hyperparam_change(self) -> None:
         """Called after ``set_hyperparam``; refits what depends on the changed values."""
 

@@ -85,10 +85,15 @@ def openood_available() -> bool:
     return True
 
 
-def register() -> list[str]:
+_BY_NAME_OVERRIDES: dict[str, dict[str, Any]] = {}
+
+
+def register(overrides: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Make every openood-immuno postprocessor selectable in stock OpenOOD; returns the names.
 
-    Raises ImportError with install instructions when OpenOOD is absent.
+    ``overrides`` (``{name: {arg: value}}``) replace yml arguments for OpenOOD's by-name
+    lookups, e.g. ``register({"ants": {"mllm": "hf:/models/llava-1.5-7b"}})``; they replace
+    those of an earlier call. Raises ImportError with install instructions when OpenOOD is absent.
     """
     try:
         import openood.evaluation_api.evaluator as ev_mod
@@ -101,6 +106,11 @@ def register() -> list[str]:
                           f"({exc})") from exc
     _check_openood_version(api, pp_utils)
     names = available_postprocessors()
+    unknown = sorted(set(overrides or {}) - set(names))
+    if unknown:
+        raise KeyError(f"overrides for unknown postprocessor(s) {unknown}: available {names}")
+    _BY_NAME_OVERRIDES.clear()
+    _BY_NAME_OVERRIDES.update({k: dict(v) for k, v in (overrides or {}).items()})
     from .postprocessor_base import OPENOOD_BASE
 
     if OPENOOD_BASE is None:
@@ -114,7 +124,8 @@ def register() -> list[str]:
 
         def get_postprocessor(config_root, postprocessor_name, id_data_name):
             if postprocessor_name in available_postprocessors():
-                return build_postprocessor(postprocessor_name, id_data_name)
+                return build_postprocessor(postprocessor_name, id_data_name,
+                                           **_BY_NAME_OVERRIDES.get(postprocessor_name, {}))
             return original_api(config_root, postprocessor_name, id_data_name)
 
         setattr(get_postprocessor, _WRAPPED, True)

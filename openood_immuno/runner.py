@@ -4,8 +4,10 @@ Image features are computed once per (model, weights, preprocessing, list) and c
 K postprocessors cost one backbone pass. Two protocols:
 
 * ``openood`` (OpenOOD v1.5's ``Evaluator``): the ID test set is scored first, then every OOD
-  set in the order ssb_hard, ninco, inaturalist, textures, openimage_o, with one postprocessor
-  state throughout (``reset()`` once at the start).
+  set in the order ssb_hard, ninco, inaturalist, textures, openimage_o, one
+  ``score_feature_set`` call per list after one ``reset()``, exactly the calls the Evaluator
+  makes; whether test-time state carries from list to list is the postprocessor's own rule
+  (ANTS starts every list from empty memory by default, ``reset_each_list``).
 * ``stream`` (the ANTS paper's protocol): for each OOD set, the ID test set and that OOD set
   are mixed into one stream shuffled with ``seed``; the postprocessor is ``reset()`` before
   each stream. Several seeds give a mean and a standard deviation. For stateless scorers the
@@ -111,6 +113,7 @@ def hyperparam_search(pp: ImmunoPostprocessor, id_val: FeatureSet, ood_val: Feat
     """OpenOOD's APS: the sweep value combination with the best ID-val vs OOD-val AUROC.
 
     Combinations are visited in OpenOOD's order (first parameter fastest); ties keep the first.
+    ID val and OOD val are scored as two lists, as the Evaluator does.
     """
     names = list(pp.args_dict)
     combos = [tuple(reversed(c)) for c in itertools.product(*[pp.args_dict[n] for n in reversed(names)])]
@@ -120,7 +123,8 @@ def hyperparam_search(pp: ImmunoPostprocessor, id_val: FeatureSet, ood_val: Feat
     for combo in combos:
         pp.set_hyperparam(list(combo))
         pp.reset()
-        pred, conf, label = pp.score_feature_set(_concat(id_val, ood_val, "aps"), batch_size)
+        scored = [pp.score_feature_set(fs, batch_size) for fs in (id_val, ood_val)]
+        pred, conf, label = (np.concatenate(parts) for parts in zip(*scored))
         auroc = compute_all_metrics(conf, label, pred)[1]
         log.info("APS %s %s: AUROC %.4f", pp.name, dict(zip(names, combo)), auroc)
         if auroc > best_auroc:
@@ -138,6 +142,7 @@ class EvalResult:
     rows: dict[str, list[float]]
     std: Optional[dict[str, list[float]]] = None
     hyperparams: Optional[dict] = None
+    status: dict = field(default_factory=dict)
     scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def format(self) -> str:
@@ -210,4 +215,4 @@ def evaluate(pp: ImmunoPostprocessor, store: FeatureStore, protocol: str = "open
     rows = {k: list(np.mean([t[k] for t in tables], axis=0)) for k in tables[0]}
     std = ({k: list(np.std([t[k] for t in tables], axis=0)) for k in tables[0]}
            if len(tables) > 1 else None)
-    return EvalResult(pp.name, rows, std, hyper, scores)
+    return EvalResult(pp.name, rows, std, hyper, pp.status(), scores)

@@ -3,8 +3,10 @@ from .corpus import NEGLABEL_EXCLUDED_LEXNAMES, limited_corpus, wordnet_corpus
 from .labelfile import export_labels, import_labels
 from .mining import (ADJ_TEMPLATE, ID_TEMPLATE, NOUN_TEMPLATE, NegativeLabels, lowest,
                      mine_negative_labels, quantile_scores, split_budget)
+from .scorer import NEGLABEL_DEFAULTS, NegLabelScorer
 from .select import negative_labels
 
 __all__ = ["NEGLABEL_EXCLUDED_LEXNAMES", "limited_corpus", "wordnet_corpus", "export_labels",
            "import_labels", "ADJ_TEMPLATE", "ID_TEMPLATE", "NOUN_TEMPLATE", "NegativeLabels",
-           "lowest", "mine_negative_labels", "quantile_scores", "split_budget", "negative_labels"]
+           "lowest", "mine_negative_labels", "quantile_scores", "split_budget", "negative_labels",
+           "NEGLABEL_DEFAULTS", "NegLabelScorer"]

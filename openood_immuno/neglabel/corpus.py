@@ -1,4 +1,4 @@
-"""NegLabel's candidate corpus: WordNet nouns and adjectives, read with nltk.
+"""NegLabel's candidate corpus: WordNet nouns and adjectives (the WordNet 3.0 files of nltk).
 
 The NegLabel repository ships its corpus as text files (``txtfiles/noun.*.txt``, ``adj.*.txt``):
 one line per synset, the synset's first lemma with underscores as spaces, and the noun files
@@ -8,22 +8,43 @@ files hold about 58.5k and 13.1k), deduplicated globally with nouns first.
 """
 from __future__ import annotations
 
+import io
+import re
 from functools import lru_cache
 from typing import Sequence
 
 NEGLABEL_EXCLUDED_LEXNAMES = ("noun.animal", "noun.food")
+_MARKER = re.compile(r"\(.*\)$")
 
 
-def _wordnet():
+def _wordnet_file(name: str):
+    """A file of the WordNet database that nltk finds (``NLTK_DATA``, nltk's default folders)."""
+    import nltk
+
     try:
-        from nltk.corpus import wordnet as wn
+        root = nltk.data.find("corpora/wordnet")
+    except LookupError:
+        try:
+            root = nltk.data.find("corpora/wordnet.zip/wordnet/")
+        except LookupError as exc:
+            raise LookupError("NegLabel needs the WordNet corpus of nltk: run "
+                              "`python -m nltk.downloader wordnet` or point NLTK_DATA at a folder "
+                              "holding corpora/wordnet") from exc
+    return io.TextIOWrapper(root.join(name).open(), encoding="utf-8")
 
-        wn.get_version()
-    except LookupError as exc:
-        raise LookupError("NegLabel needs the WordNet corpus of nltk: run "
-                          "`python -m nltk.downloader wordnet` or point NLTK_DATA at a folder "
-                          "holding corpora/wordnet") from exc
-    return wn
+
+def _synset_first_lemmas(pos_file: str, lexnames: dict[int, str]):
+    """``(lexname, first lemma)`` per synset of ``data.<pos_file>``, in file (= offset) order.
+
+    The same lemmas as ``nltk.corpus.wordnet.all_synsets`` yields (adjective markers such as
+    ``(a)`` / ``(p)`` removed), read straight from the data file, which is ~20x faster.
+    """
+    with _wordnet_file(f"data.{pos_file}") as fh:
+        for line in fh:
+            if line.startswith(" "):          # the licence header
+                continue
+            fields = line.split(" ", 5)
+            yield lexnames[int(fields[1])], _MARKER.sub("", fields[4])
 
 
 @lru_cache(maxsize=4)
@@ -34,19 +55,18 @@ def wordnet_corpus(exclude_lexnames: tuple[str, ...] = NEGLABEL_EXCLUDED_LEXNAME
     Adjectives include satellites. A word already taken (as a noun, or earlier) is skipped.
     ``exclude_lexnames`` drops synsets of those lexicographer files (e.g. ``noun.animal``).
     """
-    wn = _wordnet()
+    with _wordnet_file("lexnames") as fh:
+        lexnames = {int(num): name for num, name, _ in (ln.split() for ln in fh if ln.strip())}
     excluded = set(exclude_lexnames)
     seen: set[str] = set()
-    pools: dict[str, list[str]] = {"n": [], "a": []}
-    for pos in ("n", "a"):
-        for synset in wn.all_synsets(pos):
-            if synset.lexname() in excluded:
-                continue
-            word = synset.lemmas()[0].name().replace("_", " ")
-            if word not in seen:
+    pools: dict[str, list[str]] = {"noun": [], "adj": []}
+    for pos in ("noun", "adj"):
+        for lexname, lemma in _synset_first_lemmas(pos, lexnames):
+            word = lemma.replace("_", " ")
+            if lexname not in excluded and word not in seen:
                 seen.add(word)
                 pools[pos].append(word)
-    return tuple(pools["n"]), tuple(pools["a"])
+    return tuple(pools["noun"]), tuple(pools["adj"])
 
 
 def evenly_spaced(pool: Sequence[str], k: int) -> list[str]:

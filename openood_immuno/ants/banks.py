@@ -1,0 +1,89 @@
+"""The two adaptive negative text banks of ANTS: ENS (image descriptions) and VSNL (near names).
+
+ENS (extended negative space): sentences the MLLM wrote for mined images, encoded raw (no
+template), at most ``capacity`` rows. The ANTS code puts a new update in FRONT of the bank and
+keeps the LAST ``capacity`` rows, so once full it cuts the newest sentences (``policy='code'``,
+the default); ``policy='fifo'`` keeps the newest and drops the oldest.
+
+VSNL (visually similar negative labels): for each "active" ID class, the MLLM's names of
+visually similar classes. Each class is asked once (the answer is kept); the bank is the
+de-duplicated union of the names of the currently active classes, in activation order.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+import torch
+
+ENS_POLICIES = ("code", "fifo")
+
+
+def dedupe(labels: Iterable[str]) -> list[str]:
+    """Drop empty and case-insensitive duplicate labels, keep first occurrences in order."""
+    seen, out = set(), []
+    for label in labels:
+        key = label.casefold()
+        if label and key not in seen:
+            seen.add(key)
+            out.append(label)
+    return out
+
+
+class ENSBank:
+    """Bounded bank of encoded sentences ``features [N, d]`` with their ``texts``."""
+
+    def __init__(self, capacity: int = 10_000, policy: str = "code"):
+        if capacity <= 0:
+            raise ValueError(f"ens_bank_size must be >= 1, got {capacity}")
+        if policy not in ENS_POLICIES:
+            raise ValueError(f"unknown ens_bank_policy {policy!r}: use one of {ENS_POLICIES}")
+        self.capacity, self.policy = capacity, policy
+        self.clear()
+
+    def clear(self) -> None:
+        self.texts: list[str] = []
+        self.features: Optional[torch.Tensor] = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def add(self, texts: Sequence[str], features: torch.Tensor) -> None:
+        if len(texts) != features.shape[0]:
+            raise ValueError(f"{len(texts)} texts for {features.shape[0]} feature rows")
+        if not texts:
+            return
+        old_texts = self.texts
+        old = self.features if self.features is not None else features[:0]
+        if self.policy == "code":
+            texts_all, feats_all = list(texts) + old_texts, torch.cat([features, old.to(features.device)])
+        else:
+            texts_all, feats_all = old_texts + list(texts), torch.cat([old.to(features.device), features])
+        self.texts = texts_all[-self.capacity:]
+        self.features = feats_all[-self.capacity:]
+
+
+class VSNLBank:
+    """Per-class similar names; the bank is the union over the active classes."""
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self.names_by_class: dict[int, list[str]] = {}
+        self.active: list[int] = []
+        self.labels: list[str] = []
+        self.features: Optional[torch.Tensor] = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def missing(self, classes: Sequence[int]) -> list[int]:
+        """The classes among ``classes`` whose names were never asked for."""
+        return [c for c in classes if c not in self.names_by_class]
+
+    def update(self, active: Sequence[int], answers: dict[int, list[str]]) -> list[str]:
+        """Store new ``answers`` (class -> names), set the active classes; returns the bank labels."""
+        self.names_by_class.update(answers)
+        self.active = list(active)
+        self.labels = dedupe(name for c in self.active for name in self.names_by_class.get(c, []))
+        return self.labels

@@ -1,0 +1,107 @@
+"""ANTS negative-image mining with the adaptive threshold (Zhu et al., ANTS, Sec. 3.2).
+
+Each batch, images whose NegLabel score ``S_base`` is below the current threshold (initially
+0.8) are cached with their predicted class. When the cache holds more than ``min_cache``
+images (200 in the ANTS code), the threshold is recomputed from every ``S_base`` seen so far
+(:func:`histogram_jump_threshold`), the cached images go to the MLLM and the cache is
+cleared; after ``max_updates`` such updates (``ens_stop_step`` = 20) caching stops.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+
+def histogram_jump_threshold(scores: Sequence[float] | np.ndarray | torch.Tensor, eta: float = 0.5,
+                             n_bins: int = 10) -> tuple[float, float]:
+    """``(threshold, upper)`` from the histogram of ``scores`` in [0, 1].
+
+    Bins: ``n_bins`` equal bins on [0, 1] (edges 0.0, 0.1, ..., 1.0 for 10, numpy's histogram:
+    right-closed last bin, values outside [0, 1] not counted). ``j = argmax_i |count[i+1] -
+    count[i]|`` (first on ties), ``upper`` = right edge of bin ``j``, and ``threshold`` = the
+    ``eta``-percentile (numpy linear interpolation) of the scores below ``upper``, or of all
+    scores when none is below it.
+    """
+    values = np.asarray(torch.as_tensor(scores).detach().cpu().float().numpy(), dtype=np.float32).ravel()
+    if values.size == 0:
+        raise ValueError("the adaptive threshold needs at least one score")
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    if n_bins < 2:
+        raise ValueError(f"hist_bins must be >= 2 (a jump needs two bins), got {n_bins}")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    counts, _ = np.histogram(values, edges)
+    j = int(np.argmax(np.abs(np.diff(counts))))
+    upper = float(edges[j + 1])
+    low = values[values < upper]
+    threshold = float(np.percentile(low if low.size else values, eta * 100.0))
+    return threshold, upper
+
+
+@dataclass
+class NegativeImageMiner:
+    """Online state of the mining step (threshold, score history, candidate cache)."""
+
+    init_threshold: float = 0.8
+    eta: float = 0.5
+    n_bins: int = 10
+    min_cache: int = 200
+    max_updates: int = 20
+    threshold: float = field(init=False)
+    updates: int = field(init=False)
+    upper: float | None = field(init=False)
+    history: list[torch.Tensor] = field(init=False)
+    cache: list[tuple[Any, int]] = field(init=False)
+    mined_predictions: Counter = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+        if self.n_bins < 2:
+            raise ValueError(f"hist_bins must be >= 2 (a jump needs two bins), got {self.n_bins}")
+        if self.max_updates < 0 or self.min_cache < 0:
+            raise ValueError("ens_max_updates and mine_min_cache must be >= 0")
+        self.reset()
+
+    def reset(self) -> None:
+        self.threshold = float(self.init_threshold)
+        self.updates = 0
+        self.upper = None
+        self.history = []
+        self.cache = []
+        self.mined_predictions = Counter()
+
+    def observe(self, scores: torch.Tensor, preds: torch.Tensor,
+                sources: Sequence[Any] | None) -> torch.Tensor:
+        """Record a batch; returns the mask of mined images (``S_base < threshold``).
+
+        Mined images are cached for the MLLM while updates remain and ``sources`` (image
+        paths or PIL images) are known.
+        """
+        scores = scores.detach().float().cpu()
+        self.history.append(scores)
+        mined = scores < self.threshold
+        idx = mined.nonzero().flatten().tolist()
+        pred_list = preds.detach().cpu().tolist()
+        self.mined_predictions.update(pred_list[i] for i in idx)
+        if sources is not None and self.updates < self.max_updates:
+            if len(sources) != len(scores):
+                raise ValueError(f"{len(sources)} image sources for a batch of {len(scores)}: pass "
+                                 "one path (or image) per feature row")
+            self.cache.extend((sources[i], pred_list[i]) for i in idx)
+        return mined
+
+    def ready(self) -> bool:
+        return self.updates < self.max_updates and len(self.cache) > self.min_cache
+
+    def take(self) -> list[tuple[Any, int]]:
+        """Recompute the threshold from every score so far, return and clear the cache."""
+        self.threshold, self.upper = histogram_jump_threshold(torch.cat(self.history), self.eta,
+                                                              self.n_bins)
+        items, self.cache = self.cache, []
+        self.updates += 1
+        return items
