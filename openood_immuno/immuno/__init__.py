@@ -6,6 +6,7 @@ Modules, one job each:
 * :mod:`.generators` -- the generator interface and the bank-building driver (resumable);
 * :mod:`.wordnet_gen` -- offline WordNet antibodies (look-alikes, contextual patterns, random words);
 * :mod:`.llm` and :mod:`.parsing` -- LLM antibodies (transformers or OpenAI-compatible endpoints);
+* :mod:`.encode` -- antibody texts -> CLIP text embeddings;
 * :mod:`.antigen` -- Phase 1: geodesic prototypes and vMF concentrations (Thm 3.4);
 * :mod:`.filtration` -- band-pass filtration of antibodies (Prop. 3.6);
 * :mod:`.adapter` -- Phase 3: the residual rejection adapter and its vaccination (cached);

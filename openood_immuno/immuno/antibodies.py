@@ -10,7 +10,7 @@ CLIP's space (Immuno-VLM, Phase 2): a ``near_ood`` look-alike ("carp" for "tench
                     "seed": 0, "params": {...}, "generator_version": 1,
                     "created": "...Z", "updated": "...Z"},
      "classes": {"tench": [{"text": "carp", "kind": "near_ood",
-                            "source": "wordnet:carp.n.02:hop1"}, ...], ...},
+                            "source": "wordnet:tench.n.01->carp.n.02:hop1"}, ...], ...},
      "short": {"<class>": {"near_ood": 3, "contextual": 5,
                            "wanted": {"near_ood": 10, "contextual": 5},
                            "problems": ["..."]}}}

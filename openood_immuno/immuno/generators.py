@@ -7,8 +7,10 @@ A generator turns one ID class into antibodies (Immuno-VLM, Phase 2)::
 
 ``build_bank`` skips classes already in the file (resume), saves atomically every few
 seconds, logs each class that falls short (with the reasons) and records it in the bank's
-``short`` section; only a generator that keeps failing to answer at all (model or endpoint
-gone) stops the run, after saving, with an error telling how to resume.
+``short`` section. A class whose generator got no answer at all (HTTP error, timeout) is not
+stored, so re-running the same command retries it; a generator that cannot work (model or
+endpoint gone, ``max_consecutive_failures`` classes without an answer) stops the run after
+saving, with an error telling how to resume.
 """
 from __future__ import annotations
 
@@ -114,22 +116,20 @@ def make_generator(spec: str, n_near: int = 10, n_contextual: int = 5, seed: int
     if kind in ("hf", "openai") and target:
         from .llm import LLMGenerator, OpenAIChatBackend, TransformersChatBackend
 
-        retries = options.pop("retries", 2)
-        if kind == "hf":
-            backend = TransformersChatBackend(target, **options)
-        else:
-            backend = OpenAIChatBackend(target, **options)
-        return LLMGenerator(backend, n_near, n_contextual, retries=retries, seed=seed)
+        loop = {k: options.pop(k) for k in ("retries", "retry_wait") if k in options}
+        backend = (TransformersChatBackend if kind == "hf" else OpenAIChatBackend)(target, **options)
+        return LLMGenerator(backend, n_near, n_contextual, seed=seed, **loop)
     raise ValueError(f"unknown generator {spec!r}: use 'wordnet', 'hf:MODEL_NAME_OR_PATH' or "
                      "'openai:http://HOST:PORT/v1'")
 
 
 def build_bank(generator: AntibodyGenerator, classes: Sequence[ClassInfo], out: str | Path,
                progress: bool = True, save_every_s: float = 5.0,
-               max_consecutive_failures: int = 10) -> AntibodyBank:
+               max_consecutive_failures: int = 10, short_log_level: int = logging.WARNING) -> AntibodyBank:
     """Generate antibodies for every class not yet in ``out`` and save the bank there.
 
-    Classes sharing a name are generated from each of their ``ClassInfo`` and merged.
+    Classes sharing a name are generated from each of their ``ClassInfo`` and merged. Each
+    class that falls short is logged at ``short_log_level`` and recorded in ``bank.short``.
     """
     class_names = [c.name for c in classes]
     bank = AntibodyBank.open_for_generation(out, class_names, generator.provenance())
@@ -142,26 +142,37 @@ def build_bank(generator: AntibodyGenerator, classes: Sequence[ClassInfo], out: 
     if len(todo) < len(set(class_names)):
         log.info("resuming %s: %d classes already done, %d to go", out,
                  len(set(class_names)) - len(todo), len(todo))
-    failures, last_save = 0, time.monotonic()
-    for name, infos in tqdm(todo.items(), desc=f"antibodies ({generator.name})", disable=not progress):
-        results = [generator.generate(info) for info in infos]
-        antibodies = [ab for r in results for ab in r.antibodies]
-        problems = [p for r in results for p in r.problems]
-        kept = bank.add_class(name, antibodies, generator.wanted, problems)
-        if name in bank.short:
-            counts = bank.short[name]
-            log.warning("class %r fell short: %d/%d near-OOD, %d/%d contextual%s", name,
+    failures, last_save, unanswered = 0, time.monotonic(), []
+    try:
+        for name, infos in tqdm(todo.items(), desc=f"antibodies ({generator.name})",
+                                disable=not progress):
+            results = [generator.generate(info) for info in infos]
+            antibodies = [ab for r in results for ab in r.antibodies]
+            problems = [p for r in results for p in r.problems]
+            if not antibodies and not any(r.answered for r in results):
+                failures += 1
+                unanswered.append(name)
+                log.warning("class %r: no answer (%s); it stays pending", name, "; ".join(problems[-2:]))
+                if failures >= max_consecutive_failures:
+                    raise GeneratorUnavailable(f"{generator.name}: no answer for {failures} classes "
+                                               f"in a row (last: {problems[-1] if problems else '-'})")
+                continue
+            failures = 0
+            bank.add_class(name, antibodies, generator.wanted, problems)
+            if name in bank.short:
+                counts = bank.short[name]
+                log.log(short_log_level, "class %r fell short: %d/%d near-OOD, %d/%d contextual%s", name,
                         counts["near_ood"], generator.n_near, counts["contextual"],
                         generator.n_contextual, f" ({'; '.join(problems[-3:])})" if problems else "")
-        failures = 0 if any(r.answered for r in results) or kept else failures + 1
-        if failures >= max_consecutive_failures:
-            bank.save(out)
-            raise GeneratorUnavailable(
-                f"{generator.name}: no answer for {failures} classes in a row (last: "
-                f"{problems[-1] if problems else 'no detail'}); progress is saved in {out}: fix the "
-                "model/endpoint and re-run the same command to resume")
-        if time.monotonic() - last_save >= save_every_s:
-            bank.save(out)
-            last_save = time.monotonic()
+            if time.monotonic() - last_save >= save_every_s:
+                bank.save(out)
+                last_save = time.monotonic()
+    except GeneratorUnavailable as exc:
+        bank.save(out)
+        raise GeneratorUnavailable(f"{exc}. Progress ({len(bank.classes)} classes) is saved in {out}: "
+                                   "fix the model/endpoint and re-run the same command to resume") from exc
+    if unanswered:
+        log.warning("%d classes got no answer (e.g. %s) and are not in %s yet: re-run the same "
+                    "command to retry them", len(unanswered), unanswered[:3], out)
     bank.save(out)
     return bank

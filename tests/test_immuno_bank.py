@@ -1,0 +1,184 @@
+"""Antibody bank format, list parsing, the WordNet generator and the resumable driver."""
+import json
+
+import pytest
+
+from openood_immuno.classnames import imagenet_classes
+from openood_immuno.immuno.antibodies import Antibody, AntibodyBank, BankError
+from openood_immuno.immuno.generators import (AntibodyGenerator, ClassInfo, Generated, build_bank,
+                                              id_classes, make_generator)
+from openood_immuno.immuno.parsing import parse_list, screen_candidates
+from openood_immuno.immuno.wordnet_gen import WordNetGenerator, load_wordnet, random_wordnet_words
+
+PROV = {"generator": "test", "model": "none", "prompts": {}, "seed": 0, "params": {}}
+WANT = {"near_ood": 2, "contextual": 1}
+
+
+@pytest.fixture(scope="module")
+def wordnet_imagenet():
+    gen = WordNetGenerator(n_near=10, n_contextual=5)
+    gen.prepare(id_classes("imagenet"))
+    return gen
+
+
+def test_bank_roundtrip_dedup_and_shortfall(tmp_path):
+    bank = AntibodyBank(["tench", "goldfish"], PROV)
+    kept = bank.add_class("tench", [Antibody("carp", "near_ood", "x"), Antibody(" Carp.", "near_ood", "y"),
+                                    Antibody("Goldfish", "near_ood", "z"),  # an ID class: dropped
+                                    Antibody("a melting tench", "contextual", "p")], WANT)
+    assert [a.text for a in kept] == ["carp", "a melting tench"]
+    assert bank.short["tench"]["near_ood"] == 1 and bank.short["tench"]["wanted"] == WANT
+    bank.add_class("goldfish", [Antibody("koi", "near_ood", "x"), Antibody("orfe", "near_ood", "x"),
+                                Antibody("a robotic goldfish", "contextual", "p")], WANT, ["note"])
+    assert "goldfish" not in bank.short
+    path = bank.save(tmp_path / "bank.json")
+    again = AntibodyBank.load(path)
+    assert again.counts() == bank.counts() and again.digest() == bank.digest()
+    assert again.provenance["updated"] and again.short == bank.short
+    again.require_complete(["tench", "goldfish"])
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("{not json", "not valid JSON"),
+    (json.dumps({"format": "something else"}), "not an openood-immuno antibody bank"),
+    (json.dumps({"format": "openood-immuno/antibody-bank", "format_version": 9}), "format_version 9"),
+    (json.dumps({"format": "openood-immuno/antibody-bank", "format_version": 1, "class_names": [],
+                 "provenance": PROV, "classes": {}}), "non-empty list"),
+    (json.dumps({"format": "openood-immuno/antibody-bank", "format_version": 1, "class_names": ["a"],
+                 "provenance": PROV, "classes": {"a": [{"text": "b", "kind": "weird", "source": ""}]}}),
+     "antibody 0 of class 'a'.*kind"),
+    (json.dumps({"format": "openood-immuno/antibody-bank", "format_version": 1, "class_names": ["a"],
+                 "provenance": PROV, "classes": {"a": [{"text": "b"}]}}), "must be an object with"),
+    (json.dumps({"format": "openood-immuno/antibody-bank", "format_version": 1, "class_names": ["a"],
+                 "provenance": PROV, "classes": {"zz": []}}), "'zz' in 'classes' is not in"),
+])
+def test_bank_load_errors_are_clear(tmp_path, content, message):
+    path = tmp_path / "bank.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(BankError, match=message):
+        AntibodyBank.load(path)
+
+
+def test_bank_completeness_errors():
+    bank = AntibodyBank(["tench", "goldfish"], PROV)
+    bank.add_class("tench", [], WANT)
+    with pytest.raises(BankError, match="incomplete.*resume"):
+        bank.require_complete(["tench", "goldfish"])
+    bank.add_class("goldfish", [], WANT)
+    with pytest.raises(BankError, match="holds no antibody"):
+        bank.require_complete(["tench", "goldfish"])
+    with pytest.raises(BankError, match="another class set.*1 of the 2"):
+        bank.require_complete(["tench", "magpie"])
+
+
+def test_resuming_needs_same_classes_and_settings(tmp_path):
+    path = tmp_path / "bank.json"
+    AntibodyBank(["a", "b"], PROV).save(path)
+    assert AntibodyBank.open_for_generation(path, ["a", "b"], PROV).class_names == ["a", "b"]
+    with pytest.raises(BankError, match="another class set"):
+        AntibodyBank.open_for_generation(path, ["a"], PROV)
+    with pytest.raises(BankError, match=r"other generator settings \(differing: \['seed'\]\)"):
+        AntibodyBank.open_for_generation(path, ["a", "b"], {**PROV, "seed": 1})
+
+
+@pytest.mark.parametrize("answer, items", [
+    ("1. Carp\n2. Chub - a fish\n3) **Dace**\n(4) rudd (freshwater)", ["Carp", "Chub", "Dace", "rudd"]),
+    ("Here are some look-alikes:\n- carp\n* koi\n\u2022 orfe\n", ["carp", "koi", "orfe"]),
+    ("carp, koi; orfe and chub", ["carp", "koi", "orfe", "chub"]),
+    ("Sure!\n\n1.carp: a fish\n2. \"koi\".", ["carp", "koi"]),
+    ("", []),
+    (None, []),
+])
+def test_parse_list_reads_common_answer_shapes(answer, items):
+    assert parse_list(answer) == items
+
+
+def test_screen_candidates_rejects_garbage_with_reasons():
+    near, rejected = screen_candidates(
+        ["carp", "golden tench", "tench", "@@##$$", "the the the the the", "x",
+         "one two three four five six seven"], "tench", "near_ood")
+    assert near == ["carp"]
+    assert len(rejected) == 6 and any("contains the class" in r for r in rejected)
+    ctx, rejected = screen_candidates(["a tench made of clouds", "a melting fish", "melting tenches"],
+                                      "tench", "contextual")
+    assert ctx == ["a tench made of clouds", "melting tenches"] and "does not mention" in rejected[0]
+
+
+def test_wordnet_near_ood_excludes_self_hyponyms_and_id_classes(wordnet_imagenet):
+    wn = load_wordnet()
+    tench = ClassInfo("tench", "n01440764")
+    out = wordnet_imagenet.generate(tench)
+    near = [a.text for a in out.antibodies if a.kind == "near_ood"]
+    ctx = [a.text for a in out.antibodies if a.kind == "contextual"]
+    assert len(near) == 10 and len(ctx) == 5 and not out.problems
+    assert "carp" in near and all(a.source.startswith("wordnet:tench.n.01->") for a in out.antibodies if a.kind == "near_ood")
+    id_lemmas = {n.replace("_", " ").lower() for wnid, _ in imagenet_classes()
+                 for n in wn.synset_from_pos_and_offset("n", int(wnid[1:])).lemma_names()}
+    id_names = {n.lower() for _, n in imagenet_classes()}
+    syn = wn.synset("tench.n.01")
+    own = {n.replace("_", " ").lower() for s in [syn, *syn.closure(lambda s: s.hyponyms())]
+           for n in s.lemma_names()}
+    assert not {n.lower() for n in near} & (id_lemmas | id_names | own)
+    assert all("tench" in c for c in ctx) and all(c.startswith(("a ", "an ")) for c in ctx)
+    # a dog breed gets no ID breed and no hypernym of an ID breed (e.g. 'terrier', 'retriever')
+    golden = wordnet_imagenet.generate(ClassInfo("Golden Retriever", "n02099601"))
+    names = {a.text.lower() for a in golden.antibodies if a.kind == "near_ood"}
+    assert names and not names & (id_names | id_lemmas | {"retriever", "terrier", "dog", "hound"})
+    assert wordnet_imagenet.generate(tench).antibodies == out.antibodies  # deterministic
+
+
+def test_wordnet_name_lookup_fallbacks_and_short_record(tmp_path):
+    classes = id_classes(["tench", "zebra finch sculpture", "qwzxv"])
+    gen = WordNetGenerator(n_near=3, n_contextual=2)
+    bank = build_bank(gen, classes, tmp_path / "b.json", progress=False)
+    assert {a.text for a in bank.antibodies_for("tench") if a.kind == "near_ood"} >= {"carp"}
+    sculpture = [a for a in bank.antibodies_for("zebra finch sculpture") if a.kind == "near_ood"]
+    assert sculpture and all(a.source.startswith("wordnet:sculpture.n.01->") for a in sculpture)
+    assert bank.short["qwzxv"]["near_ood"] == 0 and bank.short["qwzxv"]["contextual"] == 2
+    assert "not in WordNet" in bank.short["qwzxv"]["problems"][0]
+
+
+class CountingGenerator(AntibodyGenerator):
+    name = "counting"
+
+    def __init__(self):
+        super().__init__(1, 0)
+        self.calls = []
+
+    def provenance(self):
+        return dict(PROV)
+
+    def generate(self, cls):
+        self.calls.append(cls.name)
+        return Generated([Antibody(f"not {cls.name}", "near_ood", "test")])
+
+
+def test_build_bank_resumes_and_merges_duplicate_names(tmp_path):
+    out = tmp_path / "bank.json"
+    classes = [ClassInfo("a"), ClassInfo("b"), ClassInfo("missile", "n1"), ClassInfo("missile", "n2")]
+    gen = CountingGenerator()
+    bank = build_bank(gen, classes, out, progress=False)
+    assert gen.calls == ["a", "b", "missile", "missile"] and len(bank.antibodies_for("missile")) == 1
+    data = json.loads(out.read_text())
+    del data["classes"]["b"]
+    out.write_text(json.dumps(data))  # as if interrupted before 'b'
+    gen2 = CountingGenerator()
+    bank2 = build_bank(gen2, classes, out, progress=False)
+    assert gen2.calls == ["b"] and not bank2.missing()
+
+
+def test_make_generator_rejects_unknown_specs():
+    with pytest.raises(ValueError, match="unknown generator 'gpt'"):
+        make_generator("gpt")
+    with pytest.raises(ValueError, match="at least one antibody"):
+        make_generator("wordnet", n_near=0, n_contextual=0)
+
+
+def test_random_words_avoid_id_classes():
+    classes = id_classes("imagenet")
+    words = random_wordnet_words([3, 5], classes, seed=1)
+    assert [len(w) for w in words] == [3, 5] and words == random_wordnet_words([3, 5], classes, seed=1)
+    id_names = {n.lower() for _, n in imagenet_classes()}
+    assert not {w.lower() for ws in words for w in ws} & id_names
