@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from openood_immuno.cache import cache_dir, content_key
+from openood_immuno.immuno.adapter import few_shot_indices
 from openood_immuno.immuno.antibodies import Antibody, AntibodyBank
 from openood_immuno.immuno.encode import encode_antibodies
 from openood_immuno.immuno.generators import build_bank, id_classes
@@ -127,6 +128,19 @@ class _ImmunoVLMBase(ImmunoPostprocessor):
 
         return self._cached("antibodies", key, embed)
 
+    def _train_features(self, params: ImmunoParams):
+        """ID training features; with ``shots``/``max_train`` only the drawn images are encoded.
+
+        The draw (:func:`few_shot_indices`) is made from the list file before any backbone pass
+        when ``id_features`` can do so (``LazyFeatures.subset``); :func:`build_scorer` draws
+        again from the result, which then keeps every image, so both paths train on the same set.
+        """
+        subset = getattr(self._id_features, "subset", None)
+        if subset is None or (params.shots <= 0 and params.max_train <= 0):
+            return self._id_features["train"]
+        return subset("train", lambda labels, paths: few_shot_indices(
+            labels, paths, params.shots, params.max_train, params.seed))
+
     def _build(self) -> None:
         net, a = self.net, self.args
         params = ImmunoParams.from_args(a)
@@ -134,7 +148,7 @@ class _ImmunoVLMBase(ImmunoPostprocessor):
         antibodies, owner = self._antibody_embeddings()
         train = val = None
         if self.vaccinate:
-            fs = self._id_features["train"]
+            fs = self._train_features(params)
             train = (fs.features, fs.labels, fs.image_paths)
         if self.calibrate:
             fs = self._id_features["val"]
