@@ -1,0 +1,291 @@
+"""Speed and memory of every scorer at ImageNet scale, against the CLIP ViT-B/16 image encoder.
+
+One command, one device, one run; every ratio printed is measured in that run:
+
+    python benchmarks/run.py                    # cuda if available, else cpu
+    python benchmarks/run.py --device cpu --quick
+
+Random weights give the speed of real ones. Text banks are random unit vectors of the
+ImageNet-scale sizes (d=512, 1000 ID classes, 10,000 negative labels, 20,000 antibodies):
+text encoding is a one-off cost of ``fit``, not part of scoring, so it is not timed here.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+D, N_CLASSES, N_NEG, N_ANTIBODIES, BATCH = 512, 1000, 10_000, 20_000, 256
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timeit(fn, device, repeat: int, warmup: int = 2) -> float:
+    """Median seconds of ``fn()`` over ``repeat`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]
+
+
+@contextmanager
+def peak_memory(device, out: dict, key: str):
+    """GPU: peak bytes allocated inside the block beyond what was held before; CPU: not measured
+    (the process-wide peak RSS cannot isolate one scorer), ``None``."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    yield
+    out[key] = ((torch.cuda.max_memory_allocated(device) - base) / 2**20
+                if device.type == "cuda" else None)
+
+
+def state_mb(obj, skip=("net", "_net", "_id_features")) -> float:
+    """Megabytes of the distinct tensors a scorer holds (its banks, adapter, calibration)."""
+    seen_obj, seen_data, total = set(), set(), 0
+    stack = [obj]
+    while stack:
+        cur = stack.pop()
+        if id(cur) in seen_obj:
+            continue
+        seen_obj.add(id(cur))
+        if torch.is_tensor(cur):
+            key = (cur.untyped_storage().data_ptr(), cur.device)
+            if key not in seen_data:
+                seen_data.add(key)
+                total += cur.untyped_storage().nbytes()
+        elif isinstance(cur, dict):
+            stack.extend(v for k, v in cur.items() if k not in skip)
+        elif isinstance(cur, (list, tuple, set)):
+            stack.extend(cur)
+        elif isinstance(cur, torch.nn.Module):
+            stack.extend(cur.state_dict().values())
+        elif hasattr(cur, "__dict__") and not isinstance(cur, type):
+            stack.extend(v for k, v in vars(cur).items() if k not in skip)
+    return total / 2**20
+
+
+def _mb(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def unit(n: int, d: int = D, seed: int = 0, device="cpu") -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(n, d, generator=g), dim=-1).to(device)
+
+
+def backbone_seconds_per_image(device, batch: int, repeat: int) -> float:
+    import open_clip
+
+    model = open_clip.create_model("ViT-B-16", pretrained=None).to(device).eval()
+    x = torch.randn(batch, 3, 224, 224, device=device)
+
+    @torch.no_grad()
+    def forward():
+        model.encode_image(x)
+
+    return timeit(forward, device, repeat, warmup=1) / batch
+
+
+class BenchTextNet(torch.nn.Module):
+    """The text side of a :class:`~openood_immuno.clip_net.CLIPNet` at ImageNet scale.
+
+    ``encode_text`` returns unit random vectors, deterministic per (texts, templates): scoring
+    cost depends on the bank sizes, not on what the vectors mean.
+    """
+
+    def __init__(self, class_names, dim: int, device):
+        super().__init__()
+        self.class_names, self.embed_dim, self._device = list(class_names), dim, device
+        self.identity = f"bench-random-text-d{dim}"
+        self.class_text_features = self.encode_text(self.class_names)
+
+    @property
+    def device(self):
+        return self._device
+
+    def encode_text(self, texts, templates=None):
+        from openood_immuno.cache import content_key
+
+        seed = int(content_key(list(texts), None if templates is None else list(templates))[:8], 16)
+        return unit(len(texts), self.embed_dim, seed, self._device)
+
+
+def synthetic_inputs(workdir: str, class_names, n_neg: int, n_antibodies: int) -> dict:
+    """A negative-label file and an antibody bank of the benchmark sizes."""
+    from openood_immuno.immuno.antibodies import Antibody, AntibodyBank
+
+    labels = os.path.join(workdir, f"neglabels_{n_neg}.txt")
+    n_noun = int(0.8 * n_neg)
+    with open(labels, "w") as fh:
+        fh.write("# openood-immuno negative labels v1\n")
+        fh.writelines(f"noun\tnegnoun{i}\n" for i in range(n_noun))
+        fh.writelines(f"adj\tnegadj{i}\n" for i in range(n_neg - n_noun))
+    per_class = n_antibodies // len(class_names)
+    bank = AntibodyBank(class_names, {"generator": "benchmark-synthetic"})
+    for c, name in enumerate(class_names):
+        bank.add_class(name, [Antibody(f"look-alike {k} of class {c}", "near_ood", "bench")
+                              for k in range(per_class - per_class // 4)]
+                       + [Antibody(f"anomalous scene {k} of class {c}", "contextual", "bench")
+                          for k in range(per_class // 4)], {})
+    bank_path = os.path.join(workdir, "bank.json")
+    bank.save(bank_path)
+    return {"labels": labels, "bank": bank_path}
+
+
+def synthetic_split(n: int, dim: int, num_classes: int, seed: int, device):
+    from openood_immuno.features import FeatureSet
+
+    labels = torch.arange(n) % num_classes
+    return FeatureSet(f"synthetic{n}", unit(n, dim, seed).to(device), labels, [""] * n)
+
+
+SCORERS = ("mcm", "neglabel", "immuno_zeroshot", "immuno_dis", "immuno", "ants_ens", "ants_vsnl", "ants")
+
+
+def scorer_overrides(name: str, inputs: dict) -> dict:
+    """Benchmark settings: synthetic banks of the target sizes, no MLLM, one vaccination epoch."""
+    if name == "mcm":
+        return {}
+    if name == "neglabel":
+        return {"neg_labels_file": inputs["labels"]}
+    if name.startswith("ants"):
+        return {"neg_labels_file": inputs["labels"], "mllm": "none"}
+    out = {"antibody_bank": inputs["bank"], "delta_low": -1.0, "delta_high": 1.0}  # keep all 20k
+    if name != "immuno_zeroshot":
+        out.update(shots=0, epochs=1)
+    return out
+
+
+def build_scorer(name: str, net, inputs: dict, id_features: dict):
+    """A fitted postprocessor with ImageNet-scale banks (ANTS banks filled to their caps)."""
+    from openood_immuno import build_postprocessor
+
+    pp = build_postprocessor(name, **scorer_overrides(name, inputs)).fit(net, id_features)
+    if name.startswith("ants"):
+        online = pp.online
+        ens = [f"a mined scene described {i}" for i in range(int(pp.args["ens_bank_size"]))]
+        online.ens.add(ens, net.encode_text(ens, ()))
+        classes = list(range(int(pp.args["vsnl_top_k"])))
+        answers = {c: [f"similar {k} to {net.class_names[c]}" for k in range(5)] for c in classes}
+        online.vsnl.features = net.encode_text(online.vsnl.update(classes, answers),
+                                               [pp.args["vsnl_template"]])
+    return pp
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller CPU batches")
+    parser.add_argument("--json", default="", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    from openood_immuno.classnames import resolve_class_names
+    from openood_immuno.immuno.adapter import VaccinationConfig, vaccinate
+    from openood_immuno.immuno.evt import EVTCalibrator
+
+    gpu = device.type == "cuda"
+    repeat = 5 if args.quick else 20
+    name = torch.cuda.get_device_name(device) if gpu else f"{platform.processor() or 'cpu'} x{os.cpu_count()}"
+    fig: dict = {"device": name, "torch": torch.__version__, "batch": BATCH}
+    print(f"device: {name} | torch {torch.__version__} | python {sys.version.split()[0]}")
+
+    bb_batch = BATCH if gpu else (16 if args.quick else 64)
+    t_bb = backbone_seconds_per_image(device, bb_batch, 3 if gpu else 1)
+    fig["backbone_ms_per_image"] = 1e3 * t_bb
+    print(f"CLIP ViT-B/16 image encoder (fp32, random weights, batch {bb_batch}): "
+          f"{1e3 * t_bb:.3f} ms/image")
+
+    classes = resolve_class_names("imagenet")
+    net = BenchTextNet(classes, D, device)
+    os.environ.setdefault("OPENOOD_IMMUNO_CACHE", tempfile.mkdtemp(prefix="bench-cache-"))
+    with tempfile.TemporaryDirectory() as work:
+        inputs = synthetic_inputs(work, classes, N_NEG, N_ANTIBODIES)
+        id_features = {"train": synthetic_split(10_000, D, N_CLASSES, 1, device),
+                       "val": synthetic_split(5_000, D, N_CLASSES, 2, device)}
+        x = unit(BATCH, D, 3, device)
+        print(f"\nscoring a batch of {BATCH} (d={D}, {N_CLASSES} ID classes, {N_NEG} negative labels, "
+              f"{N_ANTIBODIES} antibodies, ANTS banks full)")
+        print(f"{'scorer':<16}{'ms/image':>10}{'/backbone':>11}{'state MB':>10}{'GPU peak MB':>13}")
+        fig["scorers"] = {}
+        for scorer in SCORERS:
+            pp = build_scorer(scorer, net, inputs, id_features)
+            mem: dict = {}
+            with peak_memory(device, mem, "peak"):
+                t = timeit(lambda: pp.score_features(x), device, repeat) / BATCH
+            fig["scorers"][scorer] = {"ms_per_image": 1e3 * t, "ratio_to_backbone": t / t_bb,
+                                      "state_mb": state_mb(pp), "gpu_peak_mb": mem["peak"]}
+            print(f"{scorer:<16}{1e3 * t:>10.4f}{100 * t / t_bb:>10.2f}%{state_mb(pp):>10.1f}"
+                  f"{_mb(mem['peak']):>13}")
+        total = sum(v["ms_per_image"] for v in fig["scorers"].values()) / 1e3
+        fig["runner_ratio"] = (t_bb + total) / t_bb
+        print(f"\nrunner: one backbone pass + all {len(SCORERS)} scorers from cached features = "
+              f"{fig['runner_ratio']:.4f} x one backbone pass")
+
+        print("\nNegLabel grouped score vs number of negative labels (batch 256):")
+        fig["neglabel_scaling"] = {}
+        for n in (1_000, 10_000, 100_000):
+            labels = synthetic_inputs(work, classes[:1], n, 1)["labels"] if n != N_NEG else inputs["labels"]
+            pp = build_scorer("neglabel", net, {"labels": labels}, id_features)
+            mem = {}
+            with peak_memory(device, mem, "peak"):
+                t = timeit(lambda: pp.score_features(x), device, repeat) / BATCH
+            fig["neglabel_scaling"][n] = {"ms_per_image": 1e3 * t, "state_mb": state_mb(pp),
+                                          "gpu_peak_mb": mem["peak"]}
+            print(f"  {n:>7} labels: {1e3 * t:.4f} ms/image, state {state_mb(pp):.1f} MB, "
+                  f"GPU peak {_mb(mem['peak'])} MB")
+
+    n_train = 100_000 if (gpu or not args.quick) else 20_000
+    feats = unit(n_train, D, 4, device)
+    labels = torch.arange(n_train, device=device) % N_CLASSES
+    protos, antibodies = unit(N_CLASSES, D, 5, device), unit(N_ANTIBODIES, D, 6, device)
+    owner = torch.arange(N_ANTIBODIES, device=device) % N_CLASSES
+    cfg = VaccinationConfig(hidden=512, epochs=1, lr=1e-3, batch_size=256, weight_decay=1e-4,
+                            beta=5.0, margin=0.2, hard_k=8, seed=0)
+    kappa = torch.full((N_CLASSES,), 50.0, device=device)
+    mem = {}
+    with peak_memory(device, mem, "peak"):
+        t_epoch = timeit(lambda: vaccinate(feats, labels, protos, kappa, antibodies, owner, cfg,
+                                           device, progress=False), device, 1 if not gpu else 3, warmup=1)
+    fig["vaccination"] = {"features": n_train, "antibodies": N_ANTIBODIES, "s_per_epoch": t_epoch,
+                          "gpu_peak_mb": mem["peak"]}
+    print(f"\nvaccination: {t_epoch:.2f} s/epoch on {n_train} features x {N_ANTIBODIES} antibodies "
+          f"(batch 256), GPU peak {_mb(mem['peak'])} MB; 1.28M ImageNet images x 20 epochs would take "
+          f"{t_epoch * 1_281_167 / n_train * 20 / 60:.1f} min, 16 shots x 20 epochs "
+          f"{t_epoch * 16_000 / n_train * 20:.1f} s")
+    dis = torch.randn(50_000, dtype=torch.float64) * 0.05 + 0.3
+    evt_labels = torch.arange(50_000) % N_CLASSES
+    t_evt = timeit(lambda: EVTCalibrator.fit(dis, evt_labels, N_CLASSES, 0.5, 5), torch.device("cpu"), 1,
+                   warmup=0)
+    fig["evt_fit_s"] = t_evt
+    print(f"EVT: per-class Weibull fits for {N_CLASSES} classes (50 validation scores each): {t_evt:.2f} s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(fig, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
