@@ -165,19 +165,17 @@ def vaccinate(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Te
     bar = tqdm(range(config.epochs), desc="vaccination", disable=not progress)
     for epoch in bar:
         adapter.train()
-        sums, seen = {"loss": 0.0, "pull": 0.0, "push": 0.0}, 0
-        for idx in torch.randperm(x.shape[0], generator=gen).split(config.batch_size):
-            idx = idx.to(device)
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, pull, push (no sync per step)
+        for idx in torch.randperm(x.shape[0], generator=gen).to(device).split(config.batch_size):
             g = adapter(x[idx])
             pull, push = vaccination_losses(g, y[idx], mu, kap, ab, own, config.margin, config.hard_k)
             loss = pull + config.beta * push
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            for k, v in (("loss", loss), ("pull", pull), ("push", push)):
-                sums[k] += float(v.detach()) * idx.shape[0]
-            seen += idx.shape[0]
-        history.append({"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()}})
+            sums += torch.stack([loss, pull, push]).detach().double() * idx.shape[0]
+        mean = (sums / x.shape[0]).tolist()
+        history.append({"epoch": epoch + 1, "loss": mean[0], "pull": mean[1], "push": mean[2]})
         bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", push=f"{history[-1]['push']:.4f}")
     return adapter.eval(), history
 
