@@ -33,10 +33,11 @@ GROUPINGS = ("neglabel", "ants")
 
 
 @lru_cache(maxsize=64)
-def _permutation(n: int, seed: int) -> torch.Tensor:
+def _permutation(n: int, seed: int, device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """The fixed permutation, drawn on the CPU and kept on ``device`` (no copy per batch)."""
     generator = torch.Generator(device="cpu")
     generator.manual_seed(int(seed))
-    return torch.randperm(n, generator=generator)
+    return torch.randperm(n, generator=generator).to(device)
 
 
 def group_layout(n_neg: int, grouping: str = "neglabel", n_groups: int = 100,
@@ -80,7 +81,7 @@ def grouped_id_mass(logits: torch.Tensor, num_id: int, grouping: str = "neglabel
     k, kept = group_layout(neg.shape[1], grouping, n_groups, group_size)
     neg = neg[:, :kept]
     if k > 1:
-        neg = neg[:, _permutation(kept, seed).to(neg.device)]
+        neg = neg[:, _permutation(kept, seed, neg.device)]
     lse_pos = torch.logsumexp(pos, dim=1, keepdim=True)                  # [B, 1]
     lse_neg = torch.logsumexp(neg.reshape(neg.shape[0], k, kept // k), dim=2)  # [B, K]
     return torch.sigmoid(lse_pos - lse_neg).mean(dim=1)
