@@ -90,6 +90,10 @@ class ImmunoPostprocessor(BasePostprocessor):
     def reset(self) -> None:
         """Forget test-time state (online methods); a no-op for stateless scorers."""
 
+    def artifacts(self) -> dict:
+        """Arrays worth keeping beside the results (e.g. per-class thresholds); none here."""
+        return {}
+
     def status(self) -> dict:
         """What a run should report beside its metrics (online state, degradation); empty here."""
         return {}

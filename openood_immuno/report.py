@@ -95,21 +95,30 @@ def plot_run(folder: Path, out_dir: Path, title: str) -> list[Path]:
 
     scores = {p.stem.removeprefix("scores_"): np.load(p) for p in sorted(folder.glob("scores_*.npz"))}
     written = []
-    if "id" in scores:
-        id_conf = scores.pop("id")["conf"]
+    id_scores = scores.pop("id", None)
+    if scores:
         fig, (ax_roc, ax_hist) = plt.subplots(1, 2, figsize=(11, 4.2))
-        ax_hist.hist(id_conf, bins=40, alpha=0.6, density=True, label="ID (test)")
+        if id_scores is not None:
+            ax_hist.hist(id_scores["conf"], bins=40, alpha=0.6, density=True, label="ID (test)")
         for name, s in scores.items():
-            conf = np.concatenate([id_conf, s["conf"]])
-            is_ood = np.concatenate([np.zeros(len(id_conf)), np.ones(len(s["conf"]))])
+            # openood protocol: the OOD list alone (ID from scores_id); stream protocol: a whole
+            # ID + OOD stream (label -1 = OOD)
+            if id_scores is None:
+                conf, is_ood = s["conf"], (s["label"] == -1).astype(int)
+                ax_hist.hist(conf[is_ood == 0], bins=40, alpha=0.25, density=True, label=f"ID in {name} stream")
+                ood_conf = conf[is_ood == 1]
+            else:
+                conf = np.concatenate([id_scores["conf"], s["conf"]])
+                is_ood = np.concatenate([np.zeros(len(id_scores["conf"])), np.ones(len(s["conf"]))])
+                ood_conf = s["conf"]
             fpr, tpr, _ = roc_curve(is_ood, -conf)
             ax_roc.plot(fpr, tpr, label=name)
-            ax_hist.hist(s["conf"], bins=40, alpha=0.35, density=True, histtype="stepfilled", label=name)
+            ax_hist.hist(ood_conf, bins=40, alpha=0.35, density=True, histtype="stepfilled", label=name)
         ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax_roc.set(xlabel="ID flagged OOD (FPR)", ylabel="OOD flagged OOD (TPR)", title=f"ROC: {title}")
         ax_hist.set(xlabel="confidence (higher = more ID)", ylabel="density", title="score histograms")
         ax_roc.legend(fontsize=8)
-        ax_hist.legend(fontsize=8)
+        ax_hist.legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / f"{title}_roc_hist.png"
         fig.savefig(path, dpi=110)
@@ -120,8 +129,12 @@ def plot_run(folder: Path, out_dir: Path, title: str) -> list[Path]:
         data = np.load(art)
         if "evt_threshold" in data:
             thr = np.asarray(data["evt_threshold"])
+            pooled = np.asarray(data["evt_pooled"]) if "evt_pooled" in data else np.zeros(len(thr), bool)
             fig, ax = plt.subplots(figsize=(8, 3.5))
-            ax.plot(np.arange(len(thr)), thr, ".", ms=3)
+            idx = np.arange(len(thr))
+            ax.plot(idx[~pooled], thr[~pooled], ".", ms=3, label=f"per-class fit ({int((~pooled).sum())})")
+            ax.plot(idx[pooled], thr[pooled], "x", ms=3, label=f"pooled fit ({int(pooled.sum())})")
+            ax.legend(fontsize=8)
             ax.set(xlabel="ID class index", ylabel="DIS threshold (Weibull CDF = 0.5)",
                    title=f"per-class EVT thresholds: {title}")
             fig.tight_layout()

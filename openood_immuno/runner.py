@@ -99,13 +99,15 @@ def _permute(fs: FeatureSet, order: torch.Tensor) -> FeatureSet:
 
 
 def score_stream(pp: ImmunoPostprocessor, id_fs: FeatureSet, ood_fs: FeatureSet, seed: int,
-                 batch_size: int) -> list[float]:
-    """Paper protocol: one seeded shuffled stream of ID + OOD, fresh state; returns metrics."""
+                 batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paper protocol: one seeded shuffled stream of ID + OOD from a fresh state.
+
+    Returns ``(pred, conf, label)`` in stream order (label -1 = OOD).
+    """
     mixed = _concat(id_fs, ood_fs, f"{id_fs.name}+{ood_fs.name}")
     order = torch.randperm(len(mixed), generator=torch.Generator().manual_seed(seed))
     pp.reset()
-    pred, conf, label = pp.score_feature_set(_permute(mixed, order), batch_size)
-    return compute_all_metrics(conf, label, pred)
+    return pp.score_feature_set(_permute(mixed, order), batch_size)
 
 
 def hyperparam_search(pp: ImmunoPostprocessor, id_val: FeatureSet, ood_val: FeatureSet,
@@ -143,6 +145,7 @@ class EvalResult:
     std: Optional[dict[str, list[float]]] = None
     hyperparams: Optional[dict] = None
     status: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)
     scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def format(self) -> str:
@@ -165,6 +168,8 @@ class EvalResult:
                 writer.writerow([name, *[f"{v:.2f}" for v in vals], *extra])
         for name, (pred, conf, label) in self.scores.items():
             np.savez_compressed(os.path.join(folder, f"scores_{name}.npz"), pred=pred, conf=conf, label=label)
+        if self.artifacts:
+            np.savez_compressed(os.path.join(folder, "artifacts.npz"), **self.artifacts)
         return path
 
 
@@ -207,12 +212,18 @@ def evaluate(pp: ImmunoPostprocessor, store: FeatureStore, protocol: str = "open
                                                     np.concatenate([id_scores[2], ood_label]),
                                                     np.concatenate([id_scores[0], ood[0]]))
     else:
-        per_seed = [{name: score_stream(pp, id_fs, FeatureSet(fs.name, fs.features,
-                                                              torch.full_like(fs.labels, -1), fs.image_paths),
-                                        seed, batch_size)
-                     for name, fs in ood_sets.items()} for seed in seeds]
+        per_seed = []
+        for seed in seeds:
+            metrics = {}
+            for name, fs in ood_sets.items():
+                ood = FeatureSet(fs.name, fs.features, torch.full_like(fs.labels, -1), fs.image_paths)
+                pred, conf, label = score_stream(pp, id_fs, ood, seed, batch_size)
+                metrics[name] = compute_all_metrics(conf, label, pred)
+                if seed == seeds[0]:
+                    scores[name] = (pred, conf, label)  # the whole stream of the first seed
+            per_seed.append(metrics)
     tables = [_table(m, list(lists.near), list(lists.far), list(lists.extra), acc) for m in per_seed]
     rows = {k: list(np.mean([t[k] for t in tables], axis=0)) for k in tables[0]}
     std = ({k: list(np.std([t[k] for t in tables], axis=0)) for k in tables[0]}
            if len(tables) > 1 else None)
-    return EvalResult(pp.name, rows, std, hyper, pp.status(), scores)
+    return EvalResult(pp.name, rows, std, hyper, pp.status(), pp.artifacts(), scores)

@@ -165,6 +165,11 @@ class ImmunoVLMPostprocessor(_ImmunoVLMBase):
     vaccinate = True
     calibrate = True
 
+    def artifacts(self) -> dict:
+        """Per-class EVT thresholds (DIS where F_c = 0.5) and which classes use the pooled fit."""
+        evt = self.scorer.evt
+        return {"evt_threshold": evt.thresholds(0.5).numpy(), "evt_pooled": evt.pooled.numpy()}
+
 
 class ImmunoDISPostprocessor(_ImmunoVLMBase):
     """Immuno-VLM without EVT: adapter + DIS (conf = DIS)."""

@@ -106,6 +106,12 @@ class EVTCalibrator:
         x = (scores.detach().double().cpu() - self.floor).clamp(min=0)
         return ((x / self.scale[c]) ** self.shape[c]).clamp(max=1e30)
 
+    def thresholds(self, level: float = 0.5) -> torch.Tensor:
+        """Per-class DIS where ``F_c = level``: ``floor + scale_c (-log(1 - level))^(1/shape_c)``."""
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {level}")
+        return self.floor + self.scale * (-math.log1p(-level)) ** (1.0 / self.shape)
+
     def cdf(self, scores: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """``F_c(score)`` for each score and its (predicted) class, float64."""
         return -torch.expm1(-self.hazard(scores, classes))
