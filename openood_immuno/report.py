@@ -105,7 +105,9 @@ def plot_run(folder: Path, out_dir: Path, title: str) -> list[Path]:
             # ID + OOD stream (label -1 = OOD)
             if id_scores is None:
                 conf, is_ood = s["conf"], (s["label"] == -1).astype(int)
-                ax_hist.hist(conf[is_ood == 0], bins=40, alpha=0.25, density=True, label=f"ID in {name} stream")
+                if name == next(iter(scores)):  # ID scores differ a little from stream to stream
+                    ax_hist.hist(conf[is_ood == 0], bins=40, alpha=0.6, density=True,
+                                 label=f"ID (in the {name} stream)")
                 ood_conf = conf[is_ood == 1]
             else:
                 conf = np.concatenate([id_scores["conf"], s["conf"]])
