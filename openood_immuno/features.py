@@ -86,6 +86,8 @@ def extract_features(net, loader: DataLoader, name: str = "", progress: bool = T
         labels.append(torch.as_tensor(batch["label"]).cpu().long())
         paths.extend(_image_path(dataset, batch, i) for i in range(len(batch["data"])))
     net.train(was_training)
+    if not feats:
+        raise ValueError(f"image list {name!r} has no images: check the list file and data_root")
     out = FeatureSet(name, torch.cat(feats), torch.cat(labels), paths)
     if path is not None:
         atomic_torch_save({"features": out.features, "labels": out.labels,

@@ -29,9 +29,9 @@ def prefill_id_predictions(evaluator) -> None:
 def evaluate_with_openood(net, pp, data_root: str, id_name: str = "imagenet", batch_size: int = 128,
                           num_workers: int = 2) -> EvalResult:
     """``Evaluator(net, id_name, data_root, postprocessor=pp).eval_ood()`` as an :class:`EvalResult`."""
+    register()  # without OpenOOD, or with an incompatible one, this says how to fix it
     from openood.evaluation_api import Evaluator
 
-    register()
     with tempfile.TemporaryDirectory() as config_root:
         evaluator = Evaluator(net, id_name=id_name, data_root=data_root,
                               config_root=os.path.join(config_root, "configs"),

@@ -116,7 +116,15 @@ class ImmunoPostprocessor(BasePostprocessor):
 
     @torch.no_grad()
     def postprocess(self, net, data: torch.Tensor):
-        return self.score_features(net.encode_image(data))
+        self._require_fit()
+        features = net.encode_image(data)
+        self.check_features(features, "image features of the batch")
+        return self.score_features(features)
+
+    def _require_fit(self) -> None:
+        if self.net is None:
+            raise RuntimeError(f"postprocessor '{self.name}' is not fitted: call fit(net, id_features) "
+                               "(OpenOOD calls setup(), which does) before scoring")
 
     @torch.no_grad()
     def inference(self, net, data_loader: DataLoader, progress: bool = True):
@@ -138,6 +146,7 @@ class ImmunoPostprocessor(BasePostprocessor):
 
     def score_feature_set(self, fs: FeatureSet, batch_size: int = 256, progress: bool = False):
         """Score a whole :class:`FeatureSet` in list order -> numpy ``(pred, conf, label)``."""
+        self._require_fit()
         self.check_features(fs.features, f"features of '{fs.name}'")
         preds, confs = [], []
         for feats, _, paths in tqdm(fs.batches(batch_size), total=-(-len(fs) // batch_size),

@@ -20,6 +20,7 @@ zero-shot accuracy of the net's classifier on the ID test set, as OpenOOD report
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import logging
 import os
@@ -29,6 +30,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from .cache import atomic_write_text
 from .data import (IMAGENET_FAR, IMAGENET_ID, IMAGENET_NEAR, IMAGENET_OOD_VAL, NUM_CLASSES,
                    ImglistDataset, ListSpec, make_loader)
 from .features import FeatureSet, LazyFeatures, extract_features
@@ -159,13 +161,13 @@ class EvalResult:
     def write_csv(self, folder: str) -> str:
         """``ood.csv`` in OpenOOD's results layout (dataset, FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC)."""
         os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, "ood.csv")
-        with open(path, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["dataset", *METRIC_NAMES] + (["std_" + m for m in METRIC_NAMES] if self.std else []))
-            for name, vals in self.rows.items():
-                extra = [f"{s:.2f}" for s in self.std[name]] if self.std else []
-                writer.writerow([name, *[f"{v:.2f}" for v in vals], *extra])
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["dataset", *METRIC_NAMES] + (["std_" + m for m in METRIC_NAMES] if self.std else []))
+        for name, vals in self.rows.items():
+            extra = [f"{s:.2f}" for s in self.std[name]] if self.std else []
+            writer.writerow([name, *[f"{v:.2f}" for v in vals], *extra])
+        path = str(atomic_write_text(buf.getvalue(), os.path.join(folder, "ood.csv")))
         for name, (pred, conf, label) in self.scores.items():
             np.savez_compressed(os.path.join(folder, f"scores_{name}.npz"), pred=pred, conf=conf, label=label)
         if self.artifacts:

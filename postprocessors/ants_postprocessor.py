@@ -158,5 +158,7 @@ class ANTSPostprocessor(ImmunoPostprocessor):
     @torch.no_grad()
     def postprocess(self, net, data):
         """OpenOOD's per-batch path: images recovered from the normalised tensor for the MLLM."""
-        images = images_from_tensor(data, getattr(net, "preprocess", None))
-        return self._online().step(net.encode_image(data), images)
+        online = self._online()
+        features = net.encode_image(data)
+        self.check_features(features, "image features of the batch")
+        return online.step(features, images_from_tensor(data, getattr(net, "preprocess", None)))

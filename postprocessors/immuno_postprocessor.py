@@ -24,7 +24,7 @@ import torch
 
 from openood_immuno.cache import cache_dir, content_key
 from openood_immuno.immuno.adapter import few_shot_indices
-from openood_immuno.immuno.antibodies import Antibody, AntibodyBank
+from openood_immuno.immuno.antibodies import Antibody, AntibodyBank, BankError
 from openood_immuno.immuno.encode import encode_antibodies
 from openood_immuno.immuno.generators import build_bank, id_classes
 from openood_immuno.immuno.pipeline import ImmunoParams, build_scorer
@@ -54,9 +54,14 @@ def wordnet_bank(class_names: list[str], n_near: int, n_contextual: int, seed: i
                       n_near, n_contextual, seed)
     path = cache_dir("antibodies") / f"wordnet-{key}.json"
     if path.is_file():
-        bank = AntibodyBank.load(path)
-        if not bank.missing():
-            return bank
+        try:
+            bank = AntibodyBank.load(path)
+        except BankError as exc:  # a damaged cache file: rebuild it
+            log.warning("cached WordNet bank %s is unreadable (%s): rebuilding it", path, exc)
+            path.unlink()
+        else:
+            if not bank.missing():
+                return bank
     log.info("building the WordNet antibody bank for %d classes (cached in %s)", len(class_names), path)
     bank = build_bank(WordNetGenerator(n_near, n_contextual, seed=seed), id_classes(class_names),
                       path, short_log_level=logging.DEBUG)
@@ -147,10 +152,10 @@ class _ImmunoVLMBase(ImmunoPostprocessor):
         text = net.encode_text(net.class_names, a["templates"]).float()
         antibodies, owner = self._antibody_embeddings()
         train = val = None
-        if self.vaccinate:
+        if self.vaccinate and "train" in self._id_features:
             fs = self._train_features(params)
             train = (fs.features, fs.labels, fs.image_paths)
-        if self.calibrate:
+        if self.calibrate and "val" in self._id_features:
             fs = self._id_features["val"]
             val = (fs.features, fs.labels)
         self.scorer = build_scorer(text, antibodies, owner, params, train, val, self.vaccinate,

@@ -100,6 +100,27 @@ def gaussian_antibodies(prototypes: torch.Tensor, owner: torch.Tensor, sigma: fl
     return F.normalize(prototypes[owner.long()].cpu() + sigma * eps, dim=1).to(prototypes.device)
 
 
+def check_id_features(split: str, features: torch.Tensor, labels: torch.Tensor, dim: int,
+                      num_classes: int) -> None:
+    """Reject ID ``split`` features of another model (dimension), broken ones (NaN/inf) and
+    labels outside ``[0, num_classes)``, naming the fix."""
+    if features.ndim != 2 or features.shape[1] != dim:
+        raise ValueError(f"ID {split} features have shape {tuple(features.shape)} but the text "
+                         f"embeddings have dimension {dim}: features and text must come from the "
+                         "same CLIP model (clear the feature cache if the model changed)")
+    if labels.shape != (features.shape[0],):
+        raise ValueError(f"{features.shape[0]} ID {split} features but labels of shape "
+                         f"{tuple(labels.shape)}: one class index per feature")
+    bad = int((~torch.isfinite(features)).any(dim=1).sum())
+    if bad:
+        raise ValueError(f"{bad} of {features.shape[0]} ID {split} features contain NaN or inf: "
+                         "check the images and the backbone's precision (fp16 overflow), then "
+                         "clear the feature cache")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"ID {split} labels must lie in [0, {num_classes}) (one per ID class), got "
+                         f"[{int(labels.min())}, {int(labels.max())}]: check the {split} image list")
+
+
 @dataclass
 class ImmunoScorer:
     """The fitted method: ``score(features) -> (pred, conf)``."""
@@ -122,7 +143,12 @@ class ImmunoScorer:
     def adapt(self, features: torch.Tensor) -> torch.Tensor:
         """``g(x)`` (identity without an adapter)."""
         z = features.float().to(self.device)
-        return self.adapter(z) if self.adapter is not None else z
+        if self.adapter is None:
+            return z
+        if z.ndim != 2 or z.shape[1] != self.adapter.dim:
+            raise ValueError(f"feature dimension mismatch: images {tuple(z.shape)} vs the rejection "
+                             f"adapter's {self.adapter.dim}: use embeddings of the same CLIP model")
+        return self.adapter(z)
 
     @torch.no_grad()
     def dis(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,6 +190,9 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
         raise ValueError("vaccination needs ID training features (id_features['train'])")
     if calibrate and val is None:
         raise ValueError("EVT calibration needs ID validation features (id_features['val'])")
+    for split, data in (("train", train), ("val", val)):
+        if data is not None:
+            check_id_features(split, data[0], data[1], text_prototypes.shape[1], num_classes)
 
     if train is not None:
         x_train, y_train, paths = train[0].float().to(device), train[1].long().to(device), list(train[2])

@@ -69,10 +69,14 @@ def cached_labels(key: str) -> NegativeLabels | None:
     if not path.is_file():
         return None
     try:
-        return import_labels(path)
+        labels = import_labels(path)
     except ValueError:  # damaged cache file: mine again
+        labels = None
+    if labels is not None and labels.meta.get("n_labels", str(len(labels))) != str(len(labels)):
+        labels = None  # cut short at a line end: fewer labels than were mined
+    if labels is None:
         path.unlink(missing_ok=True)
-        return None
+    return labels
 
 
 def store_labels(key: str, labels: NegativeLabels) -> Path:
