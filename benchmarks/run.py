@@ -132,16 +132,22 @@ class BenchTextNet(torch.nn.Module):
         return unit(len(texts), self.embed_dim, seed, self._device)
 
 
-def synthetic_inputs(workdir: str, class_names, n_neg: int, n_antibodies: int) -> dict:
-    """A negative-label file and an antibody bank of the benchmark sizes."""
-    from openood_immuno.immuno.antibodies import Antibody, AntibodyBank
-
+def synthetic_labels(workdir: str, n_neg: int) -> str:
+    """A negative-label file (``openood-immuno neglabels`` format) of ``n_neg`` labels."""
     labels = os.path.join(workdir, f"neglabels_{n_neg}.txt")
     n_noun = int(0.8 * n_neg)
     with open(labels, "w") as fh:
         fh.write("# openood-immuno negative labels v1\n")
         fh.writelines(f"noun\tnegnoun{i}\n" for i in range(n_noun))
         fh.writelines(f"adj\tnegadj{i}\n" for i in range(n_neg - n_noun))
+    return labels
+
+
+def synthetic_inputs(workdir: str, class_names, n_neg: int, n_antibodies: int) -> dict:
+    """A negative-label file and an antibody bank of the benchmark sizes."""
+    from openood_immuno.immuno.antibodies import Antibody, AntibodyBank
+
+    labels = synthetic_labels(workdir, n_neg)
     per_class = n_antibodies // len(class_names)
     bank = AntibodyBank(class_names, {"generator": "benchmark-synthetic"})
     for c, name in enumerate(class_names):
@@ -178,7 +184,7 @@ def scorer_overrides(name: str, inputs: dict) -> dict:
     return out
 
 
-def build_scorer(name: str, net, inputs: dict, id_features: dict):
+def fit_scorer(name: str, net, inputs: dict, id_features: dict):
     """A fitted postprocessor with ImageNet-scale banks (ANTS banks filled to their caps)."""
     from openood_immuno import build_postprocessor
 
@@ -231,7 +237,7 @@ def main(argv=None) -> int:
         print(f"{'scorer':<16}{'ms/image':>10}{'/backbone':>11}{'state MB':>10}{'GPU peak MB':>13}")
         fig["scorers"] = {}
         for scorer in SCORERS:
-            pp = build_scorer(scorer, net, inputs, id_features)
+            pp = fit_scorer(scorer, net, inputs, id_features)
             mem: dict = {}
             with peak_memory(device, mem, "peak"):
                 t = timeit(lambda: pp.score_features(x), device, repeat) / BATCH
@@ -247,8 +253,7 @@ def main(argv=None) -> int:
         print("\nNegLabel grouped score vs number of negative labels (batch 256):")
         fig["neglabel_scaling"] = {}
         for n in (1_000, 10_000, 100_000):
-            labels = synthetic_inputs(work, classes[:1], n, 1)["labels"] if n != N_NEG else inputs["labels"]
-            pp = build_scorer("neglabel", net, {"labels": labels}, id_features)
+            pp = fit_scorer("neglabel", net, {"labels": synthetic_labels(work, n)}, id_features)
             mem = {}
             with peak_memory(device, mem, "peak"):
                 t = timeit(lambda: pp.score_features(x), device, repeat) / BATCH

@@ -83,7 +83,7 @@ def torch_load_cached(path: str | os.PathLike) -> Any | None:
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # damaged cache: recompute rather than crash
         path.unlink(missing_ok=True)
         return None

@@ -9,6 +9,7 @@ import sys
 
 import torch
 
+from .cache import atomic_write_json
 from .clip_net import build_clip_net
 from .config import available_postprocessors
 from .registry import build_postprocessor, openood_available
@@ -52,8 +53,11 @@ def cmd_eval(args) -> int:
     stray = sorted(set(pp_args) - set(names))
     if stray:
         raise SystemExit(f"--pp-arg names {stray}, which are not among --postprocessors {names}")
-    run_dir = os.path.join(args.output_dir, f"{args.id_name}_{os.path.basename(args.model)}_"
-                                            f"{_weights_tag(args.pretrained)}")
+    model_tag = os.path.splitext(os.path.basename(args.model))[0] if args.model.endswith(".json") \
+        else args.model
+    run_dir = os.path.join(args.output_dir, f"{args.id_name}_{model_tag}_{_weights_tag(args.pretrained)}")
+    atomic_write_json({"id": args.id_name, "model": model_tag, "pretrained": args.pretrained,
+                       "protocol_seeds": seeds}, os.path.join(run_dir, "run.json"))
     for name in names:
         pp = build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None,
                                  **pp_args.get(name, {}))

@@ -23,6 +23,7 @@ import torchvision.transforms as T
 
 from .cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
 from .classnames import resolve_class_names
+from .seeding import seeded
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,7 @@ def _create_open_clip(model: str, pretrained: str | None, seed: int):
                       "Scores are meaningless; use this only for tests and smoke runs.",
                       stacklevel=3)
         log.warning("RANDOM-INIT CLIP model %s: results are not meaningful", name)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             clip, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
         return clip, preprocess
 
@@ -142,13 +142,6 @@ class CLIPNet(nn.Module):
     @property
     def logit_scale(self) -> torch.Tensor:
         return self.clip.logit_scale.exp().detach()
-
-    def set_class_text(self, class_names: Sequence[str], templates: Sequence[str] | None = None) -> None:
-        """Re-point the ID classifier at other class names and/or templates."""
-        self.class_names = list(class_names)
-        if templates is not None:
-            self.templates = tuple(templates)
-        self.class_text_features = self.encode_text(self.class_names)
 
     @torch.no_grad()
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:

@@ -116,8 +116,8 @@ def imglist_labels_and_paths(dataset) -> tuple[torch.Tensor, list[str]]:
     """Labels and image paths read from a dataset's list lines (no image is opened)."""
     labels, paths = [], []
     for line in dataset.imglist:
-        parts = line.strip().split(" ", 1)
-        labels.append(int(parts[1].split()[0]) if len(parts) > 1 else 0)
+        parts = line.split()
+        labels.append(int(parts[1]) if len(parts) > 1 else 0)
         paths.append(os.path.join(dataset.data_dir, parts[0]))
     return torch.tensor(labels, dtype=torch.long), paths
 
@@ -130,18 +130,26 @@ class LazyFeatures(Mapping):
     trigger a backbone pass.
     """
 
-    def __init__(self, net, loaders: Mapping[str, DataLoader], progress: bool = True):
+    def __init__(self, net, loaders: Mapping[str, DataLoader | Callable[[], DataLoader]],
+                 progress: bool = True):
         self._net = net
-        self._loaders = dict(loaders or {})
+        self._loaders = dict(loaders or {})  # a callable is opened on first use (list parsed then)
         self._progress = progress
         self._done: dict[str, FeatureSet] = {}
 
+    def _loader(self, split: str) -> DataLoader:
+        if split not in self._loaders:
+            raise KeyError(f"no '{split}' loader: available {sorted(self._loaders)}")
+        if callable(self._loaders[split]) and not isinstance(self._loaders[split], DataLoader):
+            self._loaders[split] = self._loaders[split]()
+        return self._loaders[split]
+
+    def __contains__(self, split) -> bool:  # no feature extraction just to ask
+        return split in self._loaders
+
     def __getitem__(self, split: str) -> FeatureSet:
         if split not in self._done:
-            if split not in self._loaders:
-                raise KeyError(f"no '{split}' loader: available {sorted(self._loaders)}")
-            self._done[split] = extract_features(self._net, self._loaders[split], split,
-                                                 self._progress)
+            self._done[split] = extract_features(self._net, self._loader(split), split, self._progress)
         return self._done[split]
 
     def subset(self, split: str, select: Callable[[torch.Tensor, list[str]], torch.Tensor]) -> FeatureSet:
@@ -150,9 +158,7 @@ class LazyFeatures(Mapping):
         The choice is made from the list file alone, so only the chosen images go through the
         backbone (16 shots per class of ImageNet's 1.28M training images: 16,000 images).
         """
-        if split not in self._loaders:
-            raise KeyError(f"no '{split}' loader: available {sorted(self._loaders)}")
-        loader = self._loaders[split]
+        loader = self._loader(split)
         dataset = loader.dataset
         if getattr(dataset, "imglist", None) is None or getattr(dataset, "data_dir", None) is None:
             full = self[split]

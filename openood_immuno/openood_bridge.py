@@ -44,4 +44,5 @@ def evaluate_with_openood(net, pp, data_root: str, id_name: str = "imagenet", ba
             scores.update({name: tuple(v) for name, v in evaluator.scores["ood"][split].items()})
     rows = {name: [float(v) for v in frame.loc[name].to_numpy(dtype=np.float64)] for name in frame.index}
     hyper = dict(zip(pp.args_dict, pp.get_hyperparam())) if pp.APS_mode else None
-    return EvalResult(pp.name, rows, None, hyper, pp.status(), scores)
+    return EvalResult(pp.name, rows, None, hyper, status=pp.status(), artifacts=pp.artifacts(),
+                      scores=scores)

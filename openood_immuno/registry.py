@@ -71,10 +71,7 @@ def build_postprocessor(name: str, id_name: str = "imagenet", APS_mode: bool | N
                                                **overrides}
     if APS_mode is not None:
         config.postprocessor.APS_mode = APS_mode
-    obj = postprocessor_class(config)(config)
-    obj.APS_mode = bool(config.postprocessor.get("APS_mode", False))
-    obj.hyperparam_search_done = False
-    return obj
+    return postprocessor_class(config)(config)
 
 
 def openood_available() -> bool:

@@ -7,6 +7,7 @@ one folder per postprocessor (``<name>`` or ``<name>_stream``) with ``ood.csv``,
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -41,16 +42,21 @@ def find_runs(results_dir: str) -> list[dict]:
     return runs
 
 
-def _arch(run_name: str) -> tuple[str, str]:
-    parts = run_name.split("_")
-    return (parts[1] if len(parts) > 2 else run_name), (parts[-1] if len(parts) > 2 else "")
+def _arch(run_folder: Path) -> tuple[str, str]:
+    """(model, weights) of a run: from its ``run.json``, else parsed from ``<id>_<model>_<weights>``."""
+    meta = run_folder / "run.json"
+    if meta.is_file():
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        return data["model"], os.path.splitext(os.path.basename(str(data["pretrained"]).rstrip("/")))[0]
+    parts = run_folder.name.split("_")
+    return ("_".join(parts[1:-1]), parts[-1]) if len(parts) > 2 else (run_folder.name, "")
 
 
 def leaderboard_rows(runs: list[dict]) -> list[dict]:
     """Rows in the OpenOOD leaderboard CSV format (``results/imagenet1k_ood.csv``)."""
     out = []
     for r in runs:
-        arch, weights = _arch(r["run"])
+        arch, weights = _arch(r["folder"].parent)
         rows = r["rows"]
         out.append({"Training": f"CLIP zero-shot ({weights})" if weights else "CLIP zero-shot",
                     "Postprocessor": r["postprocessor"],
@@ -154,8 +160,9 @@ def write_report(results_dir: str, out_dir: str | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for r in runs:
         plot_run(r["folder"], out, f"{r['postprocessor']}_{r['protocol']}")
-    with open(out / "leaderboard.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LEADERBOARD_COLUMNS)
-        writer.writeheader()
-        writer.writerows(leaderboard_rows(runs))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LEADERBOARD_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(leaderboard_rows(runs))
+    atomic_write_text(buf.getvalue(), out / "leaderboard.csv")
     return atomic_write_text(markdown_report(runs), out / "report.md")

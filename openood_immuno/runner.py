@@ -87,8 +87,9 @@ class FeatureStore:
         return self._sets[key]
 
     def id_features(self) -> LazyFeatures:
-        return LazyFeatures(self.net, {s: self.loader(spec) for s, spec in self.lists.id.items()},
-                            self.progress)
+        """ID splits, each list read only if a postprocessor asks for it."""
+        return LazyFeatures(self.net, {s: (lambda spec=spec: self.loader(spec))
+                                       for s, spec in self.lists.id.items()}, self.progress)
 
 
 def _concat(a: FeatureSet, b: FeatureSet, name: str) -> FeatureSet:
@@ -228,4 +229,5 @@ def evaluate(pp: ImmunoPostprocessor, store: FeatureStore, protocol: str = "open
     rows = {k: list(np.mean([t[k] for t in tables], axis=0)) for k in tables[0]}
     std = ({k: list(np.std([t[k] for t in tables], axis=0)) for k in tables[0]}
            if len(tables) > 1 else None)
-    return EvalResult(pp.name, rows, std, hyper, pp.status(), pp.artifacts(), scores)
+    return EvalResult(pp.name, rows, std, hyper, status=pp.status(), artifacts=pp.artifacts(),
+                      scores=scores)

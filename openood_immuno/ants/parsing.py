@@ -32,7 +32,7 @@ def parse_description(text: Optional[str], class_name: str = "") -> Optional[str
     line = next((ln for ln in str(text).splitlines() if ln.strip()), "")
     line = _PREFIX.sub("", line)
     if class_name.strip():
-        line = re.sub(re.escape(class_name.strip()), " ", line, flags=re.IGNORECASE)
+        line = re.sub(rf"\b{re.escape(class_name.strip())}(?:e?s)?\b", " ", line, flags=re.IGNORECASE)
     line = _clean(line)
     return line if re.search(r"[^\W\d_]", line) else None
 

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
+from ..seeding import seeded
 
 log = logging.getLogger(__name__)
 ADAPTER_VERSION = 1
@@ -156,8 +157,7 @@ def vaccinate(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Te
     x, y = features.float().to(device), labels.long().to(device)
     mu, kap = prototypes.float().to(device), kappa.float().to(device)
     ab, own = antibodies.float().to(device), owner.long().to(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with seeded(config.seed):
         adapter = RejectionAdapter(x.shape[1], config.hidden).to(device)
     opt = torch.optim.AdamW(adapter.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)

@@ -37,8 +37,10 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) 
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}) to build class prototypes; got "
                          f"[{int(labels.min())}, {int(labels.max())}]")
-    sums = torch.zeros(num_classes, features.shape[1], dtype=torch.float32, device=features.device)
-    sums.index_add_(0, labels.to(features.device), features.float())
+    # one-hot matmul, not index_add_: the latter is non-deterministic on CUDA, and the adapter
+    # cache is keyed by the bytes of what is computed here
+    onehot = F.one_hot(labels.to(features.device), num_classes).float()
+    sums = onehot.T @ features.float()
     counts = torch.bincount(labels, minlength=num_classes).to(features.device)
     return F.normalize(sums, dim=1), counts
 
@@ -74,7 +76,7 @@ def estimate_kappa(features: torch.Tensor, labels: torch.Tensor, prototypes: tor
     num_classes, dim = prototypes.shape
     labels = labels.long().to(prototypes.device)
     cos = (features.float().to(prototypes.device) * prototypes[labels]).sum(1)
-    sums = torch.zeros(num_classes, device=prototypes.device).index_add_(0, labels, cos)
+    sums = F.one_hot(labels, num_classes).float().T @ cos
     counts = torch.bincount(labels, minlength=num_classes)
     pooled = cos.mean()
     own = counts >= max(1, min_samples)

@@ -29,6 +29,7 @@ from abc import ABC, abstractmethod
 from typing import Optional
 
 from ..cache import content_key
+from ..seeding import seeded
 from .antibodies import Antibody, normalise_text
 from .generators import AntibodyGenerator, ClassInfo, Generated, GeneratorUnavailable
 from .parsing import parse_list, screen_candidates
@@ -112,8 +113,7 @@ class TransformersChatBackend(ChatBackend):
         sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 \
             else {"do_sample": False}
         try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
-                torch.manual_seed(seed)
+            with seeded(seed), torch.no_grad():
                 out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens,
                                           pad_token_id=pad, **sampling)
         except Exception as exc:  # e.g. out of memory on one prompt: report, keep going

@@ -85,10 +85,15 @@ def auto_margin(features: torch.Tensor, labels: torch.Tensor, antibodies: torch.
     """The ``quantile`` of ``cos(z_i, a)`` over ID training features and the antibodies of their
     own class under frozen CLIP (all antibodies when no class has any): the push then acts on
     the closest ID-antibody pairs only, whatever the cosine scale of the backbone."""
-    cos = features.float() @ antibodies.float().T
-    own = owner[None, :] == labels[:, None]
-    values = cos[own] if bool(own.any()) else cos.flatten()
-    return float(np.quantile(values.cpu().double().numpy(), quantile))
+    antibodies, owner = antibodies.float(), owner.to(antibodies.device)
+    labels = labels.to(antibodies.device)
+    anyone_owned = bool(torch.isin(labels, owner).any())
+    values = []
+    for i in range(0, features.shape[0], 1024):  # chunks: no N x M matrix in memory
+        cos = features[i:i + 1024].float().to(antibodies.device) @ antibodies.T
+        own = owner[None, :] == labels[i:i + 1024, None]
+        values.append((cos[own] if anyone_owned else cos.flatten()).cpu())
+    return float(np.quantile(torch.cat(values).double().numpy(), quantile))
 
 
 def gaussian_antibodies(prototypes: torch.Tensor, owner: torch.Tensor, sigma: float,
