@@ -9,7 +9,6 @@ Class text features are template ensembles (Radford et al., 2021, Sec. 3.1.4):
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings

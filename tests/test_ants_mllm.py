@@ -5,9 +5,10 @@ import io
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
+from fake_endpoint import QuietJSONHandler
 import torch
 from PIL import Image
 
@@ -97,24 +98,13 @@ def test_transformers_vlm_missing_model_fails_clearly():
         backend.load()
 
 
-class _Endpoint(BaseHTTPRequestHandler):
+class _Endpoint(QuietJSONHandler):
     """A minimal OpenAI-compatible server: /models and /chat/completions."""
 
     seen: list = []
 
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, code, obj):
-        body = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_GET(self):
-        self._reply(200, {"data": [{"id": "tiny"}]})
+        self.send_json({"data": [{"id": "tiny"}]})
 
     def do_POST(self):
         payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -122,7 +112,7 @@ class _Endpoint(BaseHTTPRequestHandler):
         content = payload["messages"][0]["content"]
         text = content[0]["text"]
         if "FAIL" in text:
-            return self._reply(500, {"error": "boom"})
+            return self.send_json({"error": "boom"}, 500)
         images = [c for c in content if c["type"] == "image_url"]
         if images:
             raw = base64.b64decode(images[0]["image_url"]["url"].split(",", 1)[1])
@@ -130,8 +120,8 @@ class _Endpoint(BaseHTTPRequestHandler):
             answer = f"A {w} by {h} picture"
         else:
             answer = "1. lynx\n2. puma"
-        self._reply(200, {"choices": [{"message": {"content": answer}}],
-                          "usage": {"completion_tokens": 3}})
+        self.send_json({"choices": [{"message": {"content": answer}}],
+                        "usage": {"completion_tokens": 3}})
 
 
 @pytest.fixture

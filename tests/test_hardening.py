@@ -13,11 +13,12 @@ import threading
 import time
 import types
 import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_endpoint import QuietJSONHandler
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -420,21 +421,11 @@ def test_antibodies_cli_refuses_an_out_file_of_another_class_set(tmp_path):
 
 
 # ---- LLM / MLLM endpoints -----------------------------------------------------------------------
-class _Chat(BaseHTTPRequestHandler):
+class _Chat(QuietJSONHandler):
     """An OpenAI-compatible endpoint that lists a model, then misbehaves as ``server.mode`` says."""
 
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, body: bytes, code=200):
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_GET(self):
-        self._reply(json.dumps({"data": [{"id": "tiny"}]}).encode())
+        self.send_json({"data": [{"id": "tiny"}]})
 
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
@@ -444,7 +435,7 @@ class _Chat(BaseHTTPRequestHandler):
         body = {"slow": {"choices": [{"message": {"content": "a red lantern"}}]},
                 "no choices": {"object": "error", "detail": "overloaded"},
                 "garbage": {"choices": [{"message": {"content": "@@@ ### !!!\n~~~ 123"}}]}}.get(mode)
-        self._reply(json.dumps(body).encode() if body else b"<html>502 Bad Gateway</html>")
+        self.send_body(json.dumps(body).encode() if body else b"<html>502 Bad Gateway</html>")
 
 
 class _ChatServer(ThreadingHTTPServer):

@@ -6,9 +6,10 @@ import re
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
+from fake_endpoint import QuietJSONHandler
 
 from openood_immuno.immuno.antibodies import AntibodyBank
 from openood_immuno.immuno.generators import GeneratorUnavailable, build_bank, id_classes, make_generator
@@ -16,21 +17,11 @@ from openood_immuno.immuno.generators import GeneratorUnavailable, build_bank, i
 CLASSES = id_classes(["tench", "goldfish", "magpie"])
 
 
-class ChatHandler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def _json(self, obj, code=200):
-        body = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class ChatHandler(QuietJSONHandler):
 
     def do_GET(self):
         if self.path.endswith("/models"):
-            self._json({"object": "list", "data": [{"id": "tiny-chat"}]})
+            self.send_json({"object": "list", "data": [{"id": "tiny-chat"}]})
         else:
             self.send_error(404)
 
@@ -51,7 +42,7 @@ class ChatHandler(BaseHTTPRequestHandler):
         else:
             c = re.search(r"descriptions of a (.+?) in an impossible", prompt).group(1)
             content = f"1. A {c} made of clouds\n2. a melting {c}\n3. a {c} made of glass"
-        self._json({"choices": [{"message": {"role": "assistant", "content": content}}]})
+        self.send_json({"choices": [{"message": {"role": "assistant", "content": content}}]})
 
 
 @pytest.fixture()
