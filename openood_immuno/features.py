@@ -95,6 +95,18 @@ def extract_features(net, loader: DataLoader, name: str = "", progress: bool = T
     return out
 
 
+def check_features(features: torch.Tensor, dim: Optional[int], what: str) -> None:
+    """Reject features of another model (dimension ``dim``) or broken ones (NaN/inf), naming the fix."""
+    if features.ndim != 2 or (dim is not None and features.shape[1] != dim):
+        raise ValueError(f"{what} have shape {tuple(features.shape)} but the embedding dimension is "
+                         f"{dim}: features and text must come from the same CLIP model (clear the "
+                         "feature cache if the model changed)")
+    bad = int((~torch.isfinite(features)).any(dim=1).sum())
+    if bad:
+        raise ValueError(f"{bad} of {features.shape[0]} {what} contain NaN or inf: check the images "
+                         "and the backbone's precision (fp16 overflow), then clear the feature cache")
+
+
 class ImglistSubset(Dataset):
     """Some images of an imglist dataset, keeping the attributes feature caches key on."""
 

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .features import FeatureSet, LazyFeatures, extract_features
+from .features import FeatureSet, LazyFeatures, check_features, extract_features
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +133,8 @@ class ImmunoPostprocessor(BasePostprocessor):
         return self.score_feature_set(fs, data_loader.batch_size or 256, progress)
 
     def check_features(self, features: torch.Tensor, what: str = "image features") -> None:
-        """Reject features of another model (dimension) or broken ones (NaN/inf) with the fix."""
-        dim = getattr(self.net, "embed_dim", None)
-        if features.ndim != 2 or (dim is not None and features.shape[1] != dim):
-            raise ValueError(f"{what} have shape {tuple(features.shape)} but the net's embedding dimension "
-                             f"is {dim}: features and text must come from the same CLIP model (clear "
-                             "the feature cache if the model changed)")
-        bad = int((~torch.isfinite(features)).any(dim=1).sum())
-        if bad:
-            raise ValueError(f"{bad} of {features.shape[0]} {what} contain NaN or inf: check the images "
-                             "and the backbone's precision (fp16 overflow), then clear the feature cache")
+        """:func:`~openood_immuno.features.check_features` against the fitted net's dimension."""
+        check_features(features, getattr(self.net, "embed_dim", None), what)
 
     def score_feature_set(self, fs: FeatureSet, batch_size: int = 256, progress: bool = False):
         """Score a whole :class:`FeatureSet` in list order -> numpy ``(pred, conf, label)``."""

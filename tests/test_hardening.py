@@ -298,7 +298,7 @@ def test_features_of_another_model_per_batch(name, tiny_net, glass_bank):
 def test_features_of_another_model_through_openood_inference(tiny_net, net32, tmp_path):
     pp = build_postprocessor("mcm").fit(tiny_net, {})
     loader = make_loader(ImglistDataset(str(image_root(tmp_path)), SPEC, net32.preprocess), 4, 0)
-    with pytest.raises(ValueError, match=r"features of 'probe' have shape \(3, 32\) but the net's "
+    with pytest.raises(ValueError, match=r"features of 'probe' have shape \(3, 32\) but the "
                                          r"embedding dimension is 64: .*same CLIP model"):
         pp.inference(net32, loader, progress=False)
 
@@ -335,7 +335,7 @@ def test_nan_features_on_the_per_batch_postprocess_path(tiny_net):
 @pytest.mark.parametrize("split, broken, message", [
     ("train", "nan", r"1 of 40 ID train features contain NaN or inf: .*clear the feature cache"),
     ("val", "nan", r"1 of 40 ID val features contain NaN or inf"),
-    ("train", "dim", r"ID train features have shape \(40, 512\) but the text embeddings have dimension "
+    ("train", "dim", r"ID train features have shape \(40, 512\) but the embedding dimension is "
                      r"64: features and text must come from the same CLIP model"),
     ("val", "labels", r"ID val labels must lie in \[0, 1000\) \(one per ID class\), got \[990, 1029\]"),
 ], ids=["nan train", "inf val", "dim train", "labels val"])

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..features import check_features
 from ..scores.immuno import dis_score
 from .adapter import RejectionAdapter, VaccinationConfig, few_shot_indices, load_or_vaccinate
 from .antigen import class_means, estimate_kappa, geodesic_prototypes
@@ -109,18 +110,10 @@ def check_id_features(split: str, features: torch.Tensor, labels: torch.Tensor, 
                       num_classes: int) -> None:
     """Reject ID ``split`` features of another model (dimension), broken ones (NaN/inf) and
     labels outside ``[0, num_classes)``, naming the fix."""
-    if features.ndim != 2 or features.shape[1] != dim:
-        raise ValueError(f"ID {split} features have shape {tuple(features.shape)} but the text "
-                         f"embeddings have dimension {dim}: features and text must come from the "
-                         "same CLIP model (clear the feature cache if the model changed)")
+    check_features(features, dim, f"ID {split} features")
     if labels.shape != (features.shape[0],):
         raise ValueError(f"{features.shape[0]} ID {split} features but labels of shape "
                          f"{tuple(labels.shape)}: one class index per feature")
-    bad = int((~torch.isfinite(features)).any(dim=1).sum())
-    if bad:
-        raise ValueError(f"{bad} of {features.shape[0]} ID {split} features contain NaN or inf: "
-                         "check the images and the backbone's precision (fp16 overflow), then "
-                         "clear the feature cache")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(f"ID {split} labels must lie in [0, {num_classes}) (one per ID class), got "
                          f"[{int(labels.min())}, {int(labels.max())}]: check the {split} image list")
