@@ -139,6 +139,7 @@ def parse_pp_args(items) -> dict[str, dict]:
 
 
 def main(argv=None) -> int:
+    """Parse ``argv`` and run the command; errors propagate (for programmatic use and tests)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -146,5 +147,22 @@ def main(argv=None) -> int:
     return args.func(args)
 
 
+# Errors whose message already names the fix: the console command prints them without a traceback.
+USER_ERRORS = (ValueError, KeyError, LookupError, FileNotFoundError, ImportError, RuntimeError)
+
+
+def run(argv=None) -> int:
+    """The ``openood-immuno`` console command: :func:`main`, bad input reported in one line."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return main(argv)
+    except USER_ERRORS as exc:
+        if "-v" in argv or "--verbose" in argv:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"openood-immuno: error: {message} (--verbose shows the traceback)", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -51,3 +51,15 @@ def test_register_with_incompatible_openood(monkeypatch):
         monkeypatch.setitem(sys.modules, name, module)
     with pytest.raises(RuntimeError, match="incompatible OpenOOD version.*v1.5"):
         openood_immuno.register()
+
+
+def test_console_command_reports_bad_input_in_one_line(tmp_path, capsys):
+    from openood_immuno.cli import run
+
+    argv = ["eval", "--data-root", str(tmp_path), "--model", "ImmunoTiny-ViT", "--pretrained",
+            str(tmp_path / "missing.pt")]
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("openood-immuno: error: CLIP checkpoint") and "Traceback" not in err
+    with pytest.raises(FileNotFoundError):
+        run(["--verbose"] + argv)

@@ -37,6 +37,12 @@ CONTEXT_PATTERNS = (
 )
 
 
+def _first_words(exc: BaseException) -> str:
+    """The first line of an nltk error that says something (nltk frames it in asterisks)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip().strip("*")]
+    return lines[0] if lines else type(exc).__name__
+
+
 def load_wordnet():
     """nltk's WordNet reader, or :class:`GeneratorUnavailable` saying how to install it."""
     try:
@@ -47,7 +53,7 @@ def load_wordnet():
         raise GeneratorUnavailable(
             "the WordNet corpus is not installed: point NLTK_DATA at a folder holding "
             "corpora/wordnet (e.g. NLTK_DATA=../shared/nltk_data) or run "
-            f"`python -m nltk.downloader wordnet` ({str(exc).strip().splitlines()[0]})") from exc
+            f"`python -m nltk.downloader wordnet` ({_first_words(exc)})") from exc
     return wn
 
 
