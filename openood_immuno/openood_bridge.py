@@ -16,7 +16,7 @@ def prefill_id_predictions(evaluator) -> None:
     """Fill ``evaluator.scores['id_preds'/'id_labels']`` from cached features.
 
     OpenOOD's ``Evaluator._classifier_inference`` (used for the ACC column) moves every
-    batch with ``.cuda()``; on a machine without a GPU it fails. The same predictions,
+    batch with ``Tensor.cuda``; on a machine without a GPU it fails. The same predictions,
     ``argmax_c logit_c``, come from the cached ID test features at no backbone cost.
     """
     net = evaluator.net

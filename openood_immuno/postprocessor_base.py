@@ -11,7 +11,7 @@ A scorer implements two methods on L2-normalised CLIP image features:
 
 The OpenOOD methods (``setup``, ``postprocess``, ``inference``, ``args_dict``,
 ``set_hyperparam``, ``get_hyperparam``) are derived from these. ``inference`` runs on the
-net's device (OpenOOD's calls ``.cuda()``) and reuses cached features.
+net's device (OpenOOD's moves every batch with ``Tensor.cuda``) and reuses cached features.
 """
 from __future__ import annotations
 
