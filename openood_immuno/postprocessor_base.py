@@ -149,8 +149,5 @@ class ImmunoPostprocessor(BasePostprocessor):
         return (torch.cat(preds).numpy().astype(int), torch.cat(confs).numpy(),
                 fs.labels.numpy().astype(int))
 
-    def _device(self) -> torch.device:
-        return self.net.device if self.net is not None else torch.device("cpu")
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, args={self.args})"

@@ -152,11 +152,12 @@ class EvalResult:
     scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def format(self) -> str:
-        lines = [f"{'':<14}" + "".join(f"{m:>10}" for m in METRIC_NAMES)]
+        width = 10 if self.std is None else 15  # "100.00±100.00" must never be cut
+        lines = [f"{'':<14}" + "".join(f"{m:>{width}}" for m in METRIC_NAMES)]
         for name, vals in self.rows.items():
-            cells = [f"{v:10.2f}" if self.std is None else f"{v:6.2f}±{s:<4.2f}"[:10].rjust(10)
+            cells = [f"{v:.2f}" if self.std is None else f"{v:.2f}±{s:.2f}"
                      for v, s in zip(vals, (self.std or {}).get(name, vals))]
-            lines.append(f"{name:<14}" + "".join(cells))
+            lines.append(f"{name:<14}" + "".join(c.rjust(width) for c in cells))
         return "\n".join(lines)
 
     def write_csv(self, folder: str) -> str:
