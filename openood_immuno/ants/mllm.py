@@ -23,12 +23,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 import logging
 import os
 import time
 import urllib.error
-import urllib.request
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -37,6 +35,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 from PIL import Image
+
+from ..openai_http import openai_request
 
 log = logging.getLogger(__name__)
 
@@ -222,19 +222,9 @@ class OpenAIVision(MLLMBackend):
         self.spec = f"openai:{model}@{self.base_url}"
         self.api_key_env, self.timeout_s = api_key_env, timeout_s
 
-    def _headers(self) -> dict:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
     def _call(self, path: str, payload: Optional[dict] = None) -> dict:
-        data = None if payload is None else json.dumps(payload).encode("utf-8")
-        req = urllib.request.Request(self.base_url + path, data=data, headers=self._headers(),
-                                     method="GET" if payload is None else "POST")
-        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-            return json.loads(resp.read().decode("utf-8"))
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        return openai_request(self.base_url, path, payload, key, self.timeout_s)
 
     def load(self) -> None:
         try:

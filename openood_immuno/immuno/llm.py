@@ -19,15 +19,14 @@ Backends:
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
 import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
 from typing import Optional
 
+from ..openai_http import openai_request
 from ..cache import content_key
 from ..seeding import seeded
 from .antibodies import Antibody, normalise_text
@@ -146,14 +145,7 @@ class OpenAIChatBackend(ChatBackend):
                 "max_new_tokens": self.max_new_tokens}
 
     def _request(self, path: str, payload: Optional[dict] = None) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        data = json.dumps(payload).encode("utf-8") if payload is not None else None
-        req = urllib.request.Request(self.base + path, data=data, headers=headers,
-                                     method="POST" if data is not None else "GET")
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            return json.loads(resp.read().decode("utf-8"))
+        return openai_request(self.base, path, payload, self.api_key, self.timeout)
 
     def _first_model(self) -> str:
         try:
