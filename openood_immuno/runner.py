@@ -76,6 +76,7 @@ class FeatureStore:
         self.num_classes = NUM_CLASSES.get(id_name)
         self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
         self._sets: dict[str, FeatureSet] = {}
+        self._id_features: Optional[LazyFeatures] = None
 
     def loader(self, spec: ListSpec):
         dataset = ImglistDataset(self.data_root, spec, self.net.preprocess, self.num_classes)
@@ -87,9 +88,13 @@ class FeatureStore:
         return self._sets[key]
 
     def id_features(self) -> LazyFeatures:
-        """ID splits, each list read only if a postprocessor asks for it."""
-        return LazyFeatures(self.net, {s: (lambda spec=spec: self.loader(spec))
-                                       for s, spec in self.lists.id.items()}, self.progress)
+        """ID splits, each list read only if a postprocessor asks for it; shared by every
+        postprocessor evaluated on this store, so a split is loaded once."""
+        if self._id_features is None:
+            self._id_features = LazyFeatures(self.net, {s: (lambda spec=spec: self.loader(spec))
+                                                        for s, spec in self.lists.id.items()},
+                                             self.progress)
+        return self._id_features
 
 
 def _concat(a: FeatureSet, b: FeatureSet, name: str) -> FeatureSet:
