@@ -11,7 +11,7 @@ import torch
 
 from .cache import atomic_write_json
 from .clip_net import build_clip_net
-from .config import available_postprocessors
+from .ymlconfig import available_postprocessors
 from .registry import build_postprocessor, openood_available
 from .runner import PROTOCOLS, BenchmarkLists, FeatureStore, evaluate, parse_extra_ood
 

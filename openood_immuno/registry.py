@@ -19,7 +19,7 @@ import pkgutil
 import sys
 from typing import Any
 
-from .config import Config, available_postprocessors, load_postprocessor_config
+from .ymlconfig import Config, available_postprocessors, load_postprocessor_config
 from .postprocessor_base import ImmunoPostprocessor
 
 _WRAPPED = "_openood_immuno_wrapped"

@@ -29,7 +29,7 @@ from openood_immuno import build_clip_net, build_postprocessor
 from openood_immuno import cache as cache_mod
 from openood_immuno.cache import cache_dir
 from openood_immuno.cli import main
-from openood_immuno.config import load_postprocessor_config
+from openood_immuno.ymlconfig import load_postprocessor_config
 from openood_immuno.data import ImglistDataset, ListSpec, make_loader
 from openood_immuno.features import FeatureSet, extract_features
 from openood_immuno.immuno.adapter import load_or_vaccinate

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from openood_immuno import available_postprocessors, build_postprocessor
-from openood_immuno.config import config_dir, load_postprocessor_config
+from openood_immuno.ymlconfig import config_dir, load_postprocessor_config
 from openood_immuno.registry import postprocessor_class
 
 
