@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     torch.manual_seed(0)
     from openood_immuno.classnames import resolve_class_names
-    from openood_immuno.immuno.adapter import VaccinationConfig, vaccinate
+    from openood_immuno.immuno.vaccination import VaccinationConfig, vaccinate
     from openood_immuno.immuno.evt import EVTCalibrator
 
     gpu = device.type == "cuda"

@@ -32,11 +32,11 @@ from openood_immuno.cli import main
 from openood_immuno.ymlconfig import load_postprocessor_config
 from openood_immuno.data import ImglistDataset, ListSpec, make_loader
 from openood_immuno.features import FeatureSet, extract_features
-from openood_immuno.immuno.adapter import load_or_vaccinate
+from openood_immuno.immuno.vaccination import load_or_vaccinate
 from openood_immuno.immuno.antibodies import Antibody, AntibodyBank, BankError
 from openood_immuno.immuno.generators import (AntibodyGenerator, GeneratorUnavailable, Generated,
                                               build_bank, id_classes)
-from openood_immuno.immuno.pipeline import ImmunoParams
+from openood_immuno.immuno.params import ImmunoParams
 from openood_immuno.neglabel import negative_labels
 from openood_immuno.neglabel import select as select_mod
 from openood_immuno.openood_bridge import evaluate_with_openood
@@ -708,9 +708,8 @@ def test_config_typo_through_openood_main_py_route():
     ({"evt_output": "pdf"}, r"evt_output must be one of \('hazard', 'cdf'\), got 'pdf'"),
 ], ids=["antibody_source", "margin", "evt_output"])
 def test_invalid_immuno_values_name_the_choices(args, message, tiny_net, glass_bank):
-    pp = build_postprocessor("immuno", antibody_bank=glass_bank, **args)
-    with pytest.raises(ValueError, match=message):
-        pp.fit(tiny_net, {})
+    with pytest.raises(ValueError, match=message):   # refused at load, before any fit
+        build_postprocessor("immuno", antibody_bank=glass_bank, **args).fit(tiny_net, {})
 
 
 @pytest.mark.parametrize("name", ["mcm", "neglabel", "immuno_zeroshot"])
@@ -726,7 +725,7 @@ def test_immuno_without_train_or_val_split_names_it(tiny_net):
 
 
 def test_damaged_cached_wordnet_bank_is_rebuilt(caplog):
-    from openood_immuno.postprocessors.immuno_postprocessor import wordnet_bank
+    from openood_immuno.immuno.antibody_sources import wordnet_bank
 
     names = ["tench", "goldfish"]
     first = wordnet_bank(names, 3, 2, 0)
