@@ -270,7 +270,7 @@ def test_ants_skips_unreadable_mined_images_and_describes_grayscale_and_cmyk(tin
     (root / "imgs" / "3_RGB.jpg").write_bytes(data[: len(data) // 2])                # truncated
     pp = ants(tiny_net, mine_min_cache=0, init_threshold=1.0)
     seen = []
-    pp.online.backend.script = lambda prompt, image: seen.append(image.mode) or "a glass lantern"
+    pp.scorer.backend.script = lambda prompt, image: seen.append(image.mode) or "a glass lantern"
     with caplog.at_level(logging.WARNING):
         pred, conf = pp.score_features(unit(4), paths)
     assert conf.shape == (4,) and torch.isfinite(conf).all()
