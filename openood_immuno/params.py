@@ -278,6 +278,16 @@ class Params:
                 f"(sweeps as '<name>_list')" + (f"; {guess}" if guess else ""))
 
     @classmethod
+    def canonical(cls, values: Mapping[str, Any], suffix: str = "") -> dict[str, Any]:
+        """``values`` with aliases replaced by the names they stand for (``tau`` -> ``T``;
+        with ``suffix='_list'``, ``tau_list`` -> ``T_list``); a later key wins."""
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            base = key[:-len(suffix)] if suffix and key.endswith(suffix) else None
+            out[cls._canonical(base) + suffix if base is not None else cls._canonical(key)] = value
+        return out
+
+    @classmethod
     def _rename(cls, values: Mapping[str, Any], where: str, suffix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in values.items():

@@ -19,7 +19,7 @@ import pkgutil
 import sys
 from typing import Any
 
-from .ymlconfig import Config, available_postprocessors, load_postprocessor_config
+from .ymlconfig import Config, available_postprocessors, load_postprocessor_config, merge_postprocessor
 from .postprocessor_base import ImmunoPostprocessor
 
 _WRAPPED = "_openood_immuno_wrapped"
@@ -67,8 +67,9 @@ def build_postprocessor(name: str, id_name: str = "imagenet", APS_mode: bool | N
     ``overrides`` replace ``postprocessor_args`` of the shipped yml (unknown names raise).
     """
     config = load_postprocessor_config(name, id_name)
-    config.postprocessor.postprocessor_args = {**(config.postprocessor.get("postprocessor_args") or {}),
-                                               **overrides}
+    canonical = postprocessor_class(config).params_class.canonical
+    config.postprocessor.postprocessor_args = {
+        **canonical(config.postprocessor.get("postprocessor_args") or {}), **canonical(overrides)}
     if APS_mode is not None:
         config.postprocessor.APS_mode = APS_mode
     return postprocessor_class(config)(config)
@@ -171,12 +172,20 @@ def _check_openood_version(api, pp_utils) -> None:
 
 
 def _with_shipped_defaults(config) -> Config:
-    """A user config for one of our names, completed with the shipped yml's arguments."""
+    """A user config for one of our names over the shipped yml (``base:`` rule of
+    :mod:`.ymlconfig`: the user's keys, args and sweep entries win)."""
     pp = config["postprocessor"]
     shipped = (load_postprocessor_config(pp["name"]).postprocessor
                if pp["name"] in available_postprocessors() else Config())
     merged = Config(dict(config))
-    merged.postprocessor = {**shipped, **pp,
-                            "postprocessor_args": {**(shipped.get("postprocessor_args") or {}),
-                                                   **(pp.get("postprocessor_args") or {})}}
+    merged.postprocessor = {**shipped, **pp}
+    params_class = postprocessor_class(merged).params_class
+
+    def canonical(section):   # aliases resolved on both sides, so that a user's `tau` replaces `T`
+        return {**section,
+                "postprocessor_args": params_class.canonical(section.get("postprocessor_args") or {}),
+                "postprocessor_sweep": params_class.canonical(section.get("postprocessor_sweep") or {},
+                                                              "_list")}
+
+    merged.postprocessor = merge_postprocessor(canonical(shipped), canonical(pp))
     return merged
