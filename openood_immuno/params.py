@@ -23,20 +23,16 @@ A field's name is its yml name, except where that is a Python keyword (``lam``, 
 ``param(..., yml="lambda")``). ``ALIASES`` maps other spellings of a yml name to it (and
 ``<alias>_list`` to ``<name>_list`` in sweeps).
 
-``python -m openood_immuno.params --write-docs`` regenerates the parameter tables of the docs
-from the dataclasses (between ``<!-- params:NAME -->`` and ``<!-- /params:NAME -->``);
-``--check`` fails when they drift.
+:func:`markdown_table` renders a class's parameter table; ``python -m
+openood_immuno.param_docs --write-docs`` writes those tables into the docs.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import math
 import re
-import sys
 import typing
-from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Optional, Sequence, Tuple
 
 _MISSING = object()
@@ -103,6 +99,7 @@ class _Spec:
             raise ParamError(f"must be a number or {' or '.join(map(repr, meta['also']))}, got {value!r}")
         if meta.get("also") and not _is_number(value):
             raise ParamError(f"must be a number or {' or '.join(map(repr, meta['also']))}, got {value!r}")
+        original = value
         base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
         if base is bool:
             if not isinstance(value, bool):
@@ -120,7 +117,7 @@ class _Spec:
             value = self._texts(value)
         else:  # pragma: no cover - a declaration error, caught by the tests of every class
             raise TypeError(f"parameter {self.name}: unsupported type {hint!r}")
-        return self._bounded(value)
+        return self._bounded(value, original, "an integer" if base is int else "a number")
 
     def _int(self, value: Any) -> int:
         if isinstance(value, bool) or not _is_number(value):
@@ -179,16 +176,16 @@ class _Spec:
             return f" {'<' if meta['high_open'] else '<='} {high}"
         return ""
 
-    def _bounded(self, value: Any) -> Any:
+    def _bounded(self, value: Any, original: Any, kind: str) -> Any:
         meta = self.meta
         choices = meta.get("choices")
         if choices is not None and value not in choices:
-            raise ParamError(f"must be one of {choices!r}, got {value!r}")
+            raise ParamError(f"must be one of {choices!r}, got {original!r}")
         if _is_number(value):
             low, high = meta.get("low"), meta.get("high")
             if ((low is not None and (value < low or (meta["low_open"] and value == low)))
                     or (high is not None and (value > high or (meta["high_open"] and value == high)))):
-                raise ParamError(f"must be{self._range_text()}, got {value!r}")
+                raise ParamError(f"must be {kind}{self._range_text()}, got {original!r}")
         return value
 
     # ---- docs ---------------------------------------------------------------------------------
@@ -196,7 +193,7 @@ class _Spec:
         hint = self.hint
         base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
         if self.meta.get("choices") is not None:
-            text = " \\| ".join(str(c) for c in self.meta["choices"])
+            text = " | ".join(str(c) for c in self.meta["choices"])
         elif typing.get_origin(base) is tuple:
             text = "list of text"
         else:
@@ -290,13 +287,15 @@ class Params:
     @classmethod
     def _rename(cls, values: Mapping[str, Any], where: str, suffix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
+        given: dict[str, str] = {}
         for key, value in values.items():
             base = key[:-len(suffix)] if suffix else key
             name = cls._canonical(base) + suffix
             if name in out:
-                raise ParamError(f"{where}: both {key!r} and {name!r} are given ({base!r} is an alias "
-                                 f"of {cls._canonical(base)!r}): keep one")
-            out[name] = value
+                alias = key if key != name else given[name]
+                raise ParamError(f"{where}: both {alias!r} and {name!r} are given ({alias!r} is an "
+                                 f"alias of {name!r}): keep one")
+            out[name], given[name] = value, key
         return out
 
     @classmethod
@@ -400,7 +399,7 @@ def markdown_table(cls: type[Params], own: bool = False) -> str:
     inherited = set()
     if own:
         for base in cls.__mro__[1:]:
-            if isinstance(base, type) and issubclass(base, Params) and base is not Params:
+            if base is not Params and dataclasses.is_dataclass(base) and hasattr(base, "specs"):
                 inherited |= set(base.specs())
     rows = ["| parameter | type | default | sweep | meaning |", "|---|---|---|---|---|"]
     for name, spec in cls.specs().items():
@@ -414,69 +413,3 @@ def markdown_table(cls: type[Params], own: bool = False) -> str:
         rows.append("")
         rows.append("Aliases: " + ", ".join(f"`{a}` = `{n}`" for a, n in cls.ALIASES.items()) + ".")
     return "\n".join(rows)
-
-
-# (doc file relative to the repository root, table id, "module:Class", own fields only)
-DOC_TABLES = (
-    ("docs/mcm.md", "MCMParams", "openood_immuno.mcm.params:MCMParams", False),
-    ("docs/ants.md", "NegLabelParams", "openood_immuno.neglabel.params:NegLabelParams", False),
-    ("docs/ants.md", "ANTSParams", "openood_immuno.ants.params:ANTSParams", True),
-    ("docs/immuno_vlm.md", "ImmunoZeroShotParams", "openood_immuno.immuno.params:ImmunoZeroShotParams",
-     False),
-    ("docs/immuno_vlm.md", "ImmunoDISParams", "openood_immuno.immuno.params:ImmunoDISParams", True),
-    ("docs/immuno_vlm.md", "ImmunoParams", "openood_immuno.immuno.params:ImmunoParams", True),
-)
-
-
-def _load(ref: str) -> type[Params]:
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def render_docs(root: Path) -> dict[Path, str]:
-    """``{doc file: text with every generated table replaced}`` under the repository ``root``."""
-    out: dict[Path, str] = {}
-    for rel, table_id, ref, own in DOC_TABLES:
-        path = root / rel
-        text = out.get(path) if path in out else path.read_text(encoding="utf-8")
-        begin, end = f"<!-- params:{table_id} -->", f"<!-- /params:{table_id} -->"
-        if text.count(begin) != 1 or text.count(end) != 1:
-            raise ValueError(f"{path}: needs exactly one {begin} ... {end} pair for the table")
-        head, rest = text.split(begin)
-        _, tail = rest.split(end)
-        out[path] = (f"{head}{begin}\n<!-- generated by `python -m openood_immuno.params --write-docs`: "
-                     f"edit {ref.partition(':')[0].replace('.', '/')}.py, not this table -->\n"
-                     f"{markdown_table(_load(ref), own)}\n{end}{tail}")
-    return out
-
-
-def stale_docs(root: Path) -> list[Path]:
-    """The doc files whose tables differ from the dataclasses."""
-    return [p for p, text in render_docs(root).items() if p.read_text(encoding="utf-8") != text]
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m openood_immuno.params",
-                                     description="Regenerate (or check) the parameter tables of the docs.")
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1],
-                        help="repository root (default: the source checkout of this package)")
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write-docs", action="store_true", help="rewrite the tables in place")
-    mode.add_argument("--check", action="store_true", help="exit 1 when a table is out of date")
-    args = parser.parse_args(argv)
-    if args.check:
-        stale = stale_docs(args.root)
-        for path in stale:
-            print(f"{path}: parameter table out of date: run python -m openood_immuno.params --write-docs")
-        return 1 if stale else 0
-    for path, text in render_docs(args.root).items():
-        if path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-            print(f"updated {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,7 +22,7 @@ class ANTSParams(NegLabelParams):
     mode: str = param("ada", "ada = lambda S_ens + (1 - lambda) S_vsnl; far_only = S_ens; "
                       "near_only = S_vsnl", choices=MODES)
     # --- MLLM ---
-    mllm: str = param("hf:Qwen/Qwen2-VL-2B-Instruct", "hf:<name or path> | openai:<model>@<base_url> | "
+    mllm: str = param("hf:Qwen/Qwen2-VL-2B-Instruct", "hf:NAME_OR_PATH | openai:MODEL@URL | "
                       "scripted (tests) | none", nonempty=True)
     mllm_strict: bool = param(False, "false: an MLLM that cannot load -> ERROR log, NegLabel scores "
                               "(degraded); true: raise")
@@ -81,5 +81,5 @@ class ANTSParams(NegLabelParams):
 
     def check(self) -> None:
         if self.mllm.strip().lower() not in ("none", "scripted") and ":" not in self.mllm:
-            raise ParamError(f"mllm must be hf:<name or path>, openai:<model>@<base_url>, scripted "
+            raise ParamError(f"mllm must be hf:NAME_OR_PATH, openai:MODEL@URL, scripted "
                              f"or none, got {self.mllm!r}")
