@@ -17,9 +17,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 from .ymlconfig import Config, available_postprocessors, load_postprocessor_config, merge_postprocessor
+from .params import Params
 from .postprocessor_base import ImmunoPostprocessor
 
 _WRAPPED = "_openood_immuno_wrapped"
@@ -60,16 +61,33 @@ def postprocessor_class(config: Any) -> type[ImmunoPostprocessor]:
     return methods[method]
 
 
-def build_postprocessor(name: str, id_name: str = "imagenet", APS_mode: bool | None = None,
-                        **overrides: Any) -> ImmunoPostprocessor:
-    """A postprocessor ready for ``Evaluator(postprocessor=obj)`` or our runner.
-
-    ``overrides`` replace ``postprocessor_args`` of the shipped yml (unknown names raise).
-    """
+def _config_with(name: str, id_name: str, overrides: Mapping[str, Any]) -> Config:
+    """The shipped config of ``name`` with ``overrides`` over its ``postprocessor_args``."""
     config = load_postprocessor_config(name, id_name)
     canonical = postprocessor_class(config).params_class.canonical
     config.postprocessor.postprocessor_args = {
         **canonical(config.postprocessor.get("postprocessor_args") or {}), **canonical(overrides)}
+    return config
+
+
+def resolved_params(name: str, overrides: Mapping[str, Any] | None = None) -> tuple[Params, dict[str, list]]:
+    """``(params, sweep)`` of shipped ``name`` with ``overrides``, validated, without building
+    anything (to check command-line values before a model is built)."""
+    config = _config_with(name, "imagenet", overrides or {})
+    pp = config.postprocessor
+    return postprocessor_class(config).params_class.from_config(
+        pp.get("postprocessor_args"), pp.get("postprocessor_sweep"), where=f"postprocessor '{name}'",
+        prefix=f"{name}.")
+
+
+def build_postprocessor(name: str, id_name: str = "imagenet", APS_mode: bool | None = None,
+                        **overrides: Any) -> ImmunoPostprocessor:
+    """A postprocessor ready for ``Evaluator(postprocessor=obj)`` or our runner.
+
+    ``overrides`` replace ``postprocessor_args`` of the shipped yml (unknown names and invalid
+    values raise, naming the key and the fix).
+    """
+    config = _config_with(name, id_name, overrides)
     if APS_mode is not None:
         config.postprocessor.APS_mode = APS_mode
     return postprocessor_class(config)(config)
@@ -107,6 +125,8 @@ def register(overrides: dict[str, dict[str, Any]] | None = None) -> list[str]:
     unknown = sorted(set(overrides or {}) - set(names))
     if unknown:
         raise KeyError(f"overrides for unknown postprocessor(s) {unknown}: available {names}")
+    for name, values in (overrides or {}).items():   # bad names or values fail here, not at Evaluator time
+        resolved_params(name, values)
     _BY_NAME_OVERRIDES.clear()
     _BY_NAME_OVERRIDES.update({k: dict(v) for k, v in (overrides or {}).items()})
     from .postprocessor_base import OPENOOD_BASE

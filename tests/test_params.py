@@ -233,3 +233,12 @@ def test_doc_tables_are_generated_from_the_dataclasses():
     stale = stale_docs(ROOT)
     assert not stale, f"parameter tables out of date in {stale}: run python -m openood_immuno.param_docs --write-docs"
     assert {ref.rpartition(":")[2] for _, _, ref, _ in DOC_TABLES} == {c.__name__ for c in PARAMS}
+
+
+def test_values_can_be_checked_without_building_anything():
+    from openood_immuno.registry import resolved_params
+
+    params, sweep = resolved_params("ants_ens", {"eta": 0.3})
+    assert params == ANTSParams(mode="far_only", eta=0.3) and "vsnl_top_k" not in sweep
+    with pytest.raises(ValueError, match=r"postprocessor 'immuno': immuno\.epochs must be an integer"):
+        resolved_params("immuno", {"epochs": "abc"})
