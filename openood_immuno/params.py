@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import re
 import typing
 from typing import Any, ClassVar, Iterable, Mapping, Optional, Sequence, Tuple
@@ -74,7 +75,7 @@ def _repr(value: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class _Spec:
@@ -122,11 +123,10 @@ class _Spec:
     def _int(self, value: Any) -> int:
         if isinstance(value, bool) or not _is_number(value):
             raise ParamError(f"must be an integer{self._range_text()}, got {value!r}")
-        if isinstance(value, float):
-            if not math.isfinite(value) or not value.is_integer():
+        if not isinstance(value, numbers.Integral):
+            if not math.isfinite(value) or not float(value).is_integer():
                 raise ParamError(f"must be an integer{self._range_text()}, got {value!r}")
-            value = int(value)
-        return value
+        return int(value)
 
     def _float(self, value: Any) -> float:
         if not _is_number(value):
