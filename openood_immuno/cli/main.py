@@ -1,0 +1,59 @@
+"""The ``openood-immuno`` parser, :func:`main` (errors propagate) and :func:`run` (the console command)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import antibodies, neglabels, report, vaccinate
+from . import eval as evaluate
+from .args import HelpFormatter
+from .errors import one_line
+
+DESCRIPTION = """\
+Vision-language OOD scorers (MCM, NegLabel, ANTS, Immuno-VLM) on OpenOOD v1.5 benchmarks.
+Run 'openood-immuno COMMAND --help' for the flags of a command."""
+
+COMMANDS = (evaluate, report, antibodies, vaccinate, neglabels)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openood-immuno", description=DESCRIPTION,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Parse ``argv`` and run the command; errors propagate (for programmatic use and tests)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("openood_immuno").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    return args.func(args)
+
+
+def run(argv=None) -> int:
+    """The ``openood-immuno`` console command: :func:`main`, every error in one line (exit 2).
+
+    Ctrl-C prints ``openood-immuno: interrupted`` and exits 130; ``--verbose`` re-raises
+    errors with their traceback.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        if verbose:
+            raise
+        print("\nopenood-immuno: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every error becomes one line: the promise of the console command
+        if verbose:
+            raise
+        print(f"openood-immuno: error: {one_line(exc)} (--verbose shows the traceback)", file=sys.stderr)
+        return 2
