@@ -140,10 +140,8 @@ def net_from_args(args, class_names=None):
     """The CLIP net of ``--model/--pretrained/--device`` for ``class_names`` (default ``--id``)."""
     from ..clip_net import build_clip_net
 
-    net = build_clip_net(args.model, args.pretrained, args.id_name if class_names is None else class_names,
-                         device=resolve_device(args.device))
-    net.progress = not getattr(args, "no_progress", False)
-    return net
+    return build_clip_net(args.model, args.pretrained, args.id_name if class_names is None else class_names,
+                          device=resolve_device(args.device), progress=not args.no_progress)
 
 
 def check_data_root(data_root: str) -> None:

@@ -7,7 +7,7 @@ import sys
 
 from . import antibodies, neglabels, report, vaccinate
 from . import eval as evaluate
-from .args import HelpFormatter
+from .args import HelpFormatter, UsageError
 from .errors import one_line
 
 DESCRIPTION = """\
@@ -55,5 +55,6 @@ def run(argv=None) -> int:
     except Exception as exc:  # every error becomes one line: the promise of the console command
         if verbose:
             raise
-        print(f"openood-immuno: error: {one_line(exc)} (--verbose shows the traceback)", file=sys.stderr)
+        hint = "" if isinstance(exc, UsageError) else " (--verbose shows the traceback)"
+        print(f"openood-immuno: error: {one_line(exc)}{hint}", file=sys.stderr)
         return 2
