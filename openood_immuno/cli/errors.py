@@ -92,7 +92,7 @@ def one_line(exc: BaseException) -> str:
         message = _os_error(exc)
     elif isinstance(exc, zipfile.BadZipFile):
         path = _path_in_traceback(exc)
-        message = (f"{path + ': ' if path else ''}damaged archive ({message or 'not a zip file'}), "
+        message = (f"{path!r}: " if path else "") + (f"damaged archive ({message or 'not a zip file'}), "
                    "e.g. a file cut short by an interrupted run: delete it and run again")
     elif type(exc).__name__ == "DecompressionBombError":
         path = _path_in_traceback(exc)
