@@ -44,7 +44,8 @@ def timed(cmd, **kwargs) -> tuple[subprocess.CompletedProcess, float]:
 
 
 def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
+    """The one error line of a failed command (warnings, one line each, aside)."""
+    lines = [line for line in err.splitlines() if line.strip() and "openood-immuno: warning: " not in line]
     assert len(lines) == 1 and lines[0].startswith("openood-immuno: error: "), err
     assert "Traceback" not in err
     return lines[0]
@@ -235,19 +236,26 @@ def test_decompression_bomb_and_corrupt_image_in_dataloader_workers(tmp_path, ca
     assert run(argv) == 2
     line = one_error_line(capsys.readouterr().err)
     assert re.search(r"error: image '.*bad.jpg' \(listed in .*test_imagenet.txt\) is corrupt or truncated", line)
-    assert "raised in a DataLoader worker; --num-workers 0 runs in-process" in line
+    assert "raised in a DataLoader worker; --num-workers 0 runs it in-process" in line
     assert "Original Traceback" not in line and "File \"" not in line
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40)
     (root / "benchmark_imglist" / "imagenet" / "test_imagenet.txt").write_text("ok0.png 0\nhuge.png 1\n")
     assert run(argv) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert "huge.png" in line and "Original Traceback" not in line
+    assert "an image is too large to decode safely (Image size (160000 pixels) exceeds limit" in line
+    assert "--num-workers 0 runs it in-process" in line and "Original Traceback" not in line
+    assert run([*argv, "--num-workers", "0"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert re.search(r"image '.*huge.png' is too large to decode safely .*: shrink it", line), line
 
 
 def test_worker_message_unwraps_the_original_error():
     wrapped = ("Caught RuntimeError in DataLoader worker process 1.\nOriginal Traceback (most recent call "
                "last):\n  File \"/x/worker.py\", line 308, in _worker_loop\n    data = fetcher.fetch(index)\n"
+               "PIL.UnidentifiedImageError: cannot identify image file\n\nThe above exception was the direct "
+               "cause of the following exception:\n\nTraceback (most recent call last):\n  File \"/x/data.py\", "
+               "line 9, in load_rgb\n    raise RuntimeError(...)\n"
                "RuntimeError: image '/d/a.jpg' (listed in /d/l.txt) is corrupt\nsecond line\n")
     assert worker_message(wrapped) == "RuntimeError: image '/d/a.jpg' (listed in /d/l.txt) is corrupt\nsecond line"
     assert worker_message("plain") is None
@@ -334,5 +342,19 @@ def test_random_init_warning_prints_once_per_process():
             "for _ in range(3): build_clip_net('ImmunoTiny-ViT', 'none', ['cat'], text_cache=False)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"})
-    assert proc.stderr.count("RANDOM weights") == 1, proc.stderr
+    assert proc.stderr.count("Scores are meaningless") == 1, proc.stderr
     assert "No pretrained weights loaded" not in proc.stderr and "RANDOM-INIT" not in proc.stderr
+
+
+def test_console_prints_a_warning_as_one_line(tmp_path, capsys, monkeypatch):
+    import warnings
+
+    def warn(*args):
+        warnings.warn("openood-immuno: a warning the user should see")
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(openood_immuno.report, "write_report", warn)
+    assert run(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "openood-immuno: warning: a warning the user should see"
+    assert err[1].startswith("openood-immuno: error: stop here") and len(err) == 2

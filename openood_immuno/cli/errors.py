@@ -24,14 +24,16 @@ def worker_message(message: str) -> str | None:
     """The original ``Type: message`` of an error re-raised from a DataLoader worker, or None.
 
     PyTorch re-raises a worker's exception with the worker's whole traceback as its message;
-    the original message is what follows the last frame of that traceback.
+    the original message is what follows the last frame of that traceback (of the last
+    exception, when the worker's exceptions were chained).
     """
     match = _WORKER.search(message)
     if not match:
         return None
-    lines = message[match.end():].splitlines()
+    text = message[match.end():].rpartition("Traceback (most recent call last):\n")[2]
+    lines = text.splitlines()
     tail = [i for i, line in enumerate(lines) if line and not line.startswith(" ")]
-    return "\n".join(lines[tail[0]:]).strip() if tail else message[match.end():].strip()
+    return "\n".join(lines[tail[0]:]).strip() if tail else text.strip()
 
 
 def _strip_type(text: str) -> str:
@@ -80,29 +82,42 @@ def _os_error(exc: OSError) -> str:
     return f"{what}{reason}"
 
 
+def _bomb(message: str, path: str | None) -> str:
+    if path:
+        return (f"image {path!r} is too large to decode safely ({message}): shrink it, remove its line "
+                "from the list, or raise PIL.Image.MAX_IMAGE_PIXELS")
+    return f"an image is too large to decode safely ({message}): shrink it or remove its line from the list"
+
+
+def _explain(exc: BaseException, message: str) -> str:
+    """``message`` of ``exc`` (raised in this process) with what to do about its type."""
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and (
+            exc.errno is not None or exc.filename is not None or not message):
+        return _os_error(exc)
+    if isinstance(exc, zipfile.BadZipFile):
+        path = _path_in_traceback(exc)
+        return (f"{path!r}: " if path else "") + (f"damaged archive ({message or 'not a zip file'}), e.g. "
+                                                  "a file cut short by an interrupted run: delete it and run again")
+    if type(exc).__name__ == "DecompressionBombError":
+        return _bomb(message, _path_in_traceback(exc))
+    if not message.strip():
+        return (f"{type(exc).__name__} without a message{_where(exc)}: run again with --verbose for the "
+                "traceback and report it")
+    if not isinstance(exc, (UsageError, ValueError, KeyError, LookupError, FileNotFoundError, ImportError,
+                            RuntimeError)):
+        return f"{type(exc).__name__}: {message}{_where(exc)}"
+    return message
+
+
 def one_line(exc: BaseException) -> str:
     """The message of ``exc`` for ``openood-immuno: error: <message>`` (a single line)."""
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    message = str(message)
+    message = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
     unwrapped = worker_message(message)
-    if unwrapped is not None:
-        message = _strip_type(unwrapped) + " (raised in a DataLoader worker; --num-workers 0 runs in-process)"
-    elif isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError,)) and (
-            exc.errno is not None or exc.filename is not None or not message):
-        message = _os_error(exc)
-    elif isinstance(exc, zipfile.BadZipFile):
-        path = _path_in_traceback(exc)
-        message = (f"{path!r}: " if path else "") + (f"damaged archive ({message or 'not a zip file'}), "
-                   "e.g. a file cut short by an interrupted run: delete it and run again")
-    elif type(exc).__name__ == "DecompressionBombError":
-        path = _path_in_traceback(exc)
-        message = (f"image {path!r} is too large to decode safely ({message}): shrink it, remove its "
-                   "line from the list, or raise PIL.Image.MAX_IMAGE_PIXELS" if path else
-                   f"an image is too large to decode safely ({message}): shrink it or remove its line")
-    elif not message.strip():
-        message = (f"{type(exc).__name__} without a message{_where(exc)}: run again with --verbose "
-                   "for the traceback and report it")
-    elif not isinstance(exc, (UsageError, ValueError, KeyError, LookupError, FileNotFoundError,
-                              ImportError, RuntimeError)):
-        message = f"{type(exc).__name__}: {message}{_where(exc)}"
+    if unwrapped is None:
+        message = _explain(exc, message)
+    else:
+        message = _strip_type(unwrapped)
+        if type(exc).__name__ == "DecompressionBombError":
+            message = _bomb(message, None)
+        message += " (raised in a DataLoader worker; --num-workers 0 runs it in-process and names the file)"
     return " ".join(part.strip() for part in message.splitlines() if part.strip())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from . import antibodies, neglabels, report, vaccinate
 from . import eval as evaluate
@@ -37,16 +38,24 @@ def main(argv=None) -> int:
     return args.func(args)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line ``openood-immuno: warning: ...`` (no source line)."""
+    text = str(message).removeprefix("openood-immuno: ")
+    print(f"openood-immuno: warning: {text}", file=sys.stderr if file is None else file)
+
+
 def run(argv=None) -> int:
     """The ``openood-immuno`` console command: :func:`main`, every error in one line (exit 2).
 
     Ctrl-C prints ``openood-immuno: interrupted`` and exits 130; ``--verbose`` re-raises
-    errors with their traceback.
+    errors with their traceback. Warnings print as ``openood-immuno: warning: ...``, each once.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     verbose = "-v" in argv or "--verbose" in argv
     try:
-        return main(argv)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return main(argv)
     except KeyboardInterrupt:
         if verbose:
             raise
