@@ -277,7 +277,12 @@ def test_sigint_stops_a_running_command_without_traceback(tmp_path):
                              str(tmp_path / "bank.json"), "--no-filter-summary"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     err = bytearray()
-    reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(1), b"")), daemon=True)
+
+    def read():
+        for chunk in iter(lambda: proc.stderr.read1(256), b""):
+            err.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     deadline = time.monotonic() + 240
     while b"antibodies (wordnet)" not in err and proc.poll() is None and time.monotonic() < deadline:
