@@ -12,7 +12,6 @@ Modules, one job each:
 * :mod:`.adapter` -- Phase 3: the residual rejection adapter and its vaccination (cached);
 * :mod:`.evt` -- per-class Weibull calibration of DIS (Sec. 3.6);
 * :mod:`.pipeline` -- the whole method on tensors, used by the postprocessors;
-* :mod:`.commands` -- ``openood-immuno antibodies`` and ``openood-immuno vaccinate``.
 
 The scores themselves are pure functions in :mod:`openood_immuno.scores.immuno`.
 """
