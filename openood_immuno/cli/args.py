@@ -1,12 +1,14 @@
 """Flags shared by several sub-commands and the parsers of their values.
 
-Nothing here imports torch, open_clip or transformers: ``--help`` and every check of a flag's
-syntax run before any of them is loaded.
+Importing this module loads no torch, open_clip or transformers: ``--help`` and every check of
+a flag's syntax run before any of them is loaded (``check_lists`` and ``net_from_args`` import
+them when called).
 """
 from __future__ import annotations
 
 import argparse
 import difflib
+import os
 from importlib import resources
 from typing import Iterable, Sequence
 
@@ -146,8 +148,6 @@ def net_from_args(args, class_names=None):
 
 def check_data_root(data_root: str) -> None:
     """``--data-root`` is a folder holding OpenOOD's ``benchmark_imglist/``."""
-    import os
-
     if not os.path.isdir(data_root):
         what = "is not a folder" if os.path.exists(data_root) else "does not exist"
         raise UsageError(f"--data-root {data_root!r} {what}: pass OpenOOD's data_root (the folder "
@@ -162,8 +162,6 @@ def check_lists(data_root: str, specs: Iterable, num_classes: int | None) -> Non
 
     Run before any model is built: a missing or malformed list costs nothing yet.
     """
-    import os
-
     from ..data import read_imglist
 
     specs = list(specs)
