@@ -21,7 +21,7 @@ from PIL import Image
 
 import openood_immuno.report
 from openood_immuno.cli import build_parser, main, run
-from openood_immuno.cli.args import UsageError, parse_pp_args, parse_seeds
+from openood_immuno.cli.args import parse_pp_args, parse_seeds
 from openood_immuno.cli.errors import one_line, worker_message
 
 TINY = ["--model", "ImmunoTiny-ViT", "--pretrained", "none", "--device", "cpu"]

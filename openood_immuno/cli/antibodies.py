@@ -7,8 +7,6 @@ from pathlib import Path
 
 from .args import HelpFormatter, add_model_args, add_progress_arg, net_from_args, resolve_device
 
-log = logging.getLogger("openood_immuno")
-
 DESCRIPTION = """\
 Generate antibodies (near-OOD look-alikes and contextual phrases, Immuno-VLM Phase 2) for every
 ID class and save them as a bank JSON; classes already in --out are skipped, so an interrupted
