@@ -30,7 +30,7 @@ MCM_TEMPLATES = ("a photo of a {}.",)
 RANDOM_INIT = ("none", "random", "")
 _MODEL_CONFIG_DIR = Path(__file__).with_name("model_configs")
 _TEXT_BATCH = 256
-_PROGRESS_MIN_PROMPTS = 20 * _TEXT_BATCH  # fewer prompts encode in a few seconds: no bar
+_PROGRESS_MIN_PROMPTS = 8 * _TEXT_BATCH  # fewer prompts (1000 ID classes) take seconds: no bar
 
 
 def _register_local_model_configs() -> None:
