@@ -53,10 +53,10 @@ def test_register_with_incompatible_openood(monkeypatch):
         openood_immuno.register()
 
 
-def test_console_command_reports_bad_input_in_one_line(tmp_path, capsys):
+def test_console_command_reports_bad_input_in_one_line(tmp_path, minibench, capsys):
     from openood_immuno.cli import run
 
-    argv = ["eval", "--data-root", str(tmp_path), "--model", "ImmunoTiny-ViT", "--pretrained",
+    argv = ["eval", "--data-root", str(minibench), "--model", "ImmunoTiny-ViT", "--pretrained",
             str(tmp_path / "missing.pt")]
     assert run(argv) == 2
     err = capsys.readouterr().err

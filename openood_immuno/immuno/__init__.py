@@ -16,7 +16,6 @@ Modules, one job each:
 * :mod:`.vaccination` -- Phase 3: its push-pull loss and training loop (cached);
 * :mod:`.evt` -- per-class Weibull calibration of DIS (Sec. 3.6);
 * :mod:`.scorer` -- the fitted method (on tensors, and on a CLIP net), used by the postprocessors;
-* :mod:`.commands` -- ``openood-immuno antibodies`` and ``openood-immuno vaccinate``.
 
 The scores themselves are pure functions in :mod:`openood_immuno.scores.immuno`.
 """
