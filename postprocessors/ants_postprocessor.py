@@ -11,7 +11,8 @@ backend at ``fit`` and defines what one "stream" is:
 
 MLLM loading failures: with ``mllm_strict: false`` (default) ANTS logs an ERROR and warns,
 then scores exactly as NegLabel (``status()['degraded']`` is True); ``mllm_strict: true``
-raises at fit instead.
+raises at fit instead. Any failed MLLM request also makes ``status()['degraded']`` True, with
+the counts in ``degraded_reason`` and ``mllm_cost``.
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
-from openood_immuno.ants.mllm import build_backend
 from openood_immuno.ants.online import ANTSOnline
+from openood_immuno.llm.vision import build_vision_backend
 from openood_immuno.neglabel.scorer import NEGLABEL_DEFAULTS, NegLabelScorer
 from openood_immuno.postprocessor_base import ImmunoPostprocessor
 
@@ -108,9 +109,9 @@ class ANTSPostprocessor(ImmunoPostprocessor):
 
     def _load_backend(self):
         a = self.args
-        backend = build_backend(str(a["mllm"]), int(a["mllm_batch_size"]), str(a["mllm_device"]),
-                                str(a["mllm_dtype"]), str(a["mllm_api_key_env"]),
-                                float(a["mllm_timeout_s"]))
+        backend = build_vision_backend(str(a["mllm"]), int(a["mllm_batch_size"]),
+                                       str(a["mllm_device"]), str(a["mllm_dtype"]),
+                                       str(a["mllm_api_key_env"]), float(a["mllm_timeout_s"]))
         if backend is None:
             log.info("ANTS %s: mllm=none, scoring exactly as NegLabel", self.name)
             return None
@@ -142,8 +143,12 @@ class ANTSPostprocessor(ImmunoPostprocessor):
             self.online.reset()
 
     def status(self) -> dict:
-        """Online state (threshold, bank sizes, lambda), MLLM cost, and whether ANTS degraded."""
-        return {**self._online().status(), "degraded": self.degraded}
+        """Online state (threshold, bank sizes, lambda), MLLM cost, and whether ANTS degraded:
+        the MLLM failed to load, or any of its requests failed (``degraded_reason`` says which)."""
+        failed = None if self.backend is None else self.backend.cost.failure_note()
+        reason = ("MLLM unavailable: NegLabel scores" if self.degraded
+                  else f"MLLM: {failed}" if failed else None)
+        return {**self._online().status(), "degraded": bool(reason), "degraded_reason": reason}
 
     def score_features(self, features, image_paths=None):
         return self._online().step(features, image_paths)

@@ -30,12 +30,12 @@ import torch
 from PIL import Image
 
 from ..data import load_rgb
+from ..llm.parsing import parse_description, parse_list
+from ..llm.vision import MLLMBackend
 from ..scores.ants import balanced_bank_score, bank_score
 from .adaptive import RunningMean, adaptive_lambda, fuse
 from .banks import ENSBank, VSNLBank, dedupe
 from .mining import NegativeImageMiner
-from .mllm import MLLMBackend
-from .parsing import parse_description, parse_similar_names
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class ANTSOnline:
         prompts = [str(a["vsnl_prompt"]).format(class_name=names[c]) for c in missing]
         answers = (self.backend.generate(prompts, None, int(a["vsnl_max_new_tokens"]), task="VSNL names")
                    if prompts else [])
-        new = {c: parse_similar_names(t, names[c], int(a["vsnl_names_per_class"]))
+        new = {c: parse_list(t, names[c], int(a["vsnl_names_per_class"]))
                for c, t in zip(missing, answers) if t is not None}
         labels = self.vsnl.update(active, new)
         self.vsnl.features = (self.net.encode_text(labels, (a["vsnl_template"],)).to(self.base.id_text.device)

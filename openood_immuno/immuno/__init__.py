@@ -3,9 +3,10 @@
 Modules, one job each:
 
 * :mod:`.antibodies` -- the versioned JSON antibody bank (format, validation, de-duplication);
-* :mod:`.generators` -- the generator interface and the bank-building driver (resumable);
+* :mod:`.generation` -- the generator interface; :mod:`.generators` -- the factory and the
+  bank-building driver (resumable);
 * :mod:`.wordnet_gen` -- offline WordNet antibodies (look-alikes, contextual patterns, random words);
-* :mod:`.llm` and :mod:`.parsing` -- LLM antibodies (transformers or OpenAI-compatible endpoints);
+* :mod:`.llm_generator` and :mod:`.screening` -- LLM antibodies (backends: :mod:`openood_immuno.llm`);
 * :mod:`.encode` -- antibody texts -> CLIP text embeddings;
 * :mod:`.antigen` -- Phase 1: geodesic prototypes and vMF concentrations (Thm 3.4);
 * :mod:`.filtration` -- band-pass filtration of antibodies (Prop. 3.6);
