@@ -34,8 +34,8 @@ from openood_immuno.data import ImglistDataset, ListSpec, make_loader
 from openood_immuno.features import FeatureSet, extract_features
 from openood_immuno.immuno.adapter import load_or_vaccinate
 from openood_immuno.immuno.antibodies import Antibody, AntibodyBank, BankError
-from openood_immuno.immuno.generators import (AntibodyGenerator, GeneratorUnavailable, Generated,
-                                              build_bank, id_classes)
+from openood_immuno.immuno.generation import AntibodyGenerator, Generated, GeneratorUnavailable
+from openood_immuno.immuno.generators import build_bank, id_classes
 from openood_immuno.immuno.pipeline import ImmunoParams
 from openood_immuno.neglabel import negative_labels
 from openood_immuno.neglabel import select as select_mod

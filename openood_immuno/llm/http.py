@@ -41,8 +41,16 @@ class EndpointError(RuntimeError):
         return self.kind == "http" and self.status in (401, 403, 404)
 
 
-def _shut(conn: http.client.HTTPConnection) -> None:
-    sock = conn.sock
+def api_base(url: str) -> str:
+    """``url`` without a trailing ``/``, ``/chat/completions`` or ``/completions``."""
+    base = str(url).rstrip("/")
+    for suffix in ("/chat/completions", "/completions"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return base
+
+
+def _shut(sock: Optional[socket.socket]) -> None:
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
@@ -81,18 +89,20 @@ def request_json(url: str, payload: Optional[dict] = None, headers: Optional[dic
     head = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
     conn, target = _connection(url, timeout_s)
     expired = threading.Event()
+    opened: list[socket.socket] = []   # the socket, kept: http.client drops conn.sock early
 
     def expire():
         expired.set()
-        _shut(conn)
+        _shut(opened[0] if opened else None)
 
     timer = threading.Timer(timeout_s, expire)
     timer.daemon = True
     timer.start()
-    if registry is not None:
-        registry.add(conn)
     try:
         conn.connect()
+        opened.append(conn.sock)
+        if registry is not None:
+            registry.add(conn.sock)
         if expired.is_set():
             raise TimeoutError
         conn.request("GET" if body is None else "POST", target, body, head)
@@ -109,8 +119,8 @@ def request_json(url: str, payload: Optional[dict] = None, headers: Optional[dic
         raise EndpointError("unreachable", f"{url} is unreachable ({reason})") from exc
     finally:
         timer.cancel()
-        if registry is not None:
-            registry.discard(conn)
+        if registry is not None and opened:
+            registry.discard(opened[0])
         conn.close()
     if resp.status >= 400:
         raise EndpointError("http", f"HTTP {resp.status} from {url}", resp.status)
@@ -125,28 +135,28 @@ def request_json(url: str, payload: Optional[dict] = None, headers: Optional[dic
 
 
 class _InFlight:
-    """The connections of one client that are in flight, so :meth:`OpenAIClient.abort` can shut them."""
+    """The sockets of one client's requests in flight, so :meth:`OpenAIClient.abort` can shut them."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._conns: set = set()
+        self._socks: set = set()
         self.cancelled = False
 
-    def add(self, conn) -> None:
+    def add(self, sock) -> None:
         with self._lock:
             if self.cancelled:
                 raise EndpointError("cancelled", "cancelled")
-            self._conns.add(conn)
+            self._socks.add(sock)
 
-    def discard(self, conn) -> None:
+    def discard(self, sock) -> None:
         with self._lock:
-            self._conns.discard(conn)
+            self._socks.discard(sock)
 
     def shut_all(self) -> None:
         with self._lock:
             self.cancelled = True
-            for conn in list(self._conns):
-                _shut(conn)
+            for sock in list(self._socks):
+                _shut(sock)
 
 
 class OpenAIClient:
@@ -159,7 +169,7 @@ class OpenAIClient:
                              f"http://localhost:8000/v1, got {base_url!r}")
         if not float(timeout_s) > 0:
             raise ValueError(f"the request timeout must be > 0 seconds, got {timeout_s}")
-        self.base_url = str(base_url).rstrip("/")
+        self.base_url = api_base(base_url)
         self.api_key_env, self.timeout_s = str(api_key_env or ""), float(timeout_s)
         self._inflight = _InFlight()
 

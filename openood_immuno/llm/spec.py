@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from .http import api_base
+
 FORMS = ("'hf:<model name or local path>' (e.g. 'hf:Qwen/Qwen2-VL-2B-Instruct')",
          "'openai:<model>@<base_url>' (e.g. 'openai:gpt-4o-mini@https://api.openai.com/v1')",
          "'openai:<base_url>' (the first model the endpoint lists)")
@@ -48,14 +50,6 @@ class ModelSpec:
         return self.kind
 
 
-def _base_url(url: str) -> str:
-    base = url.rstrip("/")
-    for suffix in ("/chat/completions", "/completions"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-    return base
-
-
 def parse_spec(text: str, option: str, keywords: Sequence[str] = ("none",)) -> ModelSpec:
     """Parse ``text`` given to ``option`` (named in the error); ``keywords`` are the bare words
     this option accepts besides ``hf:`` and ``openai:`` references."""
@@ -69,10 +63,10 @@ def parse_spec(text: str, option: str, keywords: Sequence[str] = ("none",)) -> M
         return ModelSpec("hf", rest)
     if sep and kind == "openai" and rest:
         if _URL.match(rest):
-            return ModelSpec("openai", "", _base_url(rest))
+            return ModelSpec("openai", "", api_base(rest))
         m = _MODEL_AT_URL.match(rest)
         if m and _URL.match(m["url"]):
-            return ModelSpec("openai", m["model"], _base_url(m["url"]))
+            return ModelSpec("openai", m["model"], api_base(m["url"]))
     why = (" (an openai: reference needs an http(s) base URL)" if sep and kind == "openai" and rest
            else "")
     forms = [f"'{k}'" for k in keywords] + list(FORMS)
