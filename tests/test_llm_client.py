@@ -190,7 +190,7 @@ def test_failure_budget_consecutive_and_total_time():
     for ok in (False, True, False, True, False):
         slow.record(ok, 1.0)
     assert slow.exhausted and "3 s spent" in slow.reason()
-    with pytest.raises(ValueError, match="max_consecutive_failures"):
+    with pytest.raises(ValueError, match="give_up_after"):
         FailureBudget(max_consecutive=0)
 
 

@@ -48,7 +48,7 @@ def id_classes(id_spec: str | Sequence[str]) -> list[ClassInfo]:
 
 
 LLM_OPTIONS = ("device", "dtype", "api_key_env", "timeout_s", "temperature", "max_new_tokens",
-               "max_consecutive_failures", "failure_budget_s")
+               "give_up_after", "failure_budget_s")
 LOOP_OPTIONS = ("retries", "retry_wait")
 
 

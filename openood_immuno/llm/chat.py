@@ -18,7 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Optional
 
-from .cost import FAILURE_BUDGET_S, MAX_CONSECUTIVE_FAILURES, CostLog, FailureBudget
+from .cost import FAILURE_BUDGET_S, GIVE_UP_AFTER, CostLog, FailureBudget
 from .errors import BackendUnavailable, RequestFailed
 from .http import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT_S, EndpointError, OpenAIClient
 from .spec import ModelSpec
@@ -30,10 +30,10 @@ class ChatBackend(ABC):
     kind: str = ""
     model_id: str = ""
 
-    def __init__(self, max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES,
+    def __init__(self, give_up_after: int = GIVE_UP_AFTER,
                  failure_budget_s: float = FAILURE_BUDGET_S):
         self.cost = CostLog()
-        self.budget = FailureBudget(int(max_consecutive_failures), float(failure_budget_s))
+        self.budget = FailureBudget(int(give_up_after), float(failure_budget_s))
 
     @abstractmethod
     def _complete(self, prompt: str, seed: int) -> str:
@@ -182,10 +182,10 @@ class OpenAIChatBackend(ChatBackend):
 def build_chat_backend(spec: ModelSpec, *, device: str = "cpu", dtype: str = "auto",
                        api_key_env: str = DEFAULT_API_KEY_ENV, timeout_s: float = DEFAULT_TIMEOUT_S,
                        temperature: float = 0.7, max_new_tokens: int = 256,
-                       max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES,
+                       give_up_after: int = GIVE_UP_AFTER,
                        failure_budget_s: float = FAILURE_BUDGET_S) -> ChatBackend:
     """The chat backend of an ``hf`` or ``openai`` :class:`~.spec.ModelSpec` (loaded/checked now)."""
-    budget = {"max_consecutive_failures": max_consecutive_failures, "failure_budget_s": failure_budget_s}
+    budget = {"give_up_after": give_up_after, "failure_budget_s": failure_budget_s}
     if spec.kind == "hf":
         return TransformersChatBackend(spec.name, device, max_new_tokens, temperature, dtype, **budget)
     if spec.kind == "openai":

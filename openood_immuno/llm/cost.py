@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-MAX_CONSECUTIVE_FAILURES = 5
+GIVE_UP_AFTER = 5
 FAILURE_BUDGET_S = 300.0
 
 
@@ -49,7 +49,7 @@ class CostLog:
 class FailureBudget:
     """Gives up after ``max_consecutive`` unanswered calls in a row or ``budget_s`` seconds of them."""
 
-    max_consecutive: int = MAX_CONSECUTIVE_FAILURES
+    max_consecutive: int = GIVE_UP_AFTER
     budget_s: float = FAILURE_BUDGET_S
     consecutive: int = 0
     spent_s: float = 0.0
@@ -57,7 +57,7 @@ class FailureBudget:
 
     def __post_init__(self):
         if int(self.max_consecutive) < 1:
-            raise ValueError(f"max_consecutive_failures must be >= 1, got {self.max_consecutive}")
+            raise ValueError(f"give_up_after must be >= 1, got {self.max_consecutive}")
         if not float(self.budget_s) > 0:
             raise ValueError(f"failure_budget_s must be > 0, got {self.budget_s}")
 

@@ -34,7 +34,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from .cost import FAILURE_BUDGET_S, MAX_CONSECUTIVE_FAILURES, CostLog, FailureBudget
+from .cost import FAILURE_BUDGET_S, GIVE_UP_AFTER, CostLog, FailureBudget
 from .errors import BackendUnavailable
 from .http import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT_S, EndpointError, OpenAIClient
 from .spec import parse_spec
@@ -49,13 +49,13 @@ class MLLMBackend:
 
     spec = "mllm"
 
-    def __init__(self, batch_size: int = 16, max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES,
+    def __init__(self, batch_size: int = 16, give_up_after: int = GIVE_UP_AFTER,
                  failure_budget_s: float = FAILURE_BUDGET_S):
         if batch_size <= 0:
             raise ValueError(f"mllm_batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.cost = CostLog()
-        self.budget = FailureBudget(int(max_consecutive_failures), float(failure_budget_s))
+        self.budget = FailureBudget(int(give_up_after), float(failure_budget_s))
         self._gave_up_logged = False
 
     def load(self) -> None:
