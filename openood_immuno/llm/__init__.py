@@ -12,6 +12,5 @@
 * :mod:`.vision` -- MLLM backends (transformers VLM, OpenAI-compatible vision, scripted);
 * :mod:`.parsing` -- the one list-answer parser and the description parser.
 
-Importing this package imports neither torch nor transformers; the backends import them when
-built.
+The modules here import torch and transformers only when a transformers backend is built.
 """
