@@ -75,21 +75,24 @@ class TransformersChatBackend(ChatBackend):
     def __init__(self, model: str, device: str = "cpu", max_new_tokens: int = 128,
                  temperature: float = 0.7, dtype: str = "auto", **budget):
         super().__init__(**budget)
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         from .hub import locate
 
         self.model_id, self.device = model, device
         self.max_new_tokens, self.temperature, self.dtype = int(max_new_tokens), float(temperature), dtype
-        try:
+        try:  # before importing transformers' model classes: offline fails in well under a second
             where = locate(model)
+        except BackendUnavailable as exc:
+            raise BackendUnavailable(f"could not load the transformers model {model!r}: {exc}") from exc
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
             kwargs = {"local_files_only": where.local_files_only}
             if dtype != "auto":
                 kwargs["dtype"] = getattr(torch, dtype)
             self.tokenizer = AutoTokenizer.from_pretrained(where.source, local_files_only=where.local_files_only)
             self.model = AutoModelForCausalLM.from_pretrained(where.source, **kwargs).to(device).eval()
-        except Exception as exc:  # BackendUnavailable, OSError (files missing), ValueError (not a causal LM)
+        except Exception as exc:  # OSError (files missing), ValueError (not a causal LM), ...
             raise BackendUnavailable(
                 f"could not load the transformers model {model!r}: {exc}. Pass a local folder "
                 "holding config.json, tokenizer and weights, or a Hub name that this machine can "

@@ -168,12 +168,16 @@ class TransformersVLM(MLLMBackend):
     def load(self) -> None:
         if self.model is not None:
             return
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
         from .hub import locate
 
-        try:
+        try:  # before importing transformers' model classes: offline fails in well under a second
             where = locate(self.source)
+        except BackendUnavailable as exc:
+            raise BackendUnavailable(f"could not load the vision-language model {self.source!r}: "
+                                     f"{exc}") from exc
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        try:
             processor = AutoProcessor.from_pretrained(where.source, local_files_only=where.local_files_only)
             model = AutoModelForImageTextToText.from_pretrained(
                 where.source, dtype=self.dtype, local_files_only=where.local_files_only)
