@@ -277,9 +277,11 @@ class OpenAIVision(MLLMBackend):
 
 
 def build_vision_backend(spec: str, batch_size: int = 16, device: str = "auto", dtype: str = "auto",
-                         api_key_env: str = DEFAULT_API_KEY_ENV,
-                         timeout_s: float = DEFAULT_TIMEOUT_S) -> Optional[MLLMBackend]:
+                         api_key_env: str = DEFAULT_API_KEY_ENV, timeout_s: float = DEFAULT_TIMEOUT_S,
+                         give_up_after: int = GIVE_UP_AFTER,
+                         failure_budget_s: float = FAILURE_BUDGET_S) -> Optional[MLLMBackend]:
     """The backend named by ``spec`` (not loaded yet); ``None`` for ``'none'``."""
+    budget = {"give_up_after": give_up_after, "failure_budget_s": failure_budget_s}
     parsed = parse_spec(spec or "none", "mllm", SPEC_KEYWORDS)
     if parsed.kind == "none":
         return None
@@ -288,5 +290,5 @@ def build_vision_backend(spec: str, batch_size: int = 16, device: str = "auto", 
                       "not a model. Its numbers are not ANTS results.", stacklevel=2)
         return ScriptedBackend(batch_size=batch_size)
     if parsed.kind == "hf":
-        return TransformersVLM(parsed.name, device, dtype, batch_size)
-    return OpenAIVision(parsed.name, parsed.url, api_key_env, timeout_s, batch_size)
+        return TransformersVLM(parsed.name, device, dtype, batch_size, **budget)
+    return OpenAIVision(parsed.name, parsed.url, api_key_env, timeout_s, batch_size, **budget)
