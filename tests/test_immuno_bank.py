@@ -5,10 +5,11 @@ import pytest
 
 from openood_immuno.classnames import imagenet_classes
 from openood_immuno.immuno.antibodies import Antibody, AntibodyBank, BankError
-from openood_immuno.immuno.generators import (AntibodyGenerator, ClassInfo, Generated, build_bank,
-                                              id_classes, make_generator)
-from openood_immuno.immuno.parsing import parse_list, screen_candidates
+from openood_immuno.immuno.generation import AntibodyGenerator, ClassInfo, Generated
+from openood_immuno.immuno.generators import build_bank, id_classes, make_generator
+from openood_immuno.immuno.screening import screen_candidates
 from openood_immuno.immuno.wordnet_gen import WordNetGenerator, load_wordnet, random_wordnet_words
+from openood_immuno.llm.parsing import parse_list
 
 PROV = {"generator": "test", "model": "none", "prompts": {}, "seed": 0, "params": {}}
 WANT = {"near_ood": 2, "contextual": 1}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from .args import HelpFormatter, add_model_args, add_progress_arg, net_from_args, resolve_device
@@ -24,16 +23,15 @@ def add_parser(subparsers) -> None:
     ab.add_argument("--id", dest="id_spec", default="imagenet",
                     help="'imagenet' or a text file with one ID class name per line")
     ab.add_argument("--generator", default="wordnet",
-                    help="wordnet | hf:MODEL_NAME_OR_PATH | openai:http://HOST:PORT/v1")
+                    help="wordnet | hf:NAME_OR_PATH | openai:MODEL@URL | openai:URL (the first model "
+                         "of GET URL/models)")
     ab.add_argument("--out", required=True, help="bank JSON; classes already in it are skipped")
     ab.add_argument("--n-near", type=int, default=10, help="near-OOD antibodies per class")
     ab.add_argument("--n-contextual", type=int, default=5, help="contextual antibodies per class")
     ab.add_argument("--seed", type=int, default=0, help="seed of the generator (sampling, WordNet draws)")
     llm = ab.add_argument_group("LLM generators")
-    llm.add_argument("--llm-model", default=None,
-                     help="openai: model name (default: the first of GET /models)")
     llm.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
-    llm.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
+    llm.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request, in total")
     llm.add_argument("--retries", type=int, default=2, help="extra tries per prompt when short")
     llm.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     llm.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens")
@@ -60,14 +58,10 @@ def run(args) -> int:
 
     classes = id_classes(args.id_spec)
     options = {}
-    if args.generator.startswith(("hf:", "openai:")):
+    if args.generator != "wordnet":
         options = {"retries": args.retries, "temperature": args.temperature,
-                   "max_new_tokens": args.max_new_tokens}
-        if args.generator.startswith("openai:"):
-            options.update(model=args.llm_model, api_key=os.environ.get(args.api_key_env),
-                           timeout=args.timeout)
-        else:
-            options.update(device=resolve_device(args.llm_device))
+                   "max_new_tokens": args.max_new_tokens, "device": resolve_device(args.llm_device),
+                   "api_key_env": args.api_key_env, "timeout_s": args.timeout}
     generator = make_generator(args.generator, args.n_near, args.n_contextual, args.seed, **options)
     bank = build_bank(generator, classes, args.out, progress=not args.no_progress,
                       short_log_level=logging.DEBUG)

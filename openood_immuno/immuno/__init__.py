@@ -4,9 +4,10 @@ Modules, one job each:
 
 * :mod:`.params` -- every parameter with its default, one class per variant;
 * :mod:`.antibodies` -- the versioned JSON antibody bank (format, validation, de-duplication);
-* :mod:`.generators` -- the generator interface and the bank-building driver (resumable);
+* :mod:`.generation` -- the generator interface; :mod:`.generators` -- the factory and the
+  bank-building driver (resumable);
 * :mod:`.wordnet_gen` -- offline WordNet antibodies (look-alikes, contextual patterns, random words);
-* :mod:`.llm` and :mod:`.parsing` -- LLM antibodies (transformers or OpenAI-compatible endpoints);
+* :mod:`.llm_generator` and :mod:`.screening` -- LLM antibodies (backends: :mod:`openood_immuno.llm`);
 * :mod:`.antibody_sources` -- a run's antibodies: the (cached) WordNet bank or a bank JSON, and
   the random-words / Gaussian-noise ablations;
 * :mod:`.encode` -- antibody texts -> CLIP text embeddings;

@@ -25,8 +25,8 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from ..cache import content_key
 from .antibodies import Antibody, normalise_text
-from .generators import AntibodyGenerator, ClassInfo, Generated, GeneratorUnavailable
-from .parsing import mentions
+from .generation import AntibodyGenerator, ClassInfo, Generated, GeneratorUnavailable
+from .screening import mentions
 
 WORDNET_GENERATOR_VERSION = 1
 CONTEXT_PATTERNS = (

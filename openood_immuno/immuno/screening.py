@@ -1,9 +1,8 @@
-"""Turning an LLM's free-text answer into candidate antibodies, and rejecting garbage.
+"""Screening an LLM's candidate antibodies for one class: keep the plausible, reject garbage.
 
-:func:`parse_list` reads numbered (``1.``, ``2)``, ``(3)``), lettered (``a)``) and bulleted
-(``-``, ``*``, ``•``) lists, markdown emphasis, preambles ("Here are five...:"), one-line
-comma-separated answers and explanations after the item ("Carp - a fish", "Carp: ...",
-"Carp (freshwater)"). :func:`screen_candidates` keeps only plausible antibodies for a class.
+The answer itself is parsed by :func:`openood_immuno.llm.parsing.parse_list`;
+:func:`screen_candidates` keeps only plausible antibodies for a class (with a reason for each
+rejection), :func:`mentions` is the whole-word test it (and the WordNet generator) uses.
 """
 from __future__ import annotations
 
@@ -13,32 +12,7 @@ from typing import Iterable
 from .antibodies import normalise_text
 
 MAX_WORDS = {"near_ood": 6, "contextual": 16}
-_MARKER = re.compile(r"^\s*(?:\(?\d{1,3}\s*[.):\]]|[-*+\u2022\u00b7\u2013\u2014]|\(?[A-Za-z][.)])\s*")
-_EXPLANATION = re.compile(r"\s+[-\u2013\u2014]\s+.*$|:\s.*$|\s*\(.*?\)\s*")
 _ALLOWED = re.compile(r"^[\w\s'\-,.&/]+$")
-
-
-def _clean_item(item: str) -> str:
-    item = re.sub(r"[*_`#]+", " ", item)
-    item = _EXPLANATION.sub(" ", item)
-    item = re.sub(r"\s+", " ", item).strip()
-    return item.strip(" .,;:!?\"'\u201c\u201d\u2018\u2019")
-
-
-def parse_list(text: str | None) -> list[str]:
-    """Items of a list-shaped answer, cleaned; ``[]`` for an empty answer."""
-    if not text or not text.strip():
-        return []
-    lines = [ln for ln in text.replace("```", "\n").splitlines() if ln.strip()]
-    marked = [_MARKER.sub("", ln, count=1) for ln in lines if _MARKER.match(ln) and _MARKER.sub("", ln, count=1).strip()]
-    if marked:
-        raw = marked
-    else:
-        raw = [ln for ln in lines if not ln.rstrip().endswith(":")]
-        if len(raw) == 1 and re.search(r"[,;]", raw[0]):
-            raw = re.split(r"[,;]|\band\b", raw[0])
-    items = [_clean_item(r) for r in raw]
-    return [i for i in items if i]
 
 
 def mentions(text: str, word: str) -> bool:
