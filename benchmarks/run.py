@@ -250,7 +250,8 @@ def stage_times(net, dataset, device, n: int) -> dict:
 
     blobs = clock("read", lambda: [read_bytes(p) for p in paths])
     pil = clock("pil_decode", lambda: [Image.open(p).convert("RGB") for p in paths])
-    resize_crop, to_tensor = T.Compose(net.preprocess.transforms[:2]), T.Compose(net.preprocess.transforms[2:])
+    steps = net.preprocess.transforms
+    resize_crop, to_tensor = T.Compose(steps[:2]), T.Compose(steps[2:])
     crops = clock("pil_resize_crop", lambda: [resize_crop(img) for img in pil])
     pil_batch = clock("pil_to_tensor_normalize", lambda: torch.stack([to_tensor(img) for img in crops]))
     decoded = clock("tensor_decode_cpu", lambda: pre.decode(blobs, "cpu"))

@@ -48,7 +48,8 @@ def _rank_world() -> tuple[int, int]:
 def _barrier(device: torch.device) -> None:
     if dist.is_available() and dist.is_initialized():
         if dist.get_backend() == "nccl":
-            dist.barrier(device_ids=[device.index if device.index is not None else torch.cuda.current_device()])
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            dist.barrier(device_ids=[index])
         else:
             dist.barrier()
 
@@ -168,7 +169,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _select(names_arg: str, lists: dict[str, ListSpec]) -> dict[str, ListSpec]:
-    names = list(lists) if names_arg.strip() == "all" else [n.strip() for n in names_arg.split(",") if n.strip()]
+    names = (list(lists) if names_arg.strip() == "all"
+             else [n.strip() for n in names_arg.split(",") if n.strip()])
     unknown = [n for n in names if n not in lists]
     if unknown or not names:
         raise ValueError(f"--lists names {unknown or names_arg!r}, which are not lists of the benchmark: "
@@ -191,7 +193,8 @@ def run_features(args) -> int:
     device = str(args.device)
     started = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        backend = args.backend if args.backend != "auto" else ("nccl" if device.startswith("cuda") else "gloo")
+        backend = (args.backend if args.backend != "auto"
+                   else "nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda"):
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
             torch.cuda.set_device(torch.device(device))

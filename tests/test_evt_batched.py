@@ -114,6 +114,14 @@ def test_batched_fit_rows_match_single_fits_and_flag_bad_rows():
         assert (shape[i].item(), scale[i].item()) == pytest.approx(_scipy_fit(r), rel=1e-3)
 
 
+def test_no_class_with_enough_samples_uses_the_pooled_fit_everywhere():
+    scores = torch.rand(100, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    evt = EVTCalibrator.fit(scores, torch.arange(100) % 10, 10, 0.5, min_samples=1000)
+    assert evt.pooled.all() and torch.unique(evt.shape).numel() == 1
+    shape, scale, ok = fit_weibull_batched(torch.zeros(0, 0), torch.zeros(0, 0, dtype=torch.bool))
+    assert shape.shape == scale.shape == ok.shape == (0,)
+
+
 def test_thousand_classes_fit_in_one_batched_call():
     dis = torch.randn(50_000, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.05 + 0.3
     labels = torch.arange(50_000) % 1000

@@ -51,6 +51,9 @@ def fit_weibull_batched(tails: torch.Tensor, mask: torch.Tensor, iterations: int
     samples, a non-positive or non-finite sample, all samples equal, or no convergence.
     """
     x, mask = tails.double(), mask.bool()
+    if x.shape[1] == 0:  # no row has a sample
+        nan = torch.full(x.shape[:1], float("nan"), dtype=x.dtype, device=x.device)
+        return nan, nan.clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     n = mask.sum(dim=1)
     valid = torch.isfinite(x) & (x > 0)
     y = torch.where(mask & valid, x, torch.ones_like(x)).log()
