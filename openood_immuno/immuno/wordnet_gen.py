@@ -4,10 +4,10 @@ Near-OOD look-alikes of class ``c`` (synset ``s``) come from ``s``'s neighbourho
 descendants (at most ``k + 1`` levels down) of its ancestors ``k`` = 1, 2, ... ``max_hops``
 levels up (default 4, our choice: hop 5 reaches unrelated concepts, e.g. engines for "laptop
 computer"); hop ``k`` is the distance from ``s`` to the lowest common hypernym. Farther hops
-are enumerated until ``3 n_near`` candidates are found. Excluded: ``s`` and its whole
-hypernym and hyponym lineage, every other ID class synset with its hyponyms (their photos are
-ID) and hypernyms (a photo of "terrier" may be an ID terrier class), and every text equal to a
-lemma of those synsets or to an ID class name.
+are enumerated until ``3 n_near`` candidates are found (deeper levels stop at ``10 n_near``).
+Excluded: ``s`` and its whole hypernym and hyponym lineage, every other ID class synset with
+its hyponyms (their photos are ID) and hypernyms (a photo of "terrier" may be an ID terrier
+class), and every text equal to a lemma of those synsets or to an ID class name.
 
 Ranking (generator version 2): by the Wu-Palmer similarity to ``s`` minus the amount by which
 the candidate is closer to another ID class,
@@ -16,9 +16,12 @@ the candidate is closer to another ID class,
 
 so a look-alike goes to the ID class it resembles most (for "tiger", "puppy" is nearer the ID
 dog breeds and falls behind the other big cats). Ties: concepts before proper-name instances,
-then the number of content words the two glosses share, then WordNet's SemCor sense counts,
-then the synset name. ID siblings with the same neighbourhood (the dog breeds) would get
-identical lists; each class instead takes, in the class order given to ``prepare``, the first
+then candidates named by a lemma whose first noun sense they are (CLIP reads "down" as
+feathers, not a hill), then the number of content words the two glosses share, then
+WordNet's SemCor sense counts, then the synset name; of a candidate's lemmas, the common
+nouns (not capitalised) and then the first-sense ones come first. ID siblings with the same
+neighbourhood (the dog breeds) would get identical lists; each class instead takes, in the
+class order given to ``prepare`` (so a resumed bank gets the same lists), the first
 ``n_near`` subset of its ranking in lexicographic rank order (top ``n_near``, then the top
 ``n_near - 1`` with the next candidate, ...) that no earlier class has, so the lists differ
 with the least change to the ranking.
@@ -37,7 +40,7 @@ import functools
 import itertools
 import random
 import re
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 from ..cache import content_key
 from .antibodies import Antibody, normalise_text
@@ -151,9 +154,10 @@ class WuPalmer:
         return self._depth[s]
 
     def children(self, s) -> list:
-        """Hyponyms and instance hyponyms (cached: nltk reads them from disk every time)."""
+        """Hyponyms and instance hyponyms by name (nltk's order varies with the hash seed),
+        cached (nltk builds them anew at every call)."""
         if s not in self._children:
-            self._children[s] = _down(s)
+            self._children[s] = sorted(_down(s), key=lambda c: c.name())
         return self._children[s]
 
     def __call__(self, a, b) -> float:
@@ -249,7 +253,8 @@ def neighbourhood(s, max_hops: int, wup: WuPalmer, excluded: set, want: int,
                   cap: int) -> list[tuple[int, object]]:
     """``(hop, synset)`` candidates: descendants (at most ``hop + 1`` levels down, nearest
     level first) of the ancestors ``hop`` levels above ``s``, not ``excluded``, nearest hop
-    first; stops after the hop that brings the count to ``want``, or at ``cap`` candidates."""
+    first; stops after the hop that brings the count to ``want``, or after the level that
+    brings it to ``cap``."""
     ancestors = wup.ancestors(s)
     seen, found = set(excluded) | {s}, []
     for hop in range(1, max_hops + 1):
@@ -260,8 +265,8 @@ def neighbourhood(s, max_hops: int, wup: WuPalmer, excluded: set, want: int,
                 if c not in seen:
                     seen.add(c)
                     found.append((hop, c))
-                    if len(found) >= cap:
-                        return found
+            if len(found) >= cap:
+                return found
         if len(found) >= want:
             break
     return found
@@ -297,7 +302,11 @@ class WordNetGenerator(AntibodyGenerator):
         self._wn = load_wordnet()
         self._excl: Optional[IDExclusions] = None
         self._counts: Optional[SenseCounts] = None
+        self._wup, self._index = WuPalmer(), None
+        self._order: Iterator = iter(())
         self._near: dict[ClassInfo, list[Antibody]] = {}
+        self._used: set = set()
+        self._first_sense: dict = {}
 
     def provenance(self) -> dict:
         return {"generator": self.name, "model": f"WordNet {self._wn.get_version()} (nltk)",
@@ -307,48 +316,64 @@ class WordNetGenerator(AntibodyGenerator):
                 "generator_version": WORDNET_GENERATOR_VERSION}
 
     def prepare(self, classes: Sequence[ClassInfo]) -> None:
-        """Rank every class's candidates, then pick the lists (distinct in class order)."""
         self._excl = IDExclusions(self._wn, classes)
         self._counts = self._counts or SenseCounts(self._wn)
-        wup = WuPalmer()
-        index = IDIndex((s for s, _ in self._excl.class_synsets.values() if s is not None), wup)
-        used: set = set()
-        self._near = {}
-        for cls, (synset, _) in self._excl.class_synsets.items():
-            ranked = self.ranked(cls, synset, wup, index) if synset is not None else []
-            self._near[cls] = first_unused(ranked, self.n_near, used)
+        self._index = IDIndex((s for s, _ in self._excl.class_synsets.values() if s is not None),
+                              self._wup)
+        self._order = iter(self._excl.class_synsets.items())
+        self._near, self._used = {}, set()
 
-    def ranked(self, cls: ClassInfo, synset, wup: WuPalmer, index: IDIndex) -> list[Antibody]:
+    def _near_of(self, cls: ClassInfo) -> list[Antibody]:
+        """``cls``'s look-alikes; the lists are picked in class order (each must differ from
+        the earlier ones), so the classes before ``cls`` are ranked first (once)."""
+        while cls not in self._near:
+            other, (synset, _) = next(self._order)
+            ranked = self.ranked(other, synset) if synset is not None else []
+            self._near[other] = first_unused(ranked, self.n_near, self._used)
+        return self._near[cls]
+
+    def ranked(self, cls: ClassInfo, synset) -> list[Antibody]:
         """All near-OOD candidates of ``cls`` as antibodies, best first (module docstring)."""
         own_words = gloss_words(synset)
+        cls_norm = normalise_text(cls.name)
         rows = []
+        wup, index = self._wup, self._index
         for hop, cand in neighbourhood(synset, self.max_hops, wup, self._excl.synsets,
                                       3 * self.n_near, 10 * self.n_near):
+            names = [lemma_text(n) for n in cand.lemma_names()]
+            names = [t for t in names if not self._excl.blocks_text(t)
+                     and not mentions(normalise_text(t), cls_norm)]
+            if not names:
+                continue
+            names.sort(key=lambda t: (t[:1].isupper(), not self._dominant(t, cand)))
             sim = wup(cand, synset)
             score = sim - max(0.0, index.nearest_other(cand, synset) - sim)
             rows.append(((bool(cand.instance_hypernyms()), -round(score, 9),
-                          -len(own_words & gloss_words(cand)), -self._counts.popularity(cand),
-                          cand.name()), hop, cand))
-        cls_norm = normalise_text(cls.name)
+                          not self._dominant(names[0], cand), -len(own_words & gloss_words(cand)),
+                          -self._counts.popularity(cand), cand.name()), hop, cand, names))
         out: list[Antibody] = []
         taken: set[str] = set()
-        for _, hop, cand in sorted(rows, key=lambda r: r[0]):
-            for name in sorted(cand.lemma_names(), key=lambda n: n[:1].isupper()):  # common nouns first
-                text = lemma_text(name)
-                norm = normalise_text(text)
-                if self._excl.blocks_text(text) or mentions(norm, cls_norm) or norm in taken:
-                    continue
+        for _, hop, cand, names in sorted(rows, key=lambda r: r[0]):
+            text = next((t for t in names if normalise_text(t) not in taken), None)
+            if text is not None:
                 out.append(Antibody(text, "near_ood", f"wordnet:{synset.name()}->{cand.name()}:hop{hop}"))
-                taken.add(norm)
-                break
+                taken.add(normalise_text(text))
         return out
+
+    def _dominant(self, text: str, synset) -> bool:
+        """Whether ``synset`` is the first (most frequent) noun sense of ``text``: otherwise CLIP
+        reads the text as another concept ("down" is feathers before it is a hill)."""
+        if text not in self._first_sense:
+            senses = self._wn.synsets(text.replace(" ", "_"), pos=self._wn.NOUN)
+            self._first_sense[text] = senses[0] if senses else None
+        return self._first_sense[text] == synset
 
     def generate(self, cls: ClassInfo) -> Generated:
         if self._excl is None or cls not in self._excl.class_synsets:
             raise RuntimeError("call prepare() with every ID class before generate()")
         synset, note = self._excl.class_synsets[cls]
         out = Generated(problems=[note] if note else [])
-        out.antibodies += self._near[cls]
+        out.antibodies += self._near_of(cls)
         rng = random.Random(content_key("wordnet-contextual", self.seed, cls.name))
         for pattern in rng.sample(self.patterns, self.n_contextual):
             out.antibodies.append(Antibody(with_article(pattern.format(c=cls.name)), "contextual",
