@@ -102,7 +102,8 @@ def quality_lines(quality: dict) -> list[str]:
              + (f"; largest group sharing one list: {shared['classes']} classes (e.g. "
                 f"{', '.join(shared['names'][:3])})" if shared["classes"] else ""),
              f"near-OOD per class: {q['mean_near']:.2f} on average; {q['short_near']} classes "
-             f"({100 * q['short_share']:.1f}%) short of {q['n_near_wanted']}"
+             f"({100 * q['short_share']:.1f}%) short of "
+             f"{q['n_near_wanted'] if q['n_near_wanted'] is not None else 'the requested count'}"
              + (f" (e.g. {', '.join(q['short_examples'][:3])})" if q["short_examples"] else "")]
     if q["mean_wup"] is not None or q["mean_hop"] is not None:
         parts = []
