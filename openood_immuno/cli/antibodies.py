@@ -54,6 +54,7 @@ def _summary_path(out: str) -> Path:
 
 def run(args) -> int:
     from ..cache import atomic_write_json
+    from ..immuno.bank_quality import bank_quality, quality_lines
     from ..immuno.generators import build_bank, id_classes, make_generator
 
     classes = id_classes(args.id_spec)
@@ -75,11 +76,14 @@ def run(args) -> int:
         short = sorted(bank.short)
         print(f"{len(short)} classes fell short of {args.n_near} near-OOD / {args.n_contextual} "
               f"contextual (e.g. {', '.join(short[:3])}): the full list is in {summary_path}")
+    quality = bank_quality(bank)
+    print("\n".join(quality_lines(quality)))
     rows = [{"class": n, **counts[n], "before": sum(counts[n].values())}
             for n in dict.fromkeys(bank.class_names) if n in counts]
     pending = bank.missing()
     summary = {"bank": str(args.out), "provenance": bank.provenance, "short": sorted(bank.short),
-               "short_counts": {n: bank.short[n] for n in sorted(bank.short)}, "pending": pending}
+               "short_counts": {n: bank.short[n] for n in sorted(bank.short)}, "pending": pending,
+               "quality": quality}
     if not args.no_filter_summary and rows:
         summary["filter"] = _filter_summary(args, bank, rows)
     summary["per_class"] = rows

@@ -7,6 +7,7 @@ Modules, one job each:
 * :mod:`.generation` -- the generator interface; :mod:`.generators` -- the factory and the
   bank-building driver (resumable);
 * :mod:`.wordnet_gen` -- offline WordNet antibodies (look-alikes, contextual patterns, random words);
+* :mod:`.bank_quality` -- how good a bank is (distinct lists, shortfalls, WordNet similarity);
 * :mod:`.llm_generator` and :mod:`.screening` -- LLM antibodies (backends: :mod:`openood_immuno.llm`);
 * :mod:`.antibody_sources` -- a run's antibodies: the (cached) WordNet bank or a bank JSON, and
   the random-words / Gaussian-noise ablations;
