@@ -6,14 +6,17 @@ import importlib
 import logging
 import os
 import sys
+import time
 
 import torch
 
-from .cache import atomic_write_json
+from .cache import cache_root
 from .clip_net import build_clip_net
 from .config import available_postprocessors
+from .data import NUM_CLASSES
 from .registry import build_postprocessor, openood_available
-from .runner import PROTOCOLS, BenchmarkLists, FeatureStore, evaluate, parse_extra_ood
+from .results import RunSpec, check_writable, resolved_args, write_run
+from .runner import PROTOCOLS, BenchmarkLists, FeatureStore, evaluate, parse_extra_ood, validate_benchmark
 
 log = logging.getLogger("openood_immuno")
 
@@ -30,10 +33,6 @@ def net_from_args(args):
     return build_clip_net(args.model, args.pretrained, args.id_name, device=args.device)
 
 
-def _weights_tag(pretrained: str) -> str:
-    return os.path.splitext(os.path.basename(pretrained.rstrip("/")))[0] or "none"
-
-
 def cmd_eval(args) -> int:
     names = [n.strip() for n in args.postprocessors.split(",") if n.strip()]
     unknown = [n for n in names if n not in available_postprocessors()]
@@ -45,22 +44,25 @@ def cmd_eval(args) -> int:
             else "builtin"
     if engine == "openood" and (args.protocol != "openood" or args.extra_ood):
         raise SystemExit("--engine openood supports only --protocol openood without --extra-ood")
-    net = net_from_args(args)
     lists = BenchmarkLists(extra=parse_extra_ood(args.extra_ood))
-    store = FeatureStore(net, args.data_root, lists, args.id_name, args.batch_size, args.num_workers)
+    list_keys = validate_benchmark(args.data_root, lists, NUM_CLASSES.get(args.id_name))
+    check_writable(args.output_dir, "--output-dir")
+    check_writable(str(cache_root()), "feature cache folder ($OPENOOD_IMMUNO_CACHE)")
     seeds = [int(s) for s in args.seeds.split(",")]
     pp_args = parse_pp_args(args.pp_arg)
     stray = sorted(set(pp_args) - set(names))
     if stray:
         raise SystemExit(f"--pp-arg names {stray}, which are not among --postprocessors {names}")
-    model_tag = os.path.splitext(os.path.basename(args.model))[0] if args.model.endswith(".json") \
-        else args.model
-    run_dir = os.path.join(args.output_dir, f"{args.id_name}_{model_tag}_{_weights_tag(args.pretrained)}")
-    atomic_write_json({"id": args.id_name, "model": model_tag, "pretrained": args.pretrained,
-                       "protocol_seeds": seeds}, os.path.join(run_dir, "run.json"))
+    net = net_from_args(args)
+    store = FeatureStore(net, args.data_root, lists, args.id_name, args.batch_size, args.num_workers)
+    not_ok = []
     for name in names:
         pp = build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None,
                                  **pp_args.get(name, {}))
+        spec = RunSpec(args.id_name, args.model, args.pretrained, net.identity, args.data_root, list_keys,
+                       name, resolved_args(pp), args.protocol, seeds, engine, bool(pp.APS_mode),
+                       args.score_batch_size, pp_args.get(name, {}))
+        started = time.time()
         print(f"\n== {name} ({engine} engine, {args.protocol} protocol"
               f"{', seeds ' + args.seeds if args.protocol == 'stream' else ''})", flush=True)
         if engine == "openood":
@@ -75,8 +77,14 @@ def cmd_eval(args) -> int:
         if result.status:
             print(f"status: {result.status}")
         print(result.format(), flush=True)
-        suffix = "" if args.protocol == "openood" else "_stream"
-        print(f"results: {result.write_csv(os.path.join(run_dir, name + suffix))}")
+        folder = write_run(args.output_dir, spec, result, {"started": started, "seconds": time.time() - started})
+        print(f"results: {folder}")
+        if not result.run_status.ok:
+            not_ok.append(result.run_status.tag(name))
+    if not_ok and not args.allow_degraded:
+        print(f"openood-immuno: error: {'; '.join(not_ok)}: results are written and marked so; pass "
+              "--allow-degraded to accept such runs (exit 0)", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -111,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--score-batch-size", type=int, default=256, help="scoring batch size (stream batch)")
     ev.add_argument("--num-workers", type=int, default=2)
     ev.add_argument("--output-dir", default="results")
+    ev.add_argument("--allow-degraded", action="store_true",
+                    help="exit 0 even if a run is degraded or partial (it is marked so in every file)")
     ev.set_defaults(func=cmd_eval)
     rep = sub.add_parser("report", help="markdown + leaderboard CSV + plots of eval results")
     rep.add_argument("results_dir", help="the --output-dir of `openood-immuno eval`")
