@@ -104,20 +104,24 @@ def _class_names(structure) -> Iterator[str]:
         yield structure.rsplit(".", 1)[-1]
 
 
-def _apply_to_probe(transform) -> bytes:
-    with torch.random.fork_rng(devices=[]):
-        py_state, np_state = random.getstate(), np.random.get_state()
-        try:
-            out = transform(_probe_image())
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
+def _output_bytes(out) -> bytes:
     if isinstance(out, dict):  # OpenOOD-style datasets may wrap the image
         out = out.get("data", out)
     arr = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
     if arr.dtype.kind == "f":
         arr = np.round(arr.astype(np.float64), 4)  # robust to last-bit float differences
     return str(arr.shape).encode() + arr.tobytes()
+
+
+def _apply_twice_to_probe(transform) -> tuple[bytes, bytes]:
+    """The transform's output on the probe, twice in a row; every random state left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            return _output_bytes(transform(_probe_image())), _output_bytes(transform(_probe_image()))
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
 
 
 def transform_fingerprint(transform) -> Optional[str]:
@@ -132,7 +136,7 @@ def transform_fingerprint(transform) -> Optional[str]:
     why = f"it contains random transforms {randoms}" if randoms else ""
     if not why:
         try:
-            first, second = _apply_to_probe(transform), _apply_to_probe(transform)
+            first, second = _apply_twice_to_probe(transform)
             why = "two applications to the same image differ" if first != second else ""
         except Exception as exc:  # a transform that needs other input: cannot be fingerprinted
             why = f"it fails on a probe image ({type(exc).__name__}: {exc})"
