@@ -86,6 +86,8 @@ def _structure(obj, depth: int = 0):
     kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
     attrs = {k: v for k, v in getattr(obj, "__dict__", {}).items()
              if not k.startswith("_") and k != "training"}
+    if isinstance(obj, torch.nn.Module):  # nn.Sequential of transforms keeps them in _modules
+        attrs.update(obj._modules)
     if depth >= 8 or not attrs:
         return kind
     return {"class": kind, **{k: _structure(v, depth + 1) for k, v in sorted(attrs.items())}}
@@ -144,9 +146,9 @@ def transform_fingerprint(transform) -> Optional[str]:
         tag = content_key(structure)
         if tag not in _WARNED:
             _WARNED.add(tag)
+            what = structure.get("class") if isinstance(structure, dict) else structure
             log.warning("features of preprocessing %s are not cached: %s (they are extracted "
-                        "again on every use)", (structure or {}).get("class", structure)
-                        if isinstance(structure, dict) else structure, why)
+                        "again on every use)", what, why)
         return None
     return content_key(structure, hashlib.sha256(first).hexdigest())
 

@@ -108,10 +108,12 @@ def test_random_transforms_are_never_cached_and_said_once(tiny_net, tmp_path, ca
             fs = extract_features(tiny_net, make_loader(ds, 4, 0), progress=False)
             assert fs.features.shape == (3, 64)
         assert transform_fingerprint(Jitter()) is None
+        assert transform_fingerprint(torch.nn.Sequential(T.RandomHorizontalFlip(), T.Resize(8))) is None
     warnings = [r.getMessage() for r in caplog.records if "not cached" in r.getMessage()]
-    assert len(warnings) == 2, warnings  # one per transform, however often it is used
+    assert len(warnings) == 3, warnings  # one per transform, however often it is used
     assert "random transforms ['RandomHorizontalFlip']" in warnings[0]
     assert "two applications to the same image differ" in warnings[1]
+    assert "Sequential are not cached: it contains random transforms ['RandomHorizontalFlip']" in warnings[2]
     states = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
     assert transform_fingerprint(Jitter()) is None  # it drew random numbers on the probe...
     assert torch.equal(torch.get_rng_state(), states[0]) and random.getstate() == states[1]
