@@ -58,9 +58,11 @@ def cmd_eval(args) -> int:
     for name in names:
         pp = build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None,
                                  **pp_args.get(name, {}))
-        spec = RunSpec(args.id_name, args.model, args.pretrained, net.identity, args.data_root, list_keys,
-                       name, resolved_args(pp), args.protocol, seeds, engine, bool(pp.APS_mode),
-                       args.score_batch_size, pp_args.get(name, {}))
+        spec = RunSpec(id_name=args.id_name, model=args.model, pretrained=args.pretrained,
+                       net_identity=net.identity, data_root=args.data_root, lists=list_keys,
+                       postprocessor=name, pp_args=resolved_args(pp), protocol=args.protocol, seeds=seeds,
+                       engine=engine, aps=bool(pp.APS_mode), score_batch_size=args.score_batch_size,
+                       pp_overrides=pp_args.get(name, {}))
         started = time.time()
         print(f"\n== {name} ({engine} engine, {args.protocol} protocol"
               f"{', seeds ' + args.seeds if args.protocol == 'stream' else ''})", flush=True)
