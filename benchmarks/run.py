@@ -190,7 +190,7 @@ def fit_scorer(name: str, net, inputs: dict, id_features: dict):
 
     pp = build_postprocessor(name, **scorer_overrides(name, inputs)).fit(net, id_features)
     if name.startswith("ants"):
-        online = pp.online
+        online = pp.scorer
         ens = [f"a mined scene described {i}" for i in range(int(pp.args["ens_bank_size"]))]
         online.ens.add(ens, net.encode_text(ens, ()))
         classes = list(range(int(pp.args["vsnl_top_k"])))
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     torch.manual_seed(0)
     from openood_immuno.classnames import resolve_class_names
-    from openood_immuno.immuno.adapter import VaccinationConfig, vaccinate
+    from openood_immuno.immuno.vaccination import VaccinationConfig, vaccinate
     from openood_immuno.immuno.evt import EVTCalibrator
 
     gpu = device.type == "cuda"

@@ -12,7 +12,7 @@ Quick start::
     ev.eval_ood()
 """
 from .clip_net import CLIPNet, build_clip_net
-from .config import available_postprocessors
+from .ymlconfig import available_postprocessors
 from .registry import build_postprocessor, register
 
 __version__ = "0.1.0"

@@ -11,8 +11,8 @@ import torch
 
 from .cache import cache_root
 from .clip_net import build_clip_net
-from .config import available_postprocessors
 from .data import NUM_CLASSES
+from .ymlconfig import available_postprocessors
 from .registry import build_postprocessor, openood_available
 from .results import RunSpec, check_writable, resolved_args, write_run
 from .runner import PROTOCOLS, BenchmarkLists, FeatureStore, evaluate, parse_extra_ood, validate_benchmark

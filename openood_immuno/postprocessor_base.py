@@ -9,6 +9,11 @@ A scorer implements two methods on L2-normalised CLIP image features:
   trains or calibrates, read ``id_features['train']`` / ``['val']`` (lazy :class:`FeatureSet`);
 * ``score_features(features, image_paths=None) -> (pred, conf)``, higher ``conf`` = more ID.
 
+Parameters are one frozen dataclass per method (``params_class``, e.g.
+:class:`~openood_immuno.mcm.params.MCMParams`), built and validated once from the config's
+``postprocessor_args`` (``self.params``); ``args_dict`` (OpenOOD's APS grid) comes from the
+dataclass's sweep lists and the config's ``postprocessor_sweep``.
+
 The OpenOOD methods (``setup``, ``postprocess``, ``inference``, ``args_dict``,
 ``set_hyperparam``, ``get_hyperparam``) are derived from these. ``inference`` runs on the
 net's device (OpenOOD's moves every batch with ``Tensor.cuda``) and reuses cached features.
@@ -23,6 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .features import FeatureSet, LazyFeatures, check_features, extract_features
+from .params import Params
 
 log = logging.getLogger(__name__)
 
@@ -53,28 +59,28 @@ class ImmunoPostprocessor(BasePostprocessor):
     """Feature-level scorer with OpenOOD's postprocessor interface.
 
     Subclasses set ``method`` (matched by the yml's ``postprocessor.method``) and
-    ``defaults`` (every parameter with its default; unknown names in a config are rejected).
+    ``params_class`` (the method's parameter dataclass: names, types, defaults, sweep lists;
+    unknown names and invalid values in a config are rejected here, before any work).
     """
 
     method: ClassVar[str] = ""
-    defaults: ClassVar[Mapping[str, Any]] = {}
+    params_class: ClassVar[type[Params]] = Params
 
     def __init__(self, config):
         super().__init__(config)
         pp = config["postprocessor"]
         self.name = pp.get("name", self.method)
-        args = dict(pp.get("postprocessor_args") or {})
-        sweep = dict(pp.get("postprocessor_sweep") or {})
-        unknown = sorted(set(args) - set(self.defaults))
-        unknown += sorted(k for k in sweep if not (k.endswith("_list") and k[:-5] in self.defaults))
-        if unknown:
-            raise ValueError(f"postprocessor '{self.name}': unknown parameter(s) {unknown}; valid "
-                             f"ones are {sorted(self.defaults)} (sweeps as '<name>_list')")
-        self.args: dict[str, Any] = {**self.defaults, **args}
-        self.args_dict = {k[:-5]: list(v) for k, v in sweep.items()}
+        self.params, self.args_dict = self.params_class.from_config(
+            pp.get("postprocessor_args"), pp.get("postprocessor_sweep"),
+            where=f"postprocessor '{self.name}'", prefix=f"{self.name}.")
         self.APS_mode = bool(pp.get("APS_mode", False))
         self.hyperparam_search_done = False
         self.net = None
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """The resolved parameters by yml name (defaults filled in), e.g. for a run manifest."""
+        return self.params.as_args()
 
     # ---- the method -------------------------------------------------------------------
     def fit(self, net, id_features: Mapping[str, FeatureSet]) -> "ImmunoPostprocessor":
@@ -107,12 +113,14 @@ class ImmunoPostprocessor(BasePostprocessor):
         self.fit(net, LazyFeatures(net, id_loader_dict))
 
     def set_hyperparam(self, hyperparam: Sequence[Any]) -> None:
-        for name, value in zip(self.args_dict, hyperparam):
-            self.args[name] = value
+        """OpenOOD's APS step: new values of the swept parameters, in ``args_dict`` order
+        (validated like the config)."""
+        self.params = self.params.replace(dict(zip(self.args_dict, hyperparam)),
+                                          where=f"postprocessor '{self.name}'", prefix=f"{self.name}.")
         self.on_hyperparam_change()
 
     def get_hyperparam(self) -> list[Any]:
-        return [self.args[name] for name in self.args_dict]
+        return [self.params.get(name) for name in self.args_dict]
 
     @torch.no_grad()
     def postprocess(self, net, data: torch.Tensor):

@@ -17,9 +17,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
-from typing import Any
+from typing import Any, Mapping
 
-from .config import Config, available_postprocessors, load_postprocessor_config
+from .ymlconfig import Config, available_postprocessors, load_postprocessor_config, merge_postprocessor
+from .params import Params
 from .postprocessor_base import ImmunoPostprocessor
 
 _WRAPPED = "_openood_immuno_wrapped"
@@ -60,15 +61,33 @@ def postprocessor_class(config: Any) -> type[ImmunoPostprocessor]:
     return methods[method]
 
 
+def _config_with(name: str, id_name: str, overrides: Mapping[str, Any]) -> Config:
+    """The shipped config of ``name`` with ``overrides`` over its ``postprocessor_args``."""
+    config = load_postprocessor_config(name, id_name)
+    canonical = postprocessor_class(config).params_class.canonical
+    config.postprocessor.postprocessor_args = {
+        **canonical(config.postprocessor.get("postprocessor_args") or {}), **canonical(overrides)}
+    return config
+
+
+def resolved_params(name: str, overrides: Mapping[str, Any] | None = None) -> tuple[Params, dict[str, list]]:
+    """``(params, sweep)`` of shipped ``name`` with ``overrides``, validated, without building
+    anything (to check command-line values before a model is built)."""
+    config = _config_with(name, "imagenet", overrides or {})
+    pp = config.postprocessor
+    return postprocessor_class(config).params_class.from_config(
+        pp.get("postprocessor_args"), pp.get("postprocessor_sweep"), where=f"postprocessor '{name}'",
+        prefix=f"{name}.")
+
+
 def build_postprocessor(name: str, id_name: str = "imagenet", APS_mode: bool | None = None,
                         **overrides: Any) -> ImmunoPostprocessor:
     """A postprocessor ready for ``Evaluator(postprocessor=obj)`` or our runner.
 
-    ``overrides`` replace ``postprocessor_args`` of the shipped yml (unknown names raise).
+    ``overrides`` replace ``postprocessor_args`` of the shipped yml (unknown names and invalid
+    values raise, naming the key and the fix).
     """
-    config = load_postprocessor_config(name, id_name)
-    config.postprocessor.postprocessor_args = {**(config.postprocessor.get("postprocessor_args") or {}),
-                                               **overrides}
+    config = _config_with(name, id_name, overrides)
     if APS_mode is not None:
         config.postprocessor.APS_mode = APS_mode
     return postprocessor_class(config)(config)
@@ -106,6 +125,8 @@ def register(overrides: dict[str, dict[str, Any]] | None = None) -> list[str]:
     unknown = sorted(set(overrides or {}) - set(names))
     if unknown:
         raise KeyError(f"overrides for unknown postprocessor(s) {unknown}: available {names}")
+    for name, values in (overrides or {}).items():   # bad names or values fail here, not at Evaluator time
+        resolved_params(name, values)
     _BY_NAME_OVERRIDES.clear()
     _BY_NAME_OVERRIDES.update({k: dict(v) for k, v in (overrides or {}).items()})
     from .postprocessor_base import OPENOOD_BASE
@@ -171,12 +192,20 @@ def _check_openood_version(api, pp_utils) -> None:
 
 
 def _with_shipped_defaults(config) -> Config:
-    """A user config for one of our names, completed with the shipped yml's arguments."""
+    """A user config for one of our names over the shipped yml (``base:`` rule of
+    :mod:`.ymlconfig`: the user's keys, args and sweep entries win)."""
     pp = config["postprocessor"]
     shipped = (load_postprocessor_config(pp["name"]).postprocessor
                if pp["name"] in available_postprocessors() else Config())
     merged = Config(dict(config))
-    merged.postprocessor = {**shipped, **pp,
-                            "postprocessor_args": {**(shipped.get("postprocessor_args") or {}),
-                                                   **(pp.get("postprocessor_args") or {})}}
+    merged.postprocessor = {**shipped, **pp}
+    params_class = postprocessor_class(merged).params_class
+
+    def canonical(section):   # aliases resolved on both sides, so that a user's `tau` replaces `T`
+        return {**section,
+                "postprocessor_args": params_class.canonical(section.get("postprocessor_args") or {}),
+                "postprocessor_sweep": params_class.canonical(section.get("postprocessor_sweep") or {},
+                                                              "_list")}
+
+    merged.postprocessor = merge_postprocessor(canonical(shipped), canonical(pp))
     return merged

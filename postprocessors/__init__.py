@@ -1,4 +1,5 @@
 """OpenOOD postprocessors of openood-immuno (installed as ``openood_immuno.postprocessors``).
 
-One file per method; each class names its ``method`` and its parameter ``defaults``.
+One file per method; each class names its ``method`` and its ``params_class`` (the method's
+parameter dataclass, the only place defaults live).
 """

@@ -1,11 +1,11 @@
-"""NegLabel as an OpenOOD postprocessor (name ``neglabel``).
+"""NegLabel as an OpenOOD postprocessor (name ``neglabel``): :class:`openood_immuno.neglabel.NegLabelScorer`.
 
 Score: :func:`openood_immuno.scores.grouped.negative_label_score` over the labels of
-:func:`openood_immuno.neglabel.negative_labels` (see :mod:`openood_immuno.neglabel.scorer`).
+:func:`openood_immuno.neglabel.negative_labels`.
 """
 from __future__ import annotations
 
-from openood_immuno.neglabel.scorer import NEGLABEL_DEFAULTS, NegLabelScorer
+from openood_immuno.neglabel import NegLabelParams, NegLabelScorer
 from openood_immuno.postprocessor_base import ImmunoPostprocessor
 
 
@@ -13,17 +13,16 @@ class NegLabelPostprocessor(ImmunoPostprocessor):
     """S = mean over K groups of the ID softmax mass of ``[ID ; group_k]`` (Jiang et al., 2024)."""
 
     method = "neglabel"
-    defaults = dict(NEGLABEL_DEFAULTS)
+    params_class = NegLabelParams
 
     def fit(self, net, id_features):
         super().fit(net, id_features)
-        self.scorer = NegLabelScorer()
-        self.scorer.prepare(net, self.args)
+        self.scorer = NegLabelScorer(self.params).fit(net)
         return self
 
     def on_hyperparam_change(self) -> None:
         if self.net is not None:
-            self.scorer.prepare(self.net, self.args)
+            self.scorer = NegLabelScorer(self.params).fit(self.net, reuse=self.scorer)
 
     def score_features(self, features, image_paths=None):
-        return self.scorer.score(features, self.args)
+        return self.scorer.score(features)

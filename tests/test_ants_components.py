@@ -45,7 +45,7 @@ def test_threshold_counts_one_in_the_last_bin_and_validates():
 
 
 def test_miner_caches_below_threshold_and_updates_from_all_scores():
-    miner = NegativeImageMiner(init_threshold=0.8, eta=0.5, min_cache=2, max_updates=2)
+    miner = NegativeImageMiner(init_threshold=0.8, eta=0.5, n_bins=10, min_cache=2, max_updates=2)
     mined = miner.observe(torch.tensor([0.1, 0.9, 0.2]), torch.tensor([4, 5, 6]), ["a", "b", "c"])
     assert mined.tolist() == [True, False, True] and not miner.ready()   # 2 cached: not MORE than 2
     miner.observe(torch.tensor([0.3, 0.95]), torch.tensor([7, 8]), ["d", "e"])

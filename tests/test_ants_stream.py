@@ -11,7 +11,7 @@ from openood_immuno import build_postprocessor
 from openood_immuno.ants import adaptive_lambda, fuse
 from openood_immuno.features import FeatureSet
 from openood_immuno.scores.ants import balanced_bank_score, bank_score
-from openood_immuno.postprocessors.ants_postprocessor import images_from_tensor
+from openood_immuno.ants import images_from_tensor
 
 SMALL = dict(n_neg_labels=120, corpus_limit=600, n_groups=12, group_size=10, init_threshold=0.9,
              mine_min_cache=8, ens_max_updates=3, vsnl_start_batch=2, vsnl_interval=2, vsnl_top_k=3)
@@ -69,8 +69,8 @@ def test_each_mode_is_its_definition_batch_by_batch(tiny_net, stream):
     for i in range(0, len(paths), BATCH):
         f, p = feats[i:i + BATCH], paths[i:i + BATCH]
         confs = {n: pp.score_features(f, p)[1] for n, pp in pps.items()}
-        on = pps["ants"].online
-        base = on.base.score(f, on.args)[1]
+        on = pps["ants"].scorer
+        base = on.base.score(f)[1]
         s_ens = bank_score(f, on.base.id_text, on.ens.features, base, 100.0, 10)
         s_vsnl = bank_score(f, on.base.id_text, on.vsnl.features, base, 100.0, 10)
         assert torch.equal(confs["ants_ens"], s_ens) and torch.equal(confs["ants_vsnl"], s_vsnl)
@@ -89,13 +89,13 @@ def test_each_mode_is_its_definition_batch_by_batch(tiny_net, stream):
 def test_paper_reading_of_lambda_uses_mined_negatives(tiny_net, stream):
     feats, paths = stream
     pp = make(net=tiny_net, lambda_means="mined", lambda_balanced=False)
-    on = pp.online
+    on = pp.scorer
     sums, count = [0.0, 0.0], 0
     for i in range(0, len(paths), BATCH):
         f, p = feats[i:i + BATCH], paths[i:i + BATCH]
         threshold = on.miner.threshold                  # mining uses the threshold before the update
         pp.score_features(f, p)
-        base = on.base.score(f, on.args)[1]
+        base = on.base.score(f)[1]
         mined = base < threshold
         for k, bank in enumerate((on.ens.features, on.vsnl.features)):
             sums[k] += float(bank_score(f, on.base.id_text, bank, base, 100.0, 10)[mined].double().sum())
@@ -130,7 +130,7 @@ def test_backend_failing_mid_stream_never_crashes(tiny_net, stream, caplog):
     def broken(prompt, image):
         raise TimeoutError("MLLM timed out")
 
-    pp.online.backend.script = broken
+    pp.scorer.backend.script = broken
     with caplog.at_level(logging.WARNING):
         conf = run(pp, stream)
     assert "MLLM timed out" in caplog.text and pp.status()["mllm_cost"]["failures"] > 0
@@ -139,7 +139,7 @@ def test_backend_failing_mid_stream_never_crashes(tiny_net, stream, caplog):
 
 def test_garbage_answers_add_nothing(tiny_net, stream):
     pp = make(net=tiny_net)
-    pp.online.backend.script = lambda prompt, image: "!!! 123 ..."
+    pp.scorer.backend.script = lambda prompt, image: "!!! 123 ..."
     run(pp, stream)
     assert pp.status()["ens_bank"] == 0 and pp.status()["vsnl_bank"] == 0
     assert pp.status()["ens_updates"] >= 1
@@ -163,7 +163,7 @@ def test_postprocess_recovers_images_for_the_mllm(tiny_net):
     assert abs(back[0].getpixel((100, 100))[0] - 200) <= 2
     pp = make(net=tiny_net, mine_min_cache=0, init_threshold=1.0)
     seen = []
-    pp.online.backend.script = lambda prompt, image: seen.append(image.size) or "a red square"
+    pp.scorer.backend.script = lambda prompt, image: seen.append(image.size) or "a red square"
     pred, conf = pp.postprocess(tiny_net, data)
     assert conf.shape == (2,) and seen == [(224, 224), (224, 224)]
 
@@ -199,5 +199,5 @@ def test_tiny_transformers_vlm_drives_the_stream(tiny_net, stream, tmp_path):
     status = pp.status()
     assert status["mllm"] == f"hf:{folder}" and status["mllm_cost"]["calls"] > 0
     assert status["mllm_cost"]["tokens"] > 0 and status["ens_bank"] > 0
-    assert all(isinstance(t, str) and t for t in pp.online.ens.texts)
+    assert all(isinstance(t, str) and t for t in pp.scorer.ens.texts)
     assert conf.shape == (N_BATCHES * BATCH,) and torch.isfinite(conf).all()

@@ -29,14 +29,14 @@ from openood_immuno import build_clip_net, build_postprocessor
 from openood_immuno import cache as cache_mod
 from openood_immuno.cache import cache_dir
 from openood_immuno.cli import main
-from openood_immuno.config import load_postprocessor_config
+from openood_immuno.ymlconfig import load_postprocessor_config
 from openood_immuno.data import ImglistDataset, ListSpec, make_loader
 from openood_immuno.features import FeatureSet, extract_features
-from openood_immuno.immuno.adapter import load_or_vaccinate
+from openood_immuno.immuno.vaccination import load_or_vaccinate
 from openood_immuno.immuno.antibodies import Antibody, AntibodyBank, BankError
 from openood_immuno.immuno.generators import (AntibodyGenerator, GeneratorUnavailable, Generated,
                                               build_bank, id_classes)
-from openood_immuno.immuno.pipeline import ImmunoParams
+from openood_immuno.immuno.params import ImmunoParams
 from openood_immuno.neglabel import negative_labels
 from openood_immuno.neglabel import select as select_mod
 from openood_immuno.openood_bridge import evaluate_with_openood
@@ -270,7 +270,7 @@ def test_ants_skips_unreadable_mined_images_and_describes_grayscale_and_cmyk(tin
     (root / "imgs" / "3_RGB.jpg").write_bytes(data[: len(data) // 2])                # truncated
     pp = ants(tiny_net, mine_min_cache=0, init_threshold=1.0)
     seen = []
-    pp.online.backend.script = lambda prompt, image: seen.append(image.mode) or "a glass lantern"
+    pp.scorer.backend.script = lambda prompt, image: seen.append(image.mode) or "a glass lantern"
     with caplog.at_level(logging.WARNING):
         pred, conf = pp.score_features(unit(4), paths)
     assert conf.shape == (4,) and torch.isfinite(conf).all()
@@ -708,9 +708,8 @@ def test_config_typo_through_openood_main_py_route():
     ({"evt_output": "pdf"}, r"evt_output must be one of \('hazard', 'cdf'\), got 'pdf'"),
 ], ids=["antibody_source", "margin", "evt_output"])
 def test_invalid_immuno_values_name_the_choices(args, message, tiny_net, glass_bank):
-    pp = build_postprocessor("immuno", antibody_bank=glass_bank, **args)
-    with pytest.raises(ValueError, match=message):
-        pp.fit(tiny_net, {})
+    with pytest.raises(ValueError, match=message):   # refused at load, before any fit
+        build_postprocessor("immuno", antibody_bank=glass_bank, **args).fit(tiny_net, {})
 
 
 @pytest.mark.parametrize("name", ["mcm", "neglabel", "immuno_zeroshot"])
@@ -726,7 +725,7 @@ def test_immuno_without_train_or_val_split_names_it(tiny_net):
 
 
 def test_damaged_cached_wordnet_bank_is_rebuilt(caplog):
-    from openood_immuno.postprocessors.immuno_postprocessor import wordnet_bank
+    from openood_immuno.immuno.antibody_sources import wordnet_bank
 
     names = ["tench", "goldfish"]
     first = wordnet_bank(names, 3, 2, 0)

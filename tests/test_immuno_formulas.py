@@ -7,12 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from openood_immuno.immuno.adapter import (RejectionAdapter, few_shot_indices, load_or_vaccinate,
-                                           tensor_digest, vaccination_losses)
+from openood_immuno.immuno.adapter import RejectionAdapter
+from openood_immuno.immuno.vaccination import (auto_margin, few_shot_indices, load_or_vaccinate,
+                                               tensor_digest, vaccination_losses)
 from openood_immuno.immuno.antigen import class_means, estimate_kappa, geodesic_prototypes, vmf_kappa
 from openood_immuno.immuno.evt import EVTCalibrator, fit_weibull, lower_tail
 from openood_immuno.immuno.filtration import FilterReport, band_pass_mask
-from openood_immuno.immuno.pipeline import ImmunoParams, auto_margin, gaussian_antibodies
+from openood_immuno.immuno.antibody_sources import gaussian_antibodies
+from openood_immuno.immuno.params import ImmunoParams
 from openood_immuno.scores.immuno import dis_score, nonself_score, self_score
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from openood_immuno import build_postprocessor
 from openood_immuno.features import FeatureSet
-from openood_immuno.immuno.adapter import evaluate_losses
+from openood_immuno.immuno.vaccination import evaluate_losses
 from openood_immuno.immuno.antibodies import Antibody, AntibodyBank
 from openood_immuno.metrics import compute_all_metrics
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from openood_immuno import available_postprocessors, build_postprocessor
-from openood_immuno.config import config_dir, load_postprocessor_config
+from openood_immuno.ymlconfig import config_dir, load_postprocessor_config
 from openood_immuno.registry import postprocessor_class
 
 
@@ -14,7 +14,7 @@ def test_every_shipped_yml_builds_its_class():
         pp = build_postprocessor(name)
         assert pp.name == name
         assert hasattr(pp, "APS_mode") and pp.hyperparam_search_done is False
-        assert set(pp.args_dict) <= set(pp.defaults)
+        assert set(pp.args_dict) <= set(pp.params_class.names())
 
 
 def _installed_files():

@@ -1,13 +1,28 @@
 """ANTS (Zhu et al., "ANTS: Shaping the Adaptive Negative Textual Space by MLLM for OOD
-Detection"): negative-image mining, ENS / VSNL banks, adaptive fusion, MLLM backends."""
+Detection"), one module per concept:
+
+* :mod:`.params` -- every parameter with its default (NegLabel's fields plus ANTS's);
+* :mod:`.mining` -- negative-image mining with the adaptive threshold (Sec. 3.2);
+* :mod:`.ens` -- the ENS bank (MLLM descriptions of mined images);
+* :mod:`.vsnl` -- the VSNL bank (MLLM names of visually similar classes);
+* :mod:`.adaptive` -- the adaptive fusion weight lambda;
+* :mod:`.scorer` -- the fitted scorer over a test stream (and MLLM loading);
+* :mod:`.images` -- images of an OpenOOD batch tensor for the MLLM;
+* :mod:`.mllm` and :mod:`.parsing` -- MLLM backends and answer parsing.
+
+The bank scores themselves are pure functions in :mod:`openood_immuno.scores.ants`.
+"""
 from .adaptive import RunningMean, adaptive_lambda, fuse
-from .banks import ENSBank, VSNLBank
+from .ens import ENSBank
+from .images import images_from_tensor
 from .mining import NegativeImageMiner, histogram_jump_threshold
 from .mllm import MLLMBackend, OpenAIVision, ScriptedBackend, TransformersVLM, build_backend
-from .online import ANTSOnline
+from .params import ANTSParams
 from .parsing import parse_description, parse_similar_names
+from .scorer import ANTSScorer, load_mllm
+from .vsnl import VSNLBank
 
 __all__ = ["RunningMean", "adaptive_lambda", "fuse", "ENSBank", "VSNLBank", "NegativeImageMiner",
            "histogram_jump_threshold", "MLLMBackend", "OpenAIVision", "ScriptedBackend",
-           "TransformersVLM", "build_backend", "ANTSOnline", "parse_description",
-           "parse_similar_names"]
+           "TransformersVLM", "build_backend", "ANTSParams", "ANTSScorer", "load_mllm",
+           "images_from_tensor", "parse_description", "parse_similar_names"]

@@ -44,13 +44,15 @@ def histogram_jump_threshold(scores: Sequence[float] | np.ndarray | torch.Tensor
 
 @dataclass
 class NegativeImageMiner:
-    """Online state of the mining step (threshold, score history, candidate cache)."""
+    """Online state of the mining step (threshold, score history, candidate cache); the
+    settings are :class:`~.params.ANTSParams`' ``init_threshold``, ``eta``, ``hist_bins``,
+    ``mine_min_cache`` and ``ens_max_updates``."""
 
-    init_threshold: float = 0.8
-    eta: float = 0.5
-    n_bins: int = 10
-    min_cache: int = 200
-    max_updates: int = 20
+    init_threshold: float
+    eta: float
+    n_bins: int
+    min_cache: int
+    max_updates: int
     threshold: float = field(init=False)
     updates: int = field(init=False)
     upper: float | None = field(init=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from .banks import dedupe
+from .ens import dedupe
 
 _PREFIX = re.compile(r"^\s*(answer|assistant|description|caption)\s*:\s*", re.IGNORECASE)
 _ITEM = re.compile(r"^\s*(?:\d+\s*[.):\-]|[-*\u2022])\s*(.+?)\s*$")

@@ -1,56 +1,48 @@
-"""The NegLabel scorer of a CLIP net: its text banks (rebuilt when a mining parameter changes)
-and S_NegLabel (:func:`openood_immuno.scores.grouped.negative_label_score`, NegLabel grouping)."""
+"""The fitted NegLabel scorer of a CLIP net: its text banks and S_NegLabel
+(:func:`openood_immuno.scores.grouped.negative_label_score`, NegLabel grouping)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Optional
 
 import torch
 
 from ..scores.grouped import negative_label_score
-from .corpus import NEGLABEL_EXCLUDED_LEXNAMES
-from .mining import ADJ_TEMPLATE, ID_TEMPLATE, NOUN_TEMPLATE
+from .params import NegLabelParams
 from .select import negative_labels
-
-NEGLABEL_DEFAULTS: Mapping[str, Any] = {
-    "n_neg_labels": 10_000,
-    "quantile": 0.95,
-    "id_template": ID_TEMPLATE,
-    "noun_template": NOUN_TEMPLATE,
-    "adj_template": ADJ_TEMPLATE,
-    "exclude_lexnames": list(NEGLABEL_EXCLUDED_LEXNAMES),
-    "corpus_limit": 0,
-    "neg_labels_file": "",
-    "logit_scale": 100.0,
-    "n_groups": 100,
-    "group_seed": 0,
-}
-_BANK_PARAMS = ("n_neg_labels", "quantile", "id_template", "noun_template", "adj_template",
-                "exclude_lexnames", "corpus_limit", "neg_labels_file")
 
 
 class NegLabelScorer:
-    """``prepare(net, args)`` builds ``id_text`` [C, d] and ``neg_text`` [M, d]; ``score`` scores."""
+    """``fit(net)`` builds ``id_text`` [C, d] and ``neg_text`` [M, d]; ``score`` scores.
 
-    def __init__(self):
-        self._bank_args = None
+    ``params`` may be any parameters with NegLabel's fields (ANTS's extend them).
+    """
+
+    def __init__(self, params: NegLabelParams):
+        self.params = params
         self.labels = None
         self.id_text = self.neg_text = None
+        self._fitted_on = None
 
-    def prepare(self, net, args: Mapping[str, Any]) -> None:
-        bank_args = {k: args[k] for k in _BANK_PARAMS}
-        if self._bank_args == (net.identity, bank_args):
-            return
-        self.labels = negative_labels(
-            net, int(args["n_neg_labels"]), float(args["quantile"]), args["id_template"],
-            args["noun_template"], args["adj_template"], tuple(args["exclude_lexnames"]),
-            int(args["corpus_limit"]), args["neg_labels_file"])
-        self.id_text = net.encode_text(net.class_names, (args["id_template"],))
-        self.neg_text = self.labels.encode(net, args["noun_template"], args["adj_template"])
-        self._bank_args = (net.identity, bank_args)
+    def fit(self, net, reuse: Optional["NegLabelScorer"] = None) -> "NegLabelScorer":
+        """Build the banks, or take those of ``reuse`` when it was fitted on the same net with
+        the same bank parameters (:attr:`NegLabelParams.BANK`)."""
+        p = self.params
+        if (reuse is not None and reuse._fitted_on == net.identity
+                and not p.changed(reuse.params, NegLabelParams.BANK)):
+            self.labels, self.id_text, self.neg_text = reuse.labels, reuse.id_text, reuse.neg_text
+        else:
+            self.labels = negative_labels(net, p.n_neg_labels, p.quantile, p.id_template,
+                                          p.noun_template, p.adj_template, p.exclude_lexnames,
+                                          p.corpus_limit, p.neg_labels_file)
+            self.id_text = net.encode_text(net.class_names, (p.id_template,))
+            self.neg_text = self.labels.encode(net, p.noun_template, p.adj_template)
+        self._fitted_on = net.identity
+        return self
 
-    def score(self, features: torch.Tensor, args: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(pred, S_NegLabel)`` for unit image features ``[B, d]``."""
         if self.id_text is None:
             raise RuntimeError("NegLabel scorer used before fit(): call fit(net, id_features) first")
-        return negative_label_score(features, self.id_text, self.neg_text, float(args["logit_scale"]),
-                                    "neglabel", int(args["n_groups"]), seed=int(args["group_seed"]))
+        p = self.params
+        return negative_label_score(features, self.id_text, self.neg_text, p.logit_scale,
+                                    "neglabel", p.n_groups, seed=p.group_seed)

@@ -1,109 +1,33 @@
-"""Immuno-VLM on tensors: prototypes -> filtered antibodies -> adapter -> DIS -> EVT.
+"""The fitted Immuno-VLM scorer: prototypes -> filtered antibodies -> adapter -> DIS -> EVT.
 
-:func:`build_scorer` is the whole method given embeddings (the postprocessors only turn
-class names and antibody texts into embeddings with the CLIP net and hand them over), so
-tests run the real code on synthetic geometry. :class:`ImmunoParams` holds every
-hyper-parameter with its default; all of them are our choices (the paper's values were lost)
-and each is a yml parameter with a sweep list (docs/immuno_vlm.md).
+:func:`build_scorer` is the whole method given embeddings, so tests run the real code on
+synthetic geometry; :func:`fit_on_net` first turns a CLIP net's class names and antibody texts
+into those embeddings (and picks the training images). The parameters are
+:mod:`.params` (``ImmunoZeroShotParams`` / ``ImmunoDISParams`` / ``ImmunoParams``).
 """
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, fields
-from typing import Any, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..cache import content_key
 from ..features import check_features
 from ..scores.immuno import dis_score
-from .adapter import RejectionAdapter, VaccinationConfig, few_shot_indices, load_or_vaccinate
+from .adapter import RejectionAdapter
+from .antibody_sources import antibody_texts, bank_key, gaussian_antibodies, load_bank
 from .antigen import class_means, estimate_kappa, geodesic_prototypes
+from .encode import encode_antibodies
 from .evt import EVTCalibrator
 from .filtration import FilterReport, band_pass_mask
+from .params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
+from .vaccination import auto_margin, few_shot_indices, load_or_vaccinate
 
 log = logging.getLogger(__name__)
-ANTIBODY_SOURCES = ("bank", "gaussian_noise", "random_words")
-EVT_OUTPUTS = ("hazard", "cdf")
-
-
-@dataclass(frozen=True)
-class ImmunoParams:
-    """Hyper-parameters of the tensor pipeline (yml names; ``lam`` is the yml's ``lambda``)."""
-
-    lam: float = 1.0                 # DIS = S_self - lambda * S_nonself
-    theta_deg: float = 20.0          # prototype cap around the text embedding (degrees)
-    delta_low: float = 0.55          # band-pass lower bound on cos(e(a), mu_c)
-    delta_high: float = 0.92         # band-pass upper bound
-    antibody_source: str = "bank"    # bank | gaussian_noise | random_words (Table-2 ablations)
-    noise_sigma: float = 1.0         # gaussian_noise: a = normalise(mu_c + sigma * N(0, I/d))
-    seed: int = 0
-    kappa_min_samples: int = 5       # classes with fewer images use the pooled vMF kappa
-    shots: int = 16                  # training images per class (0 = all)
-    max_train: int = 0               # cap on training images (0 = none)
-    adapter_hidden: int = 512
-    epochs: int = 20
-    lr: float = 1e-3
-    batch_size: int = 256
-    weight_decay: float = 1e-4
-    beta: float = 5.0                # weight of the push term
-    margin: Any = "auto"             # push hinge: cos(g(z), a) <= margin; 'auto' = quantile below
-    margin_quantile: float = 0.9     # auto margin: this quantile of cos(z, a), a in A(y), frozen CLIP
-    hard_k: int = 8                  # hardest antibodies overall in the push term
-    evt_tail: float = 0.5            # fraction of a class's lowest validation DIS fitted
-    evt_min_samples: int = 5         # fewer validation images -> pooled Weibull
-    evt_output: str = "hazard"       # conf = H_pred(DIS) (hazard) or F_pred(DIS) (cdf); same ranking
-
-    @classmethod
-    def from_args(cls, args: Mapping[str, Any]) -> "ImmunoParams":
-        """From a postprocessor's ``args`` (keys that are not pipeline parameters are ignored)."""
-        names = {f.name for f in fields(cls)}
-        values = {("lam" if k == "lambda" else k): v for k, v in args.items()}
-        params = cls(**{k: v for k, v in values.items() if k in names})
-        if params.antibody_source not in ANTIBODY_SOURCES:
-            raise ValueError(f"antibody_source must be one of {ANTIBODY_SOURCES}, got "
-                             f"{params.antibody_source!r}")
-        if params.margin != "auto" and not isinstance(params.margin, (int, float)):
-            raise ValueError(f"margin must be a number or 'auto', got {params.margin!r}")
-        if not 0 < params.margin_quantile <= 1:
-            raise ValueError(f"margin_quantile must lie in (0, 1], got {params.margin_quantile}")
-        if params.evt_output not in EVT_OUTPUTS:
-            raise ValueError(f"evt_output must be one of {EVT_OUTPUTS}, got {params.evt_output!r}")
-        return params
-
-    def vaccination(self, margin: float) -> VaccinationConfig:
-        """Training settings, with ``margin`` resolved (see :func:`auto_margin`)."""
-        return VaccinationConfig(hidden=int(self.adapter_hidden), epochs=int(self.epochs),
-                                 lr=float(self.lr), batch_size=int(self.batch_size),
-                                 weight_decay=float(self.weight_decay), beta=float(self.beta),
-                                 margin=float(margin), hard_k=int(self.hard_k), seed=int(self.seed))
-
-
-def auto_margin(features: torch.Tensor, labels: torch.Tensor, antibodies: torch.Tensor,
-                owner: torch.Tensor, quantile: float) -> float:
-    """The ``quantile`` of ``cos(z_i, a)`` over ID training features and the antibodies of their
-    own class under frozen CLIP (all antibodies when no class has any): the push then acts on
-    the closest ID-antibody pairs only, whatever the cosine scale of the backbone."""
-    antibodies, owner = antibodies.float(), owner.to(antibodies.device)
-    labels = labels.to(antibodies.device)
-    anyone_owned = bool(torch.isin(labels, owner).any())
-    values = []
-    for i in range(0, features.shape[0], 1024):  # chunks: no N x M matrix in memory
-        cos = features[i:i + 1024].float().to(antibodies.device) @ antibodies.T
-        own = owner[None, :] == labels[i:i + 1024, None]
-        values.append((cos[own] if anyone_owned else cos.flatten()).cpu())
-    return float(np.quantile(torch.cat(values).double().numpy(), quantile))
-
-
-def gaussian_antibodies(prototypes: torch.Tensor, owner: torch.Tensor, sigma: float,
-                        seed: int = 0) -> torch.Tensor:
-    """Table-2 ablation: ``a = normalise(mu_owner + sigma * eps)``, ``eps ~ N(0, I/d)`` (so
-    ``cos(a, mu) ~ 1 / sqrt(1 + sigma^2)``), one per antibody slot of the bank."""
-    gen = torch.Generator().manual_seed(seed)
-    eps = torch.randn(owner.shape[0], prototypes.shape[1], generator=gen) / math.sqrt(prototypes.shape[1])
-    return F.normalize(prototypes[owner.long()].cpu() + sigma * eps, dim=1).to(prototypes.device)
 
 
 def check_id_features(split: str, features: torch.Tensor, labels: torch.Tensor, dim: int,
@@ -163,7 +87,7 @@ class ImmunoScorer:
 
 
 def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner: torch.Tensor,
-                 params: ImmunoParams, train: Optional[tuple[torch.Tensor, torch.Tensor, Sequence[str]]] = None,
+                 params: ImmunoZeroShotParams, train: Optional[tuple[torch.Tensor, torch.Tensor, Sequence[str]]] = None,
                  val: Optional[tuple[torch.Tensor, torch.Tensor]] = None, vaccinate: bool = True,
                  calibrate: bool = True, identity: str = "", progress: bool = True) -> ImmunoScorer:
     """Fit Immuno-VLM.
@@ -171,7 +95,8 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
     Args:
         text_prototypes: ``[C, d]`` unit text embeddings of the ID classes.
         antibodies: ``[M, d]`` unit antibody embeddings, ``owner`` ``[M]`` their classes.
-        params: hyper-parameters.
+        params: hyper-parameters (:class:`ImmunoDISParams` to ``vaccinate``,
+            :class:`ImmunoParams` to ``calibrate``).
         train: ``(features [N, d], labels [N], image_paths)`` of ID training images, for the
             geodesic prototypes and vaccination; ``None`` = text prototypes, no adapter.
         val: ``(features, labels)`` of ID validation images, for EVT (``calibrate``).
@@ -184,6 +109,10 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
     owner = owner.long().to(device)
     if antibodies.shape[0] != owner.shape[0]:
         raise ValueError(f"{antibodies.shape[0]} antibody embeddings but {owner.shape[0]} owners")
+    if vaccinate and not isinstance(params, ImmunoDISParams):
+        raise TypeError(f"vaccination needs ImmunoDISParams (adapter settings), got {type(params).__name__}")
+    if calibrate and not isinstance(params, ImmunoParams):
+        raise TypeError(f"EVT calibration needs ImmunoParams (EVT settings), got {type(params).__name__}")
     if vaccinate and train is None:
         raise ValueError("vaccination needs ID training features (id_features['train'])")
     if calibrate and val is None:
@@ -209,17 +138,17 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
         raise ValueError(f"no antibody survived the band-pass filter [{params.delta_low}, "
                          f"{params.delta_high}] (cosines to the prototypes lie elsewhere): widen "
                          "delta_low/delta_high")
-    scorer = ImmunoScorer(prototypes, antibodies[keep], owner[keep], float(params.lam), report=report)
+    scorer = ImmunoScorer(prototypes, antibodies[keep], owner[keep], params.lam, report=report)
 
     if vaccinate:
-        idx = few_shot_indices(y_train.cpu(), paths, int(params.shots), int(params.max_train),
-                               int(params.seed)).to(device)
+        idx = few_shot_indices(y_train.cpu(), paths, params.shots, params.max_train,
+                               params.seed).to(device)
         kappa, n_pooled = estimate_kappa(x_train[idx], y_train[idx], prototypes,
-                                         int(params.kappa_min_samples))
+                                         params.kappa_min_samples)
         margin = params.margin
         if margin == "auto":
             margin = auto_margin(x_train[idx], y_train[idx], scorer.antibodies, scorer.owner,
-                                 float(params.margin_quantile))
+                                 params.margin_quantile)
         log.info("vMF kappa: median %.1f over %d classes (%d use the pooled estimate); push margin "
                  "%.4f", float(kappa.median()), num_classes, n_pooled, margin)
         scorer.adapter, scorer.vaccination = load_or_vaccinate(
@@ -229,6 +158,59 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
     if calibrate:
         _, val_dis = scorer.dis(val[0])
         scorer.evt_output = params.evt_output
-        scorer.evt = EVTCalibrator.fit(val_dis, val[1], num_classes, float(params.evt_tail),
-                                       int(params.evt_min_samples))
+        scorer.evt = EVTCalibrator.fit(val_dis, val[1], num_classes, params.evt_tail,
+                                       params.evt_min_samples)
     return scorer
+
+
+class Memo:
+    """The last value of each stage, recomputed only when its key changes (a sweep step that
+    changes lambda re-encodes nothing)."""
+
+    def __init__(self):
+        self._stages: dict[str, tuple[str, Any]] = {}
+
+    def get(self, stage: str, key: str, compute: Callable[[], Any]) -> Any:
+        if stage not in self._stages or self._stages[stage][0] != key:
+            self._stages[stage] = (key, compute())
+        return self._stages[stage][1]
+
+
+def _train_features(id_features, params: ImmunoDISParams):
+    """ID training features; with ``shots``/``max_train`` only the drawn images are encoded.
+
+    The draw (:func:`few_shot_indices`) is made from the list file before any backbone pass
+    when ``id_features`` can do so (``LazyFeatures.subset``); :func:`build_scorer` draws again
+    from the result, which then keeps every image, so both paths train on the same set.
+    """
+    subset = getattr(id_features, "subset", None)
+    if subset is None or (params.shots <= 0 and params.max_train <= 0):
+        return id_features["train"]
+    return subset("train", lambda labels, paths: few_shot_indices(
+        labels, paths, params.shots, params.max_train, params.seed))
+
+
+def fit_on_net(net, id_features: Mapping[str, Any], params: ImmunoZeroShotParams, vaccinate: bool,
+               calibrate: bool, memo: Optional[Memo] = None) -> ImmunoScorer:
+    """:func:`build_scorer` for a CLIP ``net``: ID prompts ``templates`` and antibody texts
+    (near-OOD names with ``near_template``, contextual ones with ``contextual_template``)
+    encoded by the net; ``id_features['train']`` / ``['val']`` when ``vaccinate`` /
+    ``calibrate``. ``memo`` keeps the bank and its embeddings between calls."""
+    memo = memo or Memo()
+    names = list(net.class_names)
+    bank = memo.get("bank", bank_key(params, names), lambda: load_bank(params, names))
+    key = content_key(bank.digest(), params.antibody_source, params.seed, params.near_template,
+                      params.contextual_template, net.identity)
+    antibodies, owner = memo.get("antibodies", key, lambda: encode_antibodies(
+        net, antibody_texts(bank, names, params),
+        {"near_ood": params.near_template, "contextual": params.contextual_template}))
+    text = net.encode_text(names, params.templates).float()
+    train = val = None
+    if vaccinate and "train" in id_features:
+        fs = _train_features(id_features, params)
+        train = (fs.features, fs.labels, fs.image_paths)
+    if calibrate and "val" in id_features:
+        fs = id_features["val"]
+        val = (fs.features, fs.labels)
+    return build_scorer(text, antibodies, owner, params, train, val, vaccinate, calibrate,
+                        identity=net.identity)

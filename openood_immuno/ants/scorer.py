@@ -1,6 +1,7 @@
-"""ANTS over a test stream: mining, MLLM updates of the ENS / VSNL banks, adaptive fusion.
+"""The fitted ANTS scorer: a test stream's mining, MLLM updates of the ENS / VSNL banks, and
+adaptive fusion.
 
-One call of :meth:`ANTSOnline.step` processes one batch in stream order (the order of the
+One call of :meth:`ANTSScorer.score` processes one batch in stream order (the order of the
 ANTS code's ``postprocess``):
 
 1. S_base = NegLabel score, pred = arg-max over ID classes;
@@ -16,15 +17,16 @@ ANTS code's ``postprocess``):
 5. S_ens, S_vsnl over [ID ; bank] (S_base while a bank is empty), and the output by ``mode``:
    ``far_only`` = S_ens, ``near_only`` = S_vsnl, ``ada`` = lambda S_ens + (1 - lambda) S_vsnl.
 
-Without an MLLM (``backend=None``, or one that failed to load) the banks stay empty and every
-mode returns S_base exactly.
+Without an MLLM (``backend=None``, or one that failed to load: :func:`load_mllm`) the banks stay
+empty and every mode returns S_base exactly.
 """
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections import Counter
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -32,57 +34,67 @@ from PIL import Image
 from ..data import load_rgb
 from ..scores.ants import balanced_bank_score, bank_score
 from .adaptive import RunningMean, adaptive_lambda, fuse
-from .banks import ENSBank, VSNLBank, dedupe
+from ..neglabel.scorer import NegLabelScorer
+from .ens import ENSBank, dedupe
 from .mining import NegativeImageMiner
-from .mllm import MLLMBackend
+from .mllm import MLLMBackend, build_backend
+from .params import ANTSParams
 from .parsing import parse_description, parse_similar_names
+from .vsnl import VSNLBank
 
 log = logging.getLogger(__name__)
 
-MODES = ("ada", "far_only", "near_only")
-COUNT_OVER = ("all", "mined")
+
+def load_mllm(params: ANTSParams, who: str = "ANTS") -> Optional[MLLMBackend]:
+    """The loaded MLLM of ``params.mllm``; ``None`` for ``mllm: none``, or, unless
+    ``mllm_strict``, when it cannot load (an ERROR log and a warning say the scores are then
+    NegLabel's: the run is degraded)."""
+    p = params
+    backend = build_backend(p.mllm, p.mllm_batch_size, p.mllm_device, p.mllm_dtype,
+                            p.mllm_api_key_env, p.mllm_timeout_s)
+    if backend is None:
+        log.info("%s: mllm=none, scoring exactly as NegLabel", who)
+        return None
+    try:
+        backend.load()
+    except Exception as exc:
+        if p.mllm_strict:
+            raise
+        msg = (f"{who}: MLLM {backend.spec} unavailable ({exc}). DEGRADED: every score below is "
+               "the NegLabel score, not ANTS. Set mllm_strict: true to fail instead, or mllm: none "
+               "to silence this.")
+        log.error(msg)
+        warnings.warn(msg, stacklevel=2)
+        return None
+    return backend
 
 
-def _choice(args: Mapping[str, Any], name: str, choices: Sequence[str]) -> str:
-    value = str(args[name])
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not valid: use one of {list(choices)}")
-    return value
-
-
-def _positive(args: Mapping[str, Any], *names: str) -> None:
-    for name in names:
-        if not int(args[name]) >= 1:
-            raise ValueError(f"{name} must be >= 1, got {args[name]}")
-
-
-class ANTSOnline:
+class ANTSScorer:
     """Test-time state and scoring of ANTS for one CLIP net.
 
     Args:
-        args: the postprocessor's parameters (``ANTS_DEFAULTS`` keys).
-        net: the :class:`~openood_immuno.clip_net.CLIPNet` (text encoder, class names).
-        base: a prepared :class:`~openood_immuno.neglabel.NegLabelScorer` (S_base).
+        params: the parameters (typed and validated once, at load).
         backend: a loaded MLLM, or ``None`` (no adaptation: S_base).
+
+    :meth:`fit` takes the net and its fitted NegLabel scorer (S_base).
     """
 
-    def __init__(self, args: Mapping[str, Any], net, base, backend: Optional[MLLMBackend]):
-        self.args, self.net, self.base, self.backend = args, net, base, backend
-        self.mode = _choice(args, "mode", MODES)
-        self.lambda_means = _choice(args, "lambda_means", COUNT_OVER)
-        self.vsnl_count_over = _choice(args, "vsnl_count_over", COUNT_OVER)
-        _positive(args, "vsnl_start_batch", "vsnl_interval", "group_size",
-                  "vsnl_names_per_class", "vsnl_balance_repeats", "ens_max_new_tokens",
-                  "vsnl_max_new_tokens")
-        if int(args["vsnl_top_k"]) < 0 or not 0.0 < float(args["vsnl_delta"]) <= 1.0:
-            raise ValueError("vsnl_top_k must be >= 0 (0 = use vsnl_delta) and vsnl_delta in (0, 1]")
-        self.miner = NegativeImageMiner(float(args["init_threshold"]), float(args["eta"]),
-                                        int(args["hist_bins"]), int(args["mine_min_cache"]),
-                                        int(args["ens_max_updates"]))
-        self.ens = ENSBank(int(args["ens_bank_size"]), str(args["ens_bank_policy"]))
+    def __init__(self, params: ANTSParams, backend: Optional[MLLMBackend]):
+        self.params, self.backend = params, backend
+        self.net = self.base = None
+        p = params
+        self.miner = NegativeImageMiner(p.init_threshold, p.eta, p.hist_bins, p.mine_min_cache,
+                                        p.ens_max_updates)
+        self.ens = ENSBank(p.ens_bank_size, p.ens_bank_policy)
         self.vsnl = VSNLBank()
         self.mean_ens, self.mean_vsnl = RunningMean(), RunningMean()
         self.reset()
+
+    def fit(self, net, base: NegLabelScorer) -> "ANTSScorer":
+        """Score with ``net`` (text encoder, class names) over the fitted NegLabel ``base``."""
+        self.net, self.base = net, base
+        self.reset()
+        return self
 
     # ---- state -------------------------------------------------------------------------
     def reset(self) -> None:
@@ -106,12 +118,14 @@ class ANTSOnline:
 
     # ---- one batch -----------------------------------------------------------------------
     @torch.no_grad()
-    def step(self, features: torch.Tensor, sources: Optional[Sequence[Any]] = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(self, features: torch.Tensor, sources: Optional[Sequence[Any]] = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(pred, conf)`` for one batch; ``sources`` = image paths (or PIL images) of the rows."""
-        a = self.args
+        if self.base is None:
+            raise RuntimeError("ANTS scorer used before fit(): call fit(net, id_features) first")
+        p = self.params
         self.batch_index += 1
-        pred, s_base = self.base.score(features, a)
+        pred, s_base = self.base.score(features)
         self.predictions.update(pred.tolist())
         if sources is None and self.backend is not None and not self._warned_no_sources:
             log.warning("ANTS got no image paths: mined images cannot be described, the ENS bank "
@@ -121,19 +135,19 @@ class ANTSOnline:
         if self.backend is not None:
             if self.miner.ready():
                 self._update_ens()
-            start, every = int(a["vsnl_start_batch"]), int(a["vsnl_interval"])
-            if (self.mode != "far_only" and self.batch_index >= start
+            start, every = p.vsnl_start_batch, p.vsnl_interval
+            if (p.mode != "far_only" and self.batch_index >= start
                     and (self.batch_index - start) % every == 0):
                 self._update_vsnl()
 
-        scale, gs, seed = float(a["logit_scale"]), int(a["group_size"]), int(a["group_seed"])
+        scale, gs, seed = p.logit_scale, p.group_size, p.group_seed
         feats = features.float().to(self.base.id_text.device)
         id_text = self.base.id_text
         s_ens = bank_score(feats, id_text, self.ens.features, s_base, scale, gs, seed)
         s_vsnl = bank_score(feats, id_text, self.vsnl.features, s_base, scale, gs, seed)
-        if self.mode == "far_only":
+        if p.mode == "far_only":
             return pred, s_ens
-        if self.mode == "near_only":
+        if p.mode == "near_only":
             return pred, s_vsnl
         self._update_means(feats, s_base, s_ens, s_vsnl, mined.to(s_base.device))
         lam = self.last_lambda = (0.5 if self.mean_ens.mean is None
@@ -143,14 +157,13 @@ class ANTSOnline:
         return pred, fuse(s_ens, s_vsnl, lam)
 
     def _update_means(self, feats, s_base, s_ens, s_vsnl, mined) -> None:
-        a = self.args
-        if a["lambda_balanced"]:
-            scale, seed = float(a["logit_scale"]), int(a["group_seed"])
-            s_ens = balanced_bank_score(feats, self.base.id_text, self.ens.features, s_base, scale,
-                                        1, seed)
-            s_vsnl = balanced_bank_score(feats, self.base.id_text, self.vsnl.features, s_base, scale,
-                                         int(a["vsnl_balance_repeats"]), seed)
-        if self.lambda_means == "mined":
+        p = self.params
+        if p.lambda_balanced:
+            s_ens = balanced_bank_score(feats, self.base.id_text, self.ens.features, s_base,
+                                        p.logit_scale, 1, p.group_seed)
+            s_vsnl = balanced_bank_score(feats, self.base.id_text, self.vsnl.features, s_base,
+                                         p.logit_scale, p.vsnl_balance_repeats, p.group_seed)
+        if p.lambda_means == "mined":
             s_ens, s_vsnl = s_ens[mined], s_vsnl[mined]
         self.mean_ens.add(s_ens)
         self.mean_vsnl.add(s_vsnl)
@@ -172,14 +185,14 @@ class ANTSOnline:
         return loaded
 
     def _update_ens(self) -> None:
-        a = self.args
+        p = self.params
         items = self.miner.take()
-        if self.mode == "near_only":   # S_vsnl alone: the threshold adapts, nobody reads ENS
+        if p.mode == "near_only":   # S_vsnl alone: the threshold adapts, nobody reads ENS
             return
         loaded = self._load(items)
-        prompts = [str(a["ens_prompt"]).format(class_name=c) for _, c in loaded]
-        answers = self.backend.generate(prompts, [img for img, _ in loaded],
-                                        int(a["ens_max_new_tokens"]), task="ENS describe")
+        prompts = [p.ens_prompt.format(class_name=c) for _, c in loaded]
+        answers = self.backend.generate(prompts, [img for img, _ in loaded], p.ens_max_new_tokens,
+                                        task="ENS describe")
         sentences = dedupe(d for d in (parse_description(t, c) for t, (_, c) in zip(answers, loaded)) if d)
         if sentences:
             self.ens.add(sentences, self.net.encode_text(sentences, ()).to(self.base.id_text.device))
@@ -192,22 +205,22 @@ class ANTSOnline:
                  len(items), len(sentences), len(self.ens))
 
     def _vsnl_classes(self) -> list[int]:
-        a = self.args
-        counts = self.predictions if self.vsnl_count_over == "all" else self.miner.mined_predictions
-        k = int(a["vsnl_top_k"]) or max(1, math.ceil(float(a["vsnl_delta"]) * len(self.net.class_names)))
+        p = self.params
+        counts = self.predictions if p.vsnl_count_over == "all" else self.miner.mined_predictions
+        k = p.vsnl_top_k or max(1, math.ceil(p.vsnl_delta * len(self.net.class_names)))
         return [c for c, _ in counts.most_common(k)]
 
     def _update_vsnl(self) -> None:
-        a, names = self.args, self.net.class_names
+        p, names = self.params, self.net.class_names
         active = self._vsnl_classes()
         missing = self.vsnl.missing(active)
-        prompts = [str(a["vsnl_prompt"]).format(class_name=names[c]) for c in missing]
-        answers = (self.backend.generate(prompts, None, int(a["vsnl_max_new_tokens"]), task="VSNL names")
+        prompts = [p.vsnl_prompt.format(class_name=names[c]) for c in missing]
+        answers = (self.backend.generate(prompts, None, p.vsnl_max_new_tokens, task="VSNL names")
                    if prompts else [])
-        new = {c: parse_similar_names(t, names[c], int(a["vsnl_names_per_class"]))
+        new = {c: parse_similar_names(t, names[c], p.vsnl_names_per_class)
                for c, t in zip(missing, answers) if t is not None}
         labels = self.vsnl.update(active, new)
-        self.vsnl.features = (self.net.encode_text(labels, (a["vsnl_template"],)).to(self.base.id_text.device)
+        self.vsnl.features = (self.net.encode_text(labels, (p.vsnl_template,)).to(self.base.id_text.device)
                               if labels else None)
         log.log(logging.INFO if missing else logging.DEBUG,
                 "ANTS VSNL update at batch %d: %d active classes (%d asked), bank %d names",

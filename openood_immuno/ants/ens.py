@@ -1,13 +1,7 @@
-"""The two adaptive negative text banks of ANTS: ENS (image descriptions) and VSNL (near names).
-
-ENS (extended negative space): sentences the MLLM wrote for mined images, encoded raw (no
-template), at most ``capacity`` rows. The ANTS code puts a new update in FRONT of the bank and
+"""The ENS bank of ANTS (extended negative space): sentences the MLLM wrote for mined images,
+encoded raw (no template), at most ``capacity`` rows. The ANTS code puts a new update in FRONT of the bank and
 keeps the LAST ``capacity`` rows, so once full it cuts the newest sentences (``policy='code'``,
 the default); ``policy='fifo'`` keeps the newest and drops the oldest.
-
-VSNL (visually similar negative labels): for each "active" ID class, the MLLM's names of
-visually similar classes. Each class is asked once (the answer is kept); the bank is the
-de-duplicated union of the names of the currently active classes, in activation order.
 """
 from __future__ import annotations
 
@@ -15,7 +9,7 @@ from typing import Iterable, Optional, Sequence
 
 import torch
 
-ENS_POLICIES = ("code", "fifo")
+from .params import ENS_POLICIES
 
 
 def dedupe(labels: Iterable[str]) -> list[str]:
@@ -32,7 +26,7 @@ def dedupe(labels: Iterable[str]) -> list[str]:
 class ENSBank:
     """Bounded bank of encoded sentences ``features [N, d]`` with their ``texts``."""
 
-    def __init__(self, capacity: int = 10_000, policy: str = "code"):
+    def __init__(self, capacity: int, policy: str):
         if capacity <= 0:
             raise ValueError(f"ens_bank_size must be >= 1, got {capacity}")
         if policy not in ENS_POLICIES:
@@ -60,30 +54,3 @@ class ENSBank:
             texts_all, feats_all = old_texts + list(texts), torch.cat([old.to(features.device), features])
         self.texts = texts_all[-self.capacity:]
         self.features = feats_all[-self.capacity:]
-
-
-class VSNLBank:
-    """Per-class similar names; the bank is the union over the active classes."""
-
-    def __init__(self):
-        self.clear()
-
-    def clear(self) -> None:
-        self.names_by_class: dict[int, list[str]] = {}
-        self.active: list[int] = []
-        self.labels: list[str] = []
-        self.features: Optional[torch.Tensor] = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def missing(self, classes: Sequence[int]) -> list[int]:
-        """The classes among ``classes`` whose names were never asked for."""
-        return [c for c in classes if c not in self.names_by_class]
-
-    def update(self, active: Sequence[int], answers: dict[int, list[str]]) -> list[str]:
-        """Store new ``answers`` (class -> names), set the active classes; returns the bank labels."""
-        self.names_by_class.update(answers)
-        self.active = list(active)
-        self.labels = dedupe(name for c in self.active for name in self.names_by_class.get(c, []))
-        return self.labels

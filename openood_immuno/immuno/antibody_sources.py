@@ -1,0 +1,84 @@
+"""Where a run's antibodies come from: the bank named by ``antibody_bank`` (the WordNet bank of
+the ID classes, built on first use and cached, or a bank JSON), or a Table-2 ablation that
+replaces the bank's texts: ``random_words`` (as many random WordNet nouns per class as the bank
+has antibodies) and ``gaussian_noise`` (random unit vectors around each prototype)."""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..cache import cache_dir, content_key
+from .antibodies import Antibody, AntibodyBank, BankError
+from .generators import build_bank, id_classes
+from .params import ImmunoZeroShotParams
+
+log = logging.getLogger(__name__)
+
+
+def wordnet_bank(class_names: list[str], n_near: int, n_contextual: int, seed: int) -> AntibodyBank:
+    """The WordNet bank of ``class_names``, built once and cached (a damaged cache file is rebuilt)."""
+    from .wordnet_gen import CONTEXT_PATTERNS, WORDNET_GENERATOR_VERSION, WordNetGenerator
+
+    key = content_key("wordnet-bank", WORDNET_GENERATOR_VERSION, CONTEXT_PATTERNS, class_names,
+                      n_near, n_contextual, seed)
+    path = cache_dir("antibodies") / f"wordnet-{key}.json"
+    if path.is_file():
+        try:
+            bank = AntibodyBank.load(path)
+        except BankError as exc:  # a damaged cache file: rebuild it
+            log.warning("cached WordNet bank %s is unreadable (%s): rebuilding it", path, exc)
+            path.unlink()
+        else:
+            if not bank.missing():
+                return bank
+    log.info("building the WordNet antibody bank for %d classes (cached in %s)", len(class_names), path)
+    bank = build_bank(WordNetGenerator(n_near, n_contextual, seed=seed), id_classes(class_names),
+                      path, short_log_level=logging.DEBUG)
+    if bank.short:
+        log.info("WordNet bank: %d of %d classes have fewer antibodies than asked (see 'short' in %s)",
+                 len(bank.short), len(set(class_names)), path)
+    return bank
+
+
+def bank_key(params: ImmunoZeroShotParams, class_names: Sequence[str]) -> str:
+    """What :func:`load_bank` depends on."""
+    if params.antibody_bank == "wordnet":
+        return content_key("wordnet", list(class_names), params.n_near, params.n_contextual, params.seed)
+    return content_key(params.antibody_bank, list(class_names))
+
+
+def load_bank(params: ImmunoZeroShotParams, class_names: Sequence[str]) -> AntibodyBank:
+    """The bank of ``antibody_bank``: ``wordnet`` (on the fly) or a complete bank JSON."""
+    names = list(class_names)
+    if params.antibody_bank == "wordnet":
+        return wordnet_bank(names, params.n_near, params.n_contextual, params.seed)
+    bank = AntibodyBank.load(Path(params.antibody_bank).expanduser())
+    bank.require_complete(names, f"antibody bank {params.antibody_bank!r}")
+    return bank
+
+
+def antibody_texts(bank: AntibodyBank, class_names: Sequence[str],
+                   params: ImmunoZeroShotParams) -> list[list[Antibody]]:
+    """Per ID class, the antibodies to encode: the bank's, or (``antibody_source:
+    random_words``) as many random WordNet nouns (never an ID name or lemma), seeded."""
+    per_class = [bank.antibodies_for(n) for n in class_names]
+    if params.antibody_source != "random_words":
+        return per_class
+    from .wordnet_gen import random_wordnet_words
+
+    words = random_wordnet_words([len(v) for v in per_class], id_classes(list(class_names)), params.seed)
+    return [[Antibody(w, "near_ood", "random-wordnet-noun") for w in ws] for ws in words]
+
+
+def gaussian_antibodies(prototypes: torch.Tensor, owner: torch.Tensor, sigma: float,
+                        seed: int) -> torch.Tensor:
+    """Table-2 ablation: ``a = normalise(mu_owner + sigma * eps)``, ``eps ~ N(0, I/d)`` (so
+    ``cos(a, mu) ~ 1 / sqrt(1 + sigma^2)``), one per antibody slot of the bank."""
+    gen = torch.Generator().manual_seed(seed)
+    eps = torch.randn(owner.shape[0], prototypes.shape[1], generator=gen) / math.sqrt(prototypes.shape[1])
+    return F.normalize(prototypes[owner.long()].cpu() + sigma * eps, dim=1).to(prototypes.device)
