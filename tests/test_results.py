@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from openood_immuno.cli.args import UsageError
 from openood_immuno import results as results_mod
 from openood_immuno.cli import main
 from openood_immuno.results import (DEGRADED, OK, PARTIAL, RunSpec, check_writable, run_status,
@@ -63,15 +64,15 @@ def test_run_status_reads_the_documented_keys(status, state, reason):
 
 
 def test_degraded_run_is_marked_everywhere_and_exits_non_zero(small_root, tmp_path, capsys, monkeypatch):
-    import openood_immuno.cli as cli
+    import openood_immuno.registry as registry
 
     def degraded(*args, **kwargs):
         pp = build(*args, **kwargs)
         pp.status = lambda: {"degraded": True, "degraded_reason": "NegLabel scores, MLLM unavailable"}
         return pp
 
-    build = cli.build_postprocessor
-    monkeypatch.setattr(cli, "build_postprocessor", degraded)
+    build = registry.build_postprocessor
+    monkeypatch.setattr(registry, "build_postprocessor", degraded)
     assert _eval(small_root, tmp_path / "out") == 3
     captured = capsys.readouterr()
     assert "mcm [DEGRADED: NegLabel scores, MLLM unavailable]: not mcm's own numbers" in captured.out
@@ -192,7 +193,7 @@ def test_key_covers_what_defines_the_run_and_nothing_else(tmp_path):
 # ---- checks before anything is built ---------------------------------------------------------
 def test_failed_run_writes_nothing(small_root, tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(FileNotFoundError, match="not found: check --data-root"):
+    with pytest.raises(UsageError, match="--data-root '.*nowhere' does not exist"):
         _eval(tmp_path / "nowhere", out)
     (small_root / "benchmark_imglist" / "imagenet" / "test_ninco.txt").write_text("")
     with pytest.raises(ValueError, match="test_ninco.txt' is empty"):
@@ -201,9 +202,9 @@ def test_failed_run_writes_nothing(small_root, tmp_path):
 
 
 def test_inputs_are_checked_before_the_model_is_built(small_root, tmp_path, monkeypatch):
-    import openood_immuno.cli as cli
+    import openood_immuno.clip_net as clip_net
 
-    monkeypatch.setattr(cli, "build_clip_net", lambda *a, **k: pytest.fail("model built before checks"))
+    monkeypatch.setattr(clip_net, "build_clip_net", lambda *a, **k: pytest.fail("model built before checks"))
     test_list = small_root / "benchmark_imglist" / "imagenet" / "test_imagenet.txt"
     lines = test_list.read_text().splitlines()
     test_list.write_text("\n".join(lines[:-1] + [lines[-1].split()[0] + " -1"]) + "\n")
