@@ -1,8 +1,8 @@
 """Reading OpenOOD's ``data_root`` layout without OpenOOD.
 
 A list file ``benchmark_imglist/<id>/<split>.txt`` has one ``relative/path label`` per line
-(label -1 for OOD); paths are relative to ``data_root/<data_dir>``. The ImageNet-1K
-benchmark layout below is OpenOOD v1.5's (``openood/evaluation_api/datasets.py``).
+(label -1 for OOD); paths are relative to ``data_root/<data_dir>``. The benchmarks' lists are
+in :mod:`openood_immuno.benchmarks`.
 """
 from __future__ import annotations
 
@@ -22,19 +22,6 @@ class ListSpec:
     name: str
     data_dir: str
     imglist: str
-
-
-def _spec(name: str, data_dir: str = "images_largescale/", split: str = "test") -> ListSpec:
-    return ListSpec(name, data_dir, f"benchmark_imglist/imagenet/{split}_{name}.txt")
-
-
-IMAGENET_ID = {s: _spec("imagenet", split=s) for s in ("train", "val", "test")}
-IMAGENET_OOD_VAL = _spec("openimage_o", split="val")
-IMAGENET_NEAR = {n: _spec(n) for n in ("ssb_hard", "ninco")}
-IMAGENET_FAR = {"inaturalist": _spec("inaturalist"),
-                "textures": _spec("textures", "images_classic/"),
-                "openimage_o": _spec("openimage_o")}
-NUM_CLASSES = {"imagenet": 1000}
 
 
 def read_imglist(path: str, num_classes: Optional[int] = None) -> list[tuple[str, int]]:

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from .cache import atomic_write_text
-from .data import (IMAGENET_FAR, IMAGENET_ID, IMAGENET_NEAR, IMAGENET_OOD_VAL, NUM_CLASSES,
-                   ImglistDataset, ListSpec, make_loader)
+from .benchmarks import BENCHMARKS, NUM_CLASSES, Benchmark
+from .data import ImglistDataset, ListSpec, make_loader
 from .features import FeatureSet, LazyFeatures, extract_features
 from .metrics import METRIC_NAMES, compute_all_metrics
 from .postprocessor_base import ImmunoPostprocessor
@@ -45,11 +45,17 @@ PROTOCOLS = ("openood", "stream")
 class BenchmarkLists:
     """The image lists of one benchmark (OpenOOD v1.5 ImageNet-1K by default)."""
 
-    id: Mapping[str, ListSpec] = field(default_factory=lambda: dict(IMAGENET_ID))
-    ood_val: ListSpec = IMAGENET_OOD_VAL
-    near: Mapping[str, ListSpec] = field(default_factory=lambda: dict(IMAGENET_NEAR))
-    far: Mapping[str, ListSpec] = field(default_factory=lambda: dict(IMAGENET_FAR))
+    id: Mapping[str, ListSpec] = field(default_factory=lambda: dict(BENCHMARKS["imagenet"].id))
+    ood_val: ListSpec = BENCHMARKS["imagenet"].ood_val
+    near: Mapping[str, ListSpec] = field(default_factory=lambda: dict(BENCHMARKS["imagenet"].near))
+    far: Mapping[str, ListSpec] = field(default_factory=lambda: dict(BENCHMARKS["imagenet"].far))
     extra: Mapping[str, ListSpec] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, benchmark: Benchmark, extra: Optional[Mapping[str, ListSpec]] = None) -> "BenchmarkLists":
+        """The lists of a :class:`~openood_immuno.benchmarks.Benchmark` (plus extra OOD lists)."""
+        return cls(dict(benchmark.id), benchmark.ood_val, dict(benchmark.near), dict(benchmark.far),
+                   dict(extra or {}))
 
     @property
     def ood(self) -> dict[str, ListSpec]:
@@ -186,6 +192,8 @@ def _table(per_set: Mapping[str, list[float]], near: Sequence[str], far: Sequenc
            extra: Sequence[str], acc: float) -> dict[str, list[float]]:
     rows: dict[str, list[float]] = {}
     for group, names in (("nearood", near), ("farood", far)):
+        if not names:  # an OOD preset without near-OOD sets (the MOS four)
+            continue
         for n in names:
             rows[n] = per_set[n]
         rows[group] = list(np.mean([per_set[n] for n in names], axis=0))

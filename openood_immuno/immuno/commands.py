@@ -149,7 +149,8 @@ def cmd_vaccinate(args) -> int:
     """Train (or load from cache) the rejection adapter of an Immuno-VLM config on the ID
     training list of an OpenOOD data_root, fit its EVT on the ID validation list, and report."""
     from ..cli import net_from_args
-    from ..data import IMAGENET_ID, NUM_CLASSES, ImglistDataset, make_loader
+    from ..benchmarks import BENCHMARKS
+    from ..data import ImglistDataset, make_loader
     from ..features import LazyFeatures
     from ..registry import build_postprocessor
 
@@ -163,8 +164,9 @@ def cmd_vaccinate(args) -> int:
         raise SystemExit(f"{args.config} has no rejection adapter to train: use immuno, immuno_dis "
                          "or an immuno ablation")
     net = net_from_args(args)
-    loaders = {split: make_loader(ImglistDataset(args.data_root, IMAGENET_ID[split], net.preprocess,
-                                                 NUM_CLASSES[args.id_name]),
+    bench = BENCHMARKS[args.id_name]
+    loaders = {split: make_loader(ImglistDataset(args.data_root, bench.id[split], net.preprocess,
+                                                 bench.num_classes),
                                   args.batch_size, args.num_workers) for split in ("train", "val")}
     pp.fit(net.eval(), LazyFeatures(net, loaders))
     info = pp.scorer.vaccination
