@@ -210,11 +210,12 @@ def fit_scorer(name: str, net, inputs: dict, id_features: dict):
 def repeated_jpeg_list(workdir: str, data_root: str, n_images: int) -> tuple[str, int]:
     """A list file of ``n_images`` lines cycling through every image of the minibench lists
     (real JPEGs on disk; paths relative to ``data_root``). Returns (path, distinct images)."""
-    from openood_immuno.data import IMAGENET_FAR, IMAGENET_ID, IMAGENET_NEAR, IMAGENET_OOD_VAL
+    from openood_immuno.benchmarks import BENCHMARKS
 
+    bench = BENCHMARKS["imagenet"]
     lines = []
-    for spec in [IMAGENET_ID["test"], IMAGENET_ID["val"], IMAGENET_OOD_VAL, *IMAGENET_NEAR.values(),
-                 *IMAGENET_FAR.values()]:
+    for spec in [bench.id["test"], bench.id["val"], bench.ood_val, *bench.near.values(),
+                 *bench.far.values()]:
         with open(os.path.join(data_root, spec.imglist), encoding="utf-8") as fh:
             lines += [f"{spec.data_dir}{ln.split()[0]} {ln.split()[1]}" for ln in fh if ln.strip()]
     path = os.path.join(workdir, f"repeated_{n_images}.txt")

@@ -1,8 +1,8 @@
 """Reading OpenOOD's ``data_root`` layout without OpenOOD.
 
 A list file ``benchmark_imglist/<id>/<split>.txt`` has one ``relative/path label`` per line
-(label -1 for OOD); paths are relative to ``data_root/<data_dir>``. The ImageNet-1K
-benchmark layout below is OpenOOD v1.5's (``openood/evaluation_api/datasets.py``).
+(label -1 for OOD); paths are relative to ``data_root/<data_dir>``. The benchmarks' lists are
+in :mod:`openood_immuno.benchmarks`.
 
 Lists are checked when read: UTF-8 (a BOM is tolerated and named), one line per image (a
 path listed twice is an error), labels in ``[0, num_classes)`` for ID lists and -1 for OOD.
@@ -35,20 +35,6 @@ class ListSpec:
     data_dir: str
     imglist: str
     id_list: bool = False
-
-
-def _spec(name: str, data_dir: str = "images_largescale/", split: str = "test",
-          id_list: bool = False) -> ListSpec:
-    return ListSpec(name, data_dir, f"benchmark_imglist/imagenet/{split}_{name}.txt", id_list)
-
-
-IMAGENET_ID = {s: _spec("imagenet", split=s, id_list=True) for s in ("train", "val", "test")}
-IMAGENET_OOD_VAL = _spec("openimage_o", split="val")
-IMAGENET_NEAR = {n: _spec(n) for n in ("ssb_hard", "ninco")}
-IMAGENET_FAR = {"inaturalist": _spec("inaturalist"),
-                "textures": _spec("textures", "images_classic/"),
-                "openimage_o": _spec("openimage_o")}
-NUM_CLASSES = {"imagenet": 1000}
 
 
 def read_list_text(path: str) -> str:

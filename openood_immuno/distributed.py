@@ -31,7 +31,8 @@ import torch
 import torch.distributed as dist
 
 from .cache import atomic_torch_save, cache_dir, torch_load_cached
-from .data import NUM_CLASSES, ImglistDataset, ListSpec
+from .benchmarks import NUM_CLASSES
+from .data import ImglistDataset, ListSpec
 from .decode import DecodeOptions, make_image_loader
 from .features import dataset_cache_key, extract_features
 
@@ -136,12 +137,14 @@ def extract_lists(net, datasets: Mapping[str, ImglistDataset], options: DecodeOp
     return entries
 
 
-def benchmark_lists(extra: Sequence[str] = ()) -> dict[str, ListSpec]:
-    """The lists ``openood-immuno eval`` reads, by name (``NAME=LIST`` adds an extra OOD list)."""
+def benchmark_lists(id_name: str = "imagenet", extra: Sequence[str] = ()) -> dict[str, ListSpec]:
+    """The lists ``openood-immuno eval --id ID_NAME`` reads, by name (``NAME=LIST`` adds an
+    extra OOD list)."""
+    from .benchmarks import get_benchmark
     from .runner import BenchmarkLists, parse_extra_ood
 
-    lists = BenchmarkLists(extra=parse_extra_ood(extra))
-    return {**{f"{split}_imagenet": spec for split, spec in lists.id.items()},
+    lists = BenchmarkLists.of(get_benchmark(id_name), parse_extra_ood(extra))
+    return {**{f"{split}_{id_name}": spec for split, spec in lists.id.items()},
             f"val_{lists.ood_val.name}": lists.ood_val, **lists.ood}
 
 
@@ -159,7 +162,7 @@ def run_features(args) -> int:
     """Cache the features of ``args.lists`` (one or many processes); prints one line per list."""
     from .clip_net import build_clip_net
 
-    specs = _select(args.lists, benchmark_lists(args.extra_ood))
+    specs = _select(args.lists, benchmark_lists(args.id_name, args.extra_ood))
     options = DecodeOptions(args.decode, args.decode_device, args.batch_size, args.num_workers,
                             pin_memory=str(args.device).startswith("cuda"))
     for spec in specs.values():  # bad lists fail before any process group or model is built

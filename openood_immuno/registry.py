@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from .ymlconfig import Config, available_postprocessors, load_postprocessor_config, merge_postprocessor
 from .params import Params
+from .openood_network import register_clip
 from .postprocessor_base import ImmunoPostprocessor
 
 _WRAPPED = "_openood_immuno_wrapped"
@@ -171,6 +172,7 @@ def register(overrides: dict[str, dict[str, Any]] | None = None) -> list[str]:
             if module is not None and hasattr(module, "get_postprocessor"):
                 module.get_postprocessor = get_postprocessor_from_config
         pp_pkg.get_postprocessor = get_postprocessor_from_config
+    register_clip()
     return names
 
 

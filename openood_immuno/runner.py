@@ -32,8 +32,8 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from .data import (IMAGENET_FAR, IMAGENET_ID, IMAGENET_NEAR, IMAGENET_OOD_VAL, NUM_CLASSES,
-                   ImglistDataset, ListSpec, make_loader, read_imglist)
+from .benchmarks import BENCHMARKS, NUM_CLASSES, Benchmark
+from .data import ImglistDataset, ListSpec, make_loader, read_imglist
 from .features import FeatureSet, LazyFeatures, extract_features
 from .metrics import METRIC_NAMES, compute_all_metrics
 from .postprocessor_base import ImmunoPostprocessor
@@ -48,10 +48,10 @@ RESERVED_SET_NAMES = ("id", "nearood", "farood")  # a table row or scores_id.npz
 class BenchmarkLists:
     """The image lists of one benchmark (OpenOOD v1.5 ImageNet-1K by default)."""
 
-    id: Mapping[str, ListSpec] = field(default_factory=lambda: dict(IMAGENET_ID))
-    ood_val: ListSpec = IMAGENET_OOD_VAL
-    near: Mapping[str, ListSpec] = field(default_factory=lambda: dict(IMAGENET_NEAR))
-    far: Mapping[str, ListSpec] = field(default_factory=lambda: dict(IMAGENET_FAR))
+    id: Mapping[str, ListSpec] = field(default_factory=lambda: dict(BENCHMARKS["imagenet"].id))
+    ood_val: ListSpec = BENCHMARKS["imagenet"].ood_val
+    near: Mapping[str, ListSpec] = field(default_factory=lambda: dict(BENCHMARKS["imagenet"].near))
+    far: Mapping[str, ListSpec] = field(default_factory=lambda: dict(BENCHMARKS["imagenet"].far))
     extra: Mapping[str, ListSpec] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -62,6 +62,12 @@ class BenchmarkLists:
             raise ValueError(f"--extra-ood name(s) {clash} collide with the benchmark's own sets or "
                              f"rows {sorted(taken)}: give the extra list another name (e.g. "
                              f"{clash[0]}_extra=...)")
+
+    @classmethod
+    def of(cls, benchmark: Benchmark, extra: Optional[Mapping[str, ListSpec]] = None) -> "BenchmarkLists":
+        """The lists of a :class:`~openood_immuno.benchmarks.Benchmark` (plus extra OOD lists)."""
+        return cls(dict(benchmark.id), benchmark.ood_val, dict(benchmark.near), dict(benchmark.far),
+                   dict(extra or {}))
 
     @property
     def ood(self) -> dict[str, ListSpec]:
@@ -268,6 +274,8 @@ def _table(per_set: Mapping[str, list[float]], near: Sequence[str], far: Sequenc
            extra: Sequence[str], acc: float) -> dict[str, list[float]]:
     rows: dict[str, list[float]] = {}
     for group, names in (("nearood", near), ("farood", far)):
+        if not names:  # an OOD preset without near-OOD sets (the MOS four)
+            continue
         for n in names:
             rows[n] = per_set[n]
         rows[group] = list(np.mean([per_set[n] for n in names], axis=0))

@@ -28,7 +28,7 @@ from openood_immuno.runner import EvalResult
 
 TINY = ["--model", "ImmunoTiny-ViT", "--pretrained", "none", "--device", "cpu"]
 HEAVY = ("torch", "open_clip", "transformers", "torchvision", "numpy", "PIL")
-COMMANDS = ("eval", "report", "antibodies", "vaccinate", "neglabels")
+COMMANDS = ("eval", "report", "features", "antibodies", "vaccinate", "neglabels", "openood-main")
 
 
 def console_script() -> str:
@@ -97,6 +97,17 @@ def test_python_m_and_the_protocols_of_the_runner():
     assert PROTOCOLS == RUNNER_PROTOCOLS
     proc, _ = timed([sys.executable, "-m", "openood_immuno.cli", "report", "--help"])
     assert proc.returncode == 0 and "usage: openood-immuno report" in proc.stdout
+
+
+def test_torch_free_choices_match_the_library():
+    from openood_immuno.benchmarks import BENCHMARKS, OOD_PRESETS
+    from openood_immuno.cli.args import ID_BENCHMARKS
+    from openood_immuno.cli.eval import OOD_PRESETS as CLI_PRESETS
+    from openood_immuno.cli.features import DECODE_BACKENDS
+    from openood_immuno.decode import BACKENDS
+
+    assert ID_BENCHMARKS == tuple(BENCHMARKS) and CLI_PRESETS == OOD_PRESETS
+    assert DECODE_BACKENDS == tuple(BACKENDS)
 
 
 # ---- bad flags: one line, exit 2, before any model is built ----------------------------------------

@@ -77,7 +77,7 @@ def test_unavailable_download_fails_with_instructions(monkeypatch):
 
 def test_class_names_validation():
     with pytest.raises(ValueError, match="unknown ID dataset"):
-        resolve_class_names("cifar10")
+        resolve_class_names("cifar1000")
     with pytest.raises(ValueError, match="non-empty"):
         resolve_class_names([])
 

@@ -10,7 +10,10 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
-from openood_immuno.data import IMAGENET_ID, IMAGENET_OOD_VAL, ImglistDataset, ListSpec
+from openood_immuno.benchmarks import BENCHMARKS
+from openood_immuno.data import ImglistDataset, ListSpec
+
+IMAGENET_ID, IMAGENET_OOD_VAL = BENCHMARKS["imagenet"].id, BENCHMARKS["imagenet"].ood_val
 from openood_immuno.decode import (DecodeOptions, TensorImageLoader, TensorPreprocess,
                                    make_image_loader, read_bytes)
 from openood_immuno.features import dataset_cache_key, extract_features

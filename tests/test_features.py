@@ -1,8 +1,11 @@
 import torch
 
-from openood_immuno.data import IMAGENET_ID, ImglistDataset, make_loader
+from openood_immuno.benchmarks import BENCHMARKS
+from openood_immuno.data import ImglistDataset, make_loader
 from openood_immuno.features import LazyFeatures, extract_features
 from openood_immuno.immuno.vaccination import few_shot_indices
+
+IMAGENET_ID = BENCHMARKS["imagenet"].id
 
 
 def test_subset_encodes_only_the_drawn_images_and_matches_the_full_draw(tiny_net, minibench, monkeypatch):

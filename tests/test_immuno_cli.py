@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from openood_immuno import build_postprocessor
-from openood_immuno.data import IMAGENET_ID, ImglistDataset, make_loader
+from openood_immuno.benchmarks import BENCHMARKS
+from openood_immuno.data import ImglistDataset, make_loader
 from openood_immuno.immuno.antibodies import AntibodyBank
 from openood_immuno.cli import main as run
 from openood_immuno.cli.args import UsageError
 from openood_immuno.metrics import compute_all_metrics
+
+IMAGENET_ID = BENCHMARKS["imagenet"].id
 
 TINY = ["--model", "ImmunoTiny-ViT", "--pretrained", "none", "--device", "cpu"]
 

@@ -33,6 +33,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+# the ID benchmarks of openood_immuno.benchmarks.BENCHMARKS (OpenOOD v1.5), written here so the
+# parser imports no torch; a test checks they agree
+ID_BENCHMARKS = ("imagenet", "imagenet200", "cifar10", "cifar100")
+
 def postprocessor_names() -> list[str]:
     """Names of the shipped postprocessors: the yml file names of ``configs/postprocessors/``."""
     folder = resources.files("openood_immuno.configs") / "postprocessors"
@@ -117,7 +121,7 @@ def add_model_args(parser: argparse.ArgumentParser, title: str | None = None) ->
 
 
 def add_id_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--id", dest="id_name", default="imagenet", choices=["imagenet"],
+    parser.add_argument("--id", dest="id_name", default="imagenet", choices=ID_BENCHMARKS,
                         help="ID benchmark (its class names and image lists)")
 
 

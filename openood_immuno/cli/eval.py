@@ -9,6 +9,7 @@ from .args import (HelpFormatter, UsageError, add_id_arg, add_loader_args, add_m
                    parse_pp_args, parse_seeds, postprocessor_names)
 
 PROTOCOLS = ("openood", "stream")
+OOD_PRESETS = ("openood", "mos")  # openood_immuno.benchmarks.OOD_PRESETS (torch-free parser)
 DESCRIPTION = """\
 Score one or more postprocessors on an OpenOOD v1.5 data_root and print and write, per
 postprocessor, the table of Evaluator.eval_ood() (FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC per
@@ -30,6 +31,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data-root", required=True, help="OpenOOD data_root (holds benchmark_imglist/)")
     p.add_argument("--postprocessors", default="mcm",
                    help=f"comma-separated, from: {', '.join(postprocessor_names())}")
+    p.add_argument("--benchmark", default="openood", choices=OOD_PRESETS,
+                   help="OOD sets: openood (OpenOOD v1.5's near/far sets of --id) or mos (iNaturalist, "
+                        "SUN, Places, Textures under benchmark_imglist/mos/, ImageNet-1K only; "
+                        "docs/openood.md)")
     p.add_argument("--protocol", default="openood", choices=PROTOCOLS,
                    help="openood: ID test then each OOD set; stream: shuffled ID+OOD stream per OOD set")
     p.add_argument("--seeds", default="0", help="stream seeds, comma-separated (mean and std reported)")
@@ -85,12 +90,12 @@ def run(args) -> int:
     engine = _engine(args)
 
     from ..cache import cache_root
-    from ..data import NUM_CLASSES
+    from ..benchmarks import NUM_CLASSES, get_benchmark
     from ..registry import build_postprocessor
     from ..results import RunSpec, check_writable, resolved_args, write_run
     from ..runner import BenchmarkLists, FeatureStore, evaluate, parse_extra_ood, validate_benchmark
 
-    lists = BenchmarkLists(extra=parse_extra_ood(args.extra_ood))
+    lists = BenchmarkLists.of(get_benchmark(args.id_name, args.benchmark), parse_extra_ood(args.extra_ood))
     pps = {name: build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None,
                                      **pp_args.get(name, {})) for name in names}
     check_lists(args.data_root, _needed_lists(lists, pps, engine, args.aps))

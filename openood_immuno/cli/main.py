@@ -6,7 +6,7 @@ import logging
 import sys
 import warnings
 
-from . import antibodies, features, neglabels, report, vaccinate
+from . import antibodies, features, neglabels, openood_main, report, vaccinate
 from . import eval as evaluate
 from .args import HelpFormatter, UsageError
 from .errors import one_line
@@ -15,7 +15,7 @@ DESCRIPTION = """\
 Vision-language OOD scorers (MCM, NegLabel, ANTS, Immuno-VLM) on OpenOOD v1.5 benchmarks.
 Run 'openood-immuno COMMAND --help' for the flags of a command."""
 
-COMMANDS = (evaluate, report, features, antibodies, vaccinate, neglabels)
+COMMANDS = (evaluate, report, features, antibodies, vaccinate, neglabels, openood_main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Parse ``argv`` and run the command; errors propagate (for programmatic use and tests)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.passthrough_args = extra
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("openood_immuno").setLevel(logging.DEBUG if args.verbose else logging.INFO)

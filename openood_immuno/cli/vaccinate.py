@@ -47,7 +47,8 @@ def run(args) -> int:
         overrides["shots"] = args.shots
     check_data_root(args.data_root)
 
-    from ..data import IMAGENET_ID, NUM_CLASSES, ImglistDataset, make_loader, read_imglist
+    from ..benchmarks import BENCHMARKS
+    from ..data import ImglistDataset, make_loader, read_imglist
     from ..features import LazyFeatures
     from ..registry import build_postprocessor
 
@@ -55,13 +56,14 @@ def run(args) -> int:
     if not getattr(pp, "vaccinate", False):
         raise UsageError(f"--config {args.config} has no rejection adapter to train: use immuno, "
                          "immuno_dis or an immuno ablation")
-    splits = [IMAGENET_ID["train"], IMAGENET_ID["val"]]
+    bench = BENCHMARKS[args.id_name]
+    splits = [bench.id["train"], bench.id["val"]]
     check_lists(args.data_root, splits)
     for spec in splits:  # encoding, labels, duplicates: before the model is built
-        read_imglist(os.path.join(args.data_root, spec.imglist), NUM_CLASSES[args.id_name], id_list=True)
+        read_imglist(os.path.join(args.data_root, spec.imglist), bench.num_classes, id_list=True)
     net = net_from_args(args)
-    loaders = {split: make_loader(ImglistDataset(args.data_root, IMAGENET_ID[split], net.preprocess,
-                                                 NUM_CLASSES[args.id_name]),
+    loaders = {split: make_loader(ImglistDataset(args.data_root, bench.id[split], net.preprocess,
+                                                 bench.num_classes),
                                   args.batch_size, args.num_workers) for split in ("train", "val")}
     pp.fit(net.eval(), LazyFeatures(net, loaders, not args.no_progress))
     info = pp.scorer.vaccination
