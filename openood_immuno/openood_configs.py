@@ -13,6 +13,8 @@ them with ``python -m openood_immuno.openood_configs configs/openood``.
 """
 from __future__ import annotations
 
+import json
+
 import sys
 from importlib import resources
 from pathlib import Path
@@ -20,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from .benchmarks import BENCHMARKS, Benchmark
-from .ymlconfig import available_postprocessors, postprocessor_yml
+from .ymlconfig import available_postprocessors, resolve_postprocessor
 
 EXP_NAME = ("'@{dataset.name}'_'@{network.name}'_'@{pipeline.name}'_'@{evaluator.name}'_"
             "'@{postprocessor.name}'_'@{mark}'/s'@{seed}'/'@{evaluator.ood_scheme}'")
@@ -64,7 +66,7 @@ def run_config(id_name: str, postprocessor: str) -> dict:
     bench = BENCHMARKS[id_name]
     clip = yaml.safe_load(network_yml().read_text(encoding="utf-8"))
     clip["network"]["templates"] = list(bench.templates)
-    pp = yaml.safe_load(postprocessor_yml(postprocessor).read_text(encoding="utf-8"))
+    pp = json.loads(json.dumps(resolve_postprocessor(postprocessor)))  # ``base:`` applied, plain dicts
     return {"exp_name": EXP_NAME, "output_dir": "./results/", "data_root": "./data",
             "save_output": True, "merge_option": "merge", "mark": "default", "seed": 0,
             "num_gpus": 1, "num_workers": 0, "num_machines": 1, "machine_rank": 0,
@@ -72,7 +74,7 @@ def run_config(id_name: str, postprocessor: str) -> dict:
             "pipeline": {"name": "test_ood"},
             "evaluator": {"name": "ood", "ood_scheme": "ood"},
             "recorder": {"save_scores": True, "save_csv": True},
-            "postprocessor": pp["postprocessor"]}
+            "postprocessor": pp}
 
 
 def config_name(id_name: str, postprocessor: str) -> str:
