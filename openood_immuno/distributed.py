@@ -1,7 +1,7 @@
 """Feature extraction spread over processes with ``torch.distributed`` (``torchrun``).
 
-    torchrun --nproc_per_node N -m openood_immuno.distributed --data-root DATA --lists all
-    python -m openood_immuno.distributed --data-root DATA --lists test_imagenet,ninco   # 1 process
+    torchrun --nproc_per_node N -m openood_immuno.cli features --data-root DATA --lists all
+    openood-immuno features --data-root DATA --lists test_imagenet,ninco   # 1 process
 
 For every image list (in the order given):
 
@@ -16,15 +16,14 @@ For every image list (in the order given):
 
 The cache folder (``$OPENOOD_IMMUNO_CACHE``) must be one folder every rank sees (on several
 nodes: a shared file system). Backend ``gloo`` on CPU, ``nccl`` on GPUs (rank ``r`` uses
-``cuda:LOCAL_RANK``); without ``torchrun`` the module runs as one process (W = 1).
+``cuda:LOCAL_RANK``); without ``torchrun`` the command runs as one process (W = 1). The command
+line is :mod:`openood_immuno.cli.features`; :func:`run_features` is its body.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -33,7 +32,7 @@ import torch.distributed as dist
 
 from .cache import atomic_torch_save, cache_dir, torch_load_cached
 from .data import NUM_CLASSES, ImglistDataset, ListSpec
-from .decode import BACKENDS, DecodeOptions, make_image_loader
+from .decode import DecodeOptions, make_image_loader
 from .features import dataset_cache_key, extract_features
 
 log = logging.getLogger(__name__)
@@ -146,28 +145,6 @@ def benchmark_lists(extra: Sequence[str] = ()) -> dict[str, ListSpec]:
             f"val_{lists.ood_val.name}": lists.ood_val, **lists.ood}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", required=True, help="OpenOOD data_root (holds benchmark_imglist/)")
-    parser.add_argument("--lists", default="all",
-                        help=f"comma-separated list names, or 'all': {sorted(benchmark_lists())}")
-    parser.add_argument("--extra-ood", action="append", default=[], metavar="NAME=LIST",
-                        help="extra OOD list relative to data_root (also a --lists name)")
-    parser.add_argument("--model", default="ViT-B-16", help="open_clip model name or JSON config path")
-    parser.add_argument("--pretrained", default="openai",
-                        help="open_clip tag, local checkpoint path, or 'none' (random init: smoke tests)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cpu or cuda (under torchrun each rank uses cuda:LOCAL_RANK)")
-    parser.add_argument("--id", dest="id_name", default="imagenet", choices=["imagenet"])
-    parser.add_argument("--batch-size", type=int, default=128, help="backbone batch size")
-    parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument("--decode", default="pil", choices=BACKENDS,
-                        help="pil: the reference preprocessing (the entries eval reads); tensor: "
-                             "openood_immuno.decode's tensor path, cached under its own key")
-    parser.add_argument("--decode-device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"],
-                        help="torch.distributed backend (auto: nccl on cuda, gloo on cpu)")
-
-
 def _select(names_arg: str, lists: dict[str, ListSpec]) -> dict[str, ListSpec]:
     names = (list(lists) if names_arg.strip() == "all"
              else [n.strip() for n in names_arg.split(",") if n.strip()])
@@ -213,17 +190,3 @@ def run_features(args) -> int:
         if started:
             dist.destroy_process_group()
     return 0
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m openood_immuno.distributed",
-                                     description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("openood_immuno").setLevel(logging.INFO)
-    return run_features(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

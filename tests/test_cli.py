@@ -23,6 +23,8 @@ import openood_immuno.report
 from openood_immuno.cli import build_parser, main, run
 from openood_immuno.cli.args import parse_pp_args, parse_seeds
 from openood_immuno.cli.errors import one_line, worker_message
+from openood_immuno.results import RunSpec, write_run
+from openood_immuno.runner import EvalResult
 
 TINY = ["--model", "ImmunoTiny-ViT", "--pretrained", "none", "--device", "cpu"]
 HEAVY = ("torch", "open_clip", "transformers", "torchvision", "numpy", "PIL")
@@ -186,10 +188,11 @@ EXCEPTIONS = {
 def test_every_exception_type_is_one_line_exit_2(case, tmp_path, capsys, monkeypatch):
     exc, message = EXCEPTIONS[case]
     results = tmp_path / "results"
-    (results / "run" / "mcm").mkdir(parents=True)
-    (results / "run" / "mcm" / "ood.csv").write_text("dataset,FPR@95,AUROC,AUPR_IN,AUPR_OUT,ACC\n" + "".join(
-        f"{row},90,50,50,50,1\n" for row in ("ssb_hard", "ninco", "nearood", "inaturalist", "textures",
-                                             "openimage_o", "farood")))
+    rows = {r: [90.0, 50.0, 50.0, 50.0, 1.0] for r in ("ssb_hard", "ninco", "nearood", "inaturalist",
+                                                       "textures", "openimage_o", "farood")}
+    spec = RunSpec("imagenet", "ViT-B-16", "openai", "ViT-B-16|tag:openai", "/data",
+                   {"id_test": {"sha256": "0"}}, "mcm", {}, "openood")
+    write_run(str(results), spec, EvalResult("mcm", rows))            # one complete run to report
     out = tmp_path / "out"
     if case == "NotADirectoryError":
         (tmp_path / "file").write_text("x")
@@ -243,11 +246,12 @@ def test_decompression_bomb_and_corrupt_image_in_dataloader_workers(tmp_path, ca
     (root / "benchmark_imglist" / "imagenet" / "test_imagenet.txt").write_text("ok0.png 0\nhuge.png 1\n")
     assert run(argv) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert "an image is too large to decode safely (Image size (160000 pixels) exceeds limit" in line
+    assert re.search(r"error: image '.*huge.png' \(listed in .*test_imagenet.txt\) is too large to open "
+                     r"safely \(Image size \(160000 pixels\) exceeds limit", line), line
     assert "--num-workers 0 runs it in-process" in line and "Original Traceback" not in line
     assert run([*argv, "--num-workers", "0"]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert re.search(r"image '.*huge.png' is too large to decode safely .*: shrink it", line), line
+    assert re.search(r"image '.*huge.png' .*is too large to open safely .*: shrink it", line), line
 
 
 def test_worker_message_unwraps_the_original_error():

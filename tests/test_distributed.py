@@ -39,7 +39,7 @@ def test_torchrun_two_ranks_write_the_entry_a_single_process_writes(tiny_net, sm
     (cache / "text").symlink_to(isolated_cache / "text")  # class-name text features already encoded
     env = {**os.environ, "OPENOOD_IMMUNO_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "openood_immuno.distributed", "--data-root", str(small_root), "--model",
+           "-m", "openood_immuno.cli", "features", "--data-root", str(small_root), "--model",
            "ImmunoTiny-ViT", "--pretrained", "none", "--device", "cpu", "--lists",
            ",".join(LISTS), "--batch-size", "8", "--num-workers", "0"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -80,7 +80,7 @@ def test_an_interrupted_rank_resumes_from_its_shard(tiny_net, minibench, tmp_pat
 
 
 def test_unknown_list_name_is_refused_before_any_work(minibench):
-    from openood_immuno.distributed import main
+    from openood_immuno.cli import main
 
     with pytest.raises(ValueError, match=r"--lists names \['nope'\]"):
-        main(["--data-root", str(minibench), "--lists", "nope", "--pretrained", "none"])
+        main(["features", "--data-root", str(minibench), "--lists", "nope", "--pretrained", "none"])

@@ -157,18 +157,15 @@ def check_data_root(data_root: str) -> None:
                          "data_root (the folder holding benchmark_imglist/ and the image folders)")
 
 
-def check_lists(data_root: str, specs: Iterable, num_classes: int | None) -> None:
-    """Every list of ``specs`` (``ListSpec``) exists under ``data_root`` and reads cleanly.
+def check_lists(data_root: str, specs: Iterable) -> None:
+    """Every list of ``specs`` (``ListSpec``) that this run needs exists under ``data_root``.
 
-    Run before any model is built: a missing or malformed list costs nothing yet.
+    Run before any model is built (the lists' content is checked by
+    :func:`openood_immuno.runner.validate_benchmark`).
     """
-    from ..data import read_imglist
-
     specs = list(specs)
     missing = [s.imglist for s in specs if not os.path.isfile(os.path.join(data_root, s.imglist))]
     if missing:
         raise UsageError(f"--data-root {data_root!r} lacks the image list(s) {missing} that this run "
                          "needs: check the folder, or drop what needs them (--extra-ood, the "
                          "postprocessors that train or calibrate)")
-    for spec in specs:
-        read_imglist(os.path.join(data_root, spec.imglist), num_classes)

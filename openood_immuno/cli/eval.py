@@ -1,7 +1,8 @@
 """``openood-immuno eval``: score postprocessors on an OpenOOD data_root and write their tables."""
 from __future__ import annotations
 
-import os
+import sys
+import time
 
 from .args import (HelpFormatter, UsageError, add_id_arg, add_loader_args, add_model_args, add_pp_arg,
                    add_progress_arg, check_data_root, check_lists, net_from_args, parse_postprocessors,
@@ -42,12 +43,11 @@ def add_parser(subparsers) -> None:
     add_loader_args(p)
     p.add_argument("--score-batch-size", type=int, default=256, help="scoring batch size (stream batch)")
     p.add_argument("--output-dir", default="results", help="folder of the result tables")
+    p.add_argument("--allow-degraded", action="store_true",
+                   help="exit 0 even when a run is degraded or partial (e.g. ANTS without its MLLM): "
+                        "such runs are written and marked so either way")
     add_progress_arg(p)
     p.set_defaults(func=run)
-
-
-def _weights_tag(pretrained: str) -> str:
-    return os.path.splitext(os.path.basename(pretrained.rstrip("/")))[0] or "none"
 
 
 def _engine(args) -> str:
@@ -84,26 +84,31 @@ def run(args) -> int:
     check_data_root(args.data_root)
     engine = _engine(args)
 
+    from ..cache import cache_root
     from ..data import NUM_CLASSES
     from ..registry import build_postprocessor
-    from ..runner import BenchmarkLists, FeatureStore, evaluate, parse_extra_ood
+    from ..results import RunSpec, check_writable, resolved_args, write_run
+    from ..runner import BenchmarkLists, FeatureStore, evaluate, parse_extra_ood, validate_benchmark
 
     lists = BenchmarkLists(extra=parse_extra_ood(args.extra_ood))
     pps = {name: build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None,
                                      **pp_args.get(name, {})) for name in names}
-    check_lists(args.data_root, _needed_lists(lists, pps, engine, args.aps), NUM_CLASSES.get(args.id_name))
-
-    from ..cache import atomic_write_json
+    check_lists(args.data_root, _needed_lists(lists, pps, engine, args.aps))
+    list_keys = validate_benchmark(args.data_root, lists, NUM_CLASSES.get(args.id_name))
+    check_writable(args.output_dir, "--output-dir")
+    check_writable(str(cache_root()), "feature cache folder ($OPENOOD_IMMUNO_CACHE)")
 
     net = net_from_args(args)
     store = FeatureStore(net, args.data_root, lists, args.id_name, args.batch_size, args.num_workers,
                          progress=not args.no_progress)
-    model_tag = os.path.splitext(os.path.basename(args.model))[0] if args.model.endswith(".json") \
-        else args.model
-    run_dir = os.path.join(args.output_dir, f"{args.id_name}_{model_tag}_{_weights_tag(args.pretrained)}")
-    atomic_write_json({"id": args.id_name, "model": model_tag, "pretrained": args.pretrained,
-                       "protocol_seeds": seeds}, os.path.join(run_dir, "run.json"))
+    not_ok = []
     for name, pp in pps.items():
+        spec = RunSpec(id_name=args.id_name, model=args.model, pretrained=args.pretrained,
+                       net_identity=net.identity, data_root=args.data_root, lists=list_keys,
+                       postprocessor=name, pp_args=resolved_args(pp), protocol=args.protocol, seeds=seeds,
+                       engine=engine, aps=bool(pp.APS_mode), score_batch_size=args.score_batch_size,
+                       pp_overrides=pp_args.get(name, {}))
+        started = time.time()
         print(f"\n== {name} ({engine} engine, {args.protocol} protocol"
               f"{', seeds ' + args.seeds if args.protocol == 'stream' else ''})", flush=True)
         if engine == "openood":
@@ -118,6 +123,13 @@ def run(args) -> int:
         if result.status:
             print(f"status: {result.status}")
         print(result.format(), flush=True)
-        suffix = "" if args.protocol == "openood" else "_stream"
-        print(f"results: {result.write_csv(os.path.join(run_dir, name + suffix))}")
+        folder = write_run(args.output_dir, spec, result, {"started": started,
+                                                           "seconds": time.time() - started})
+        print(f"results: {folder}")
+        if not result.run_status.ok:
+            not_ok.append(result.run_status.tag(name))
+    if not_ok and not args.allow_degraded:
+        print(f"openood-immuno: error: {'; '.join(not_ok)}: results are written and marked so; pass "
+              "--allow-degraded to accept such runs (exit 0)", file=sys.stderr)
+        return 3
     return 0

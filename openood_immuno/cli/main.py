@@ -6,7 +6,7 @@ import logging
 import sys
 import warnings
 
-from . import antibodies, neglabels, report, vaccinate
+from . import antibodies, features, neglabels, report, vaccinate
 from . import eval as evaluate
 from .args import HelpFormatter, UsageError
 from .errors import one_line
@@ -15,7 +15,7 @@ DESCRIPTION = """\
 Vision-language OOD scorers (MCM, NegLabel, ANTS, Immuno-VLM) on OpenOOD v1.5 benchmarks.
 Run 'openood-immuno COMMAND --help' for the flags of a command."""
 
-COMMANDS = (evaluate, report, antibodies, vaccinate, neglabels)
+COMMANDS = (evaluate, report, features, antibodies, vaccinate, neglabels)
 
 
 def build_parser() -> argparse.ArgumentParser:

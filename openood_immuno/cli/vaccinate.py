@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from .args import (HelpFormatter, UsageError, add_id_arg, add_loader_args, add_model_args, add_pp_arg,
                    add_progress_arg, check_data_root, check_lists, did_you_mean, net_from_args,
@@ -46,7 +47,7 @@ def run(args) -> int:
         overrides["shots"] = args.shots
     check_data_root(args.data_root)
 
-    from ..data import IMAGENET_ID, NUM_CLASSES, ImglistDataset, make_loader
+    from ..data import IMAGENET_ID, NUM_CLASSES, ImglistDataset, make_loader, read_imglist
     from ..features import LazyFeatures
     from ..registry import build_postprocessor
 
@@ -54,7 +55,10 @@ def run(args) -> int:
     if not getattr(pp, "vaccinate", False):
         raise UsageError(f"--config {args.config} has no rejection adapter to train: use immuno, "
                          "immuno_dis or an immuno ablation")
-    check_lists(args.data_root, [IMAGENET_ID["train"], IMAGENET_ID["val"]], NUM_CLASSES[args.id_name])
+    splits = [IMAGENET_ID["train"], IMAGENET_ID["val"]]
+    check_lists(args.data_root, splits)
+    for spec in splits:  # encoding, labels, duplicates: before the model is built
+        read_imglist(os.path.join(args.data_root, spec.imglist), NUM_CLASSES[args.id_name], id_list=True)
     net = net_from_args(args)
     loaders = {split: make_loader(ImglistDataset(args.data_root, IMAGENET_ID[split], net.preprocess,
                                                  NUM_CLASSES[args.id_name]),

@@ -20,7 +20,6 @@ The WordNet figures are ``None`` for banks whose sources name no synsets (LLM ba
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import Optional, Sequence
 
 from .antibodies import AntibodyBank, normalise_text

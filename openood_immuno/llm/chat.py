@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Optional
 
 from .cost import FAILURE_BUDGET_S, GIVE_UP_AFTER, CostLog, FailureBudget
 from .errors import BackendUnavailable, RequestFailed

@@ -19,7 +19,6 @@ import json
 import os
 import socket
 import threading
-import time
 import urllib.request
 from typing import Optional
 from urllib.parse import urlsplit
