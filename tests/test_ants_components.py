@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from openood_immuno.ants import (ENSBank, NegativeImageMiner, RunningMean, VSNLBank, adaptive_lambda,
-                                 fuse, histogram_jump_threshold)
+from openood_immuno.ants import (ANTSParams, ENSBank, NegativeImageMiner, RunningMean, VSNLBank,
+                                 adaptive_lambda, fuse, histogram_jump_threshold)
 from openood_immuno.scores.ants import balanced_bank_score, bank_score
 from openood_immuno.scores.grouped import grouped_id_mass
 
@@ -122,3 +122,28 @@ def test_bank_scores_fall_back_and_group_like_the_ants_code():
     balanced = balanced_bank_score(feats, id_text, bank, base, 100.0, repeats=2)
     logits2 = 100 * feats @ torch.cat([id_text, bank.repeat(2, 1)]).T
     assert torch.allclose(balanced, grouped_id_mass(logits2, 10, "ants", group_size=10))
+
+
+def test_mllm_failure_budget_params_reach_the_backend(monkeypatch):
+    from openood_immuno.ants import scorer as scorer_module
+    from openood_immuno.params import ParamError
+
+    built = []
+
+    def capture(*args, **kwargs):
+        built.append(real(*args, **kwargs))
+        return None                                   # stop before any connection
+
+    real = scorer_module.build_vision_backend
+    monkeypatch.setattr(scorer_module, "build_vision_backend", capture)
+    params = ANTSParams(mllm="openai:m@http://127.0.0.1:9", mllm_give_up_after=2,
+                        mllm_failure_budget_s=7.5)
+    assert scorer_module.load_mllm(params) is None
+    assert (built[0].budget.max_consecutive, built[0].budget.budget_s) == (2, 7.5)
+    default = ANTSParams()
+    assert (default.mllm_give_up_after, default.mllm_failure_budget_s) == (5, 300.0)
+    assert {"mllm_give_up_after", "mllm_failure_budget_s"} <= set(ANTSParams.BACKEND)
+    with pytest.raises(ParamError, match="mllm_give_up_after"):
+        ANTSParams(mllm_give_up_after=0)
+    with pytest.raises(ParamError, match="mllm_failure_budget_s"):
+        ANTSParams(mllm_failure_budget_s=0)

@@ -276,3 +276,71 @@ def test_bank_quality_summary():
     llm.add_class("tiger", [Antibody("lion statue", "near_ood", "llm:hard_negatives")], {"near_ood": 3})
     q = bank_quality(llm)
     assert q["mean_wup"] is None and q["mean_hop"] is None and q["short_near"] == 1
+
+
+# ---- round 2: bank checks on load (issue 12 item 5) ----------------------------------------------
+def _bank_json(classes, names=("tench", "goldfish", "shark", "hen", "ostrich")):
+    return {"format": "openood-immuno/antibody-bank", "format_version": 1, "class_names": list(names),
+            "provenance": PROV, "classes": {n: [{"text": t, "kind": "near_ood", "source": "hand"}
+                                                for t in ts] for n, ts in classes.items()}}
+
+
+def test_id_class_names_are_dropped_on_load_with_one_info_line(tmp_path, caplog):
+    path = tmp_path / "bank.json"
+    path.write_text(json.dumps(_bank_json({"tench": ["carp", "Goldfish", " shark. "],
+                                           "goldfish": ["koi", "TENCH"]}, ("tench", "goldfish", "shark"))))
+    with caplog.at_level("INFO", logger="openood_immuno.immuno.antibodies"):
+        bank = AntibodyBank.load(path)
+    assert [a.text for a in bank.antibodies_for("tench")] == ["carp"]
+    assert [a.text for a in bank.antibodies_for("goldfish")] == ["koi"]
+    lines = [r.getMessage() for r in caplog.records if "equal to an ID class name" in r.getMessage()]
+    assert len(lines) == 1 and "3 antibodies" in lines[0] and str(path) in lines[0]
+
+
+def test_a_bank_covering_under_half_the_classes_is_refused_unless_allowed(tmp_path, caplog):
+    from openood_immuno.immuno.antibody_sources import load_bank
+    from openood_immuno.immuno.params import ImmunoZeroShotParams
+
+    names = ["tench", "goldfish", "shark", "hen", "ostrich"]
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps(_bank_json({"tench": ["carp"], "goldfish": ["koi"], "shark": [],
+                                           "hen": [], "ostrich": []})))
+    with pytest.raises(BankError) as info:
+        load_bank(ImmunoZeroShotParams(antibody_bank=str(path)), names)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "2 of the 5 ID classes (40.0%" in message
+    assert "allow_partial_bank: true" in message
+    with caplog.at_level("WARNING"):
+        bank = load_bank(ImmunoZeroShotParams(antibody_bank=str(path), allow_partial_bank=True), names)
+    assert len(bank) == 2 and "used anyway (allow_partial_bank: true)" in caplog.text
+    half = AntibodyBank.from_json(_bank_json({"tench": ["carp"], "goldfish": ["koi"], "shark": [],
+                                              "hen": []}, names[:4]))
+    assert half.require_coverage(names[:4]) == 0.5          # exactly half: accepted
+    assert ImmunoZeroShotParams().allow_partial_bank is False
+
+
+def test_bank_and_label_files_name_a_directory_and_the_encoding(tmp_path):
+    from openood_immuno.neglabel.labelfile import import_labels
+
+    with pytest.raises(BankError, match="is a directory, not a file"):
+        AntibodyBank.load(tmp_path)
+    with pytest.raises(ValueError, match="is a directory, not a file"):
+        import_labels(tmp_path)
+    text = json.dumps(_bank_json({"tench": ["carpé"]}, ("tench",)), ensure_ascii=False)
+    utf16, latin1 = tmp_path / "utf16.json", tmp_path / "latin1.json"
+    utf16.write_text(text, encoding="utf-16")
+    latin1.write_text(text, encoding="latin-1")
+    with pytest.raises(BankError, match=r"utf16.json' is UTF-16, not UTF-8: convert it with `iconv"):
+        AntibodyBank.load(utf16)
+    with pytest.raises(BankError, match=r"latin1.json', line 1: not UTF-8 \(byte 0xe9; Latin-1\?\)"):
+        AntibodyBank.load(latin1)
+    bom = tmp_path / "bom.json"
+    bom.write_text(text, encoding="utf-8-sig")
+    assert [a.text for a in AntibodyBank.load(bom).antibodies_for("tench")] == ["carpé"]
+    labels16, labels1 = tmp_path / "labels16.txt", tmp_path / "labels1.txt"
+    labels16.write_text("noun\tcafé\n", encoding="utf-16")
+    labels1.write_text("noun\tcafé\n", encoding="latin-1")
+    with pytest.raises(ValueError, match="negative label file .*is UTF-16"):
+        import_labels(labels16)
+    with pytest.raises(ValueError, match=r"negative label file .*line 1: not UTF-8 .*Latin-1"):
+        import_labels(labels1)

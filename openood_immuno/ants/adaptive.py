@@ -4,15 +4,20 @@ lambda = F(a, b) = (1 - a) / ((1 - a) + (1 - b)), a = mean S_ens, b = mean S_vsn
 whose scores are lower on average (more "OOD-looking" test data) gets more weight. The means
 are running means over the stream; which samples enter them is the caller's choice (the paper's
 text: mined negatives; the ANTS code: every sample, on "balanced" scores). F is 0.5 when both
-means are 1 (``a + b`` uncertainty ~ 0), as in the code.
+means are 1: the ANTS code's guard is ``|(1 - a) + (1 - b)| < torch.finfo(torch.float32).eps``
+(its means are float32 tensors), and so is this one.
 """
 from __future__ import annotations
 
 import torch
 
 
-def adaptive_lambda(mean_ens: float, mean_vsnl: float, eps: float = 1e-12) -> float:
-    """``F(a, b) = (1 - a) / ((1 - a) + (1 - b))``; 0.5 when the denominator is ~0."""
+LAMBDA_EPS = float(torch.finfo(torch.float32).eps)
+"""The ANTS code's guard of the lambda denominator (float32 machine epsilon, ~1.19e-7)."""
+
+
+def adaptive_lambda(mean_ens: float, mean_vsnl: float, eps: float = LAMBDA_EPS) -> float:
+    """``F(a, b) = (1 - a) / ((1 - a) + (1 - b))``; 0.5 when ``|denominator| < eps``."""
     ua, ub = 1.0 - float(mean_ens), 1.0 - float(mean_vsnl)
     den = ua + ub
     return 0.5 if abs(den) < eps else ua / den

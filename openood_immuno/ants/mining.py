@@ -3,8 +3,9 @@
 Each batch, images whose NegLabel score ``S_base`` is below the current threshold (initially
 0.8) are cached with their predicted class. When the cache holds more than ``min_cache``
 images (200 in the ANTS code), the threshold is recomputed from every ``S_base`` seen so far
-(:func:`histogram_jump_threshold`), the cached images go to the MLLM and the cache is
-cleared; after ``max_updates`` such updates (``ens_stop_step`` = 20) caching stops.
+(:func:`histogram_jump_threshold`, the code's rule; :func:`paper_threshold` is Eq. 5-6 of the
+paper), the cached images go to the MLLM and the cache is cleared; after ``max_updates`` such
+updates (``ens_stop_step`` = 20) caching stops.
 """
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import math
+
 import numpy as np
 import torch
+
+from .params import THRESHOLD_RULES
 
 
 def histogram_jump_threshold(scores: Sequence[float] | np.ndarray | torch.Tensor, eta: float = 0.5,
@@ -42,17 +47,41 @@ def histogram_jump_threshold(scores: Sequence[float] | np.ndarray | torch.Tensor
     return threshold, upper
 
 
+def paper_threshold(scores: Sequence[float] | np.ndarray | torch.Tensor, gamma: float,
+                    eta: float) -> tuple[float, float]:
+    """``(gamma_star, gamma)``: the adaptive threshold of the ANTS paper, Eq. 5-6.
+
+    Eq. 5 keeps the candidates ``X_hat = {x : S_nl(x) < gamma}`` (``gamma`` = the initial
+    threshold); Eq. 6 takes ``X_neg = Top(X_hat, -S_nl, eta)``, the ``k`` candidates with the
+    LOWEST scores, and ``gamma_star = max_{x in X_neg} S_nl(x)``, i.e. the ``k``-th smallest
+    candidate score. The paper does not say how ``eta * |X_hat|`` is rounded: here
+    ``k = ceil(eta * |X_hat|)`` (so at least one candidate for ``eta > 0``).
+    """
+    values = np.asarray(torch.as_tensor(scores).detach().cpu().float().numpy(), dtype=np.float32).ravel()
+    if not 0.0 < eta <= 1.0:
+        raise ValueError(f"eta must be in (0, 1] for threshold_rule: paper, got {eta}")
+    candidates = np.sort(values[values < gamma])
+    if candidates.size == 0:
+        raise ValueError(f"no score below gamma={gamma}: the paper's threshold (Eq. 6) needs at "
+                         "least one candidate negative")
+    k = max(1, math.ceil(round(eta * candidates.size, 9)))
+    return float(candidates[k - 1]), float(gamma)
+
+
 @dataclass
 class NegativeImageMiner:
     """Online state of the mining step (threshold, score history, candidate cache); the
     settings are :class:`~.params.ANTSParams`' ``init_threshold``, ``eta``, ``hist_bins``,
-    ``mine_min_cache`` and ``ens_max_updates``."""
+    ``mine_min_cache``, ``ens_max_updates`` and ``threshold_rule`` (``code``: histogram jump;
+    ``paper``: Eq. 5-6 with ``gamma = init_threshold``). ``upper`` is the bound the threshold
+    was taken under: the histogram jump's bin edge, or ``gamma``."""
 
     init_threshold: float
     eta: float
     n_bins: int
     min_cache: int
     max_updates: int
+    rule: str = "code"
     threshold: float = field(init=False)
     updates: int = field(init=False)
     upper: float | None = field(init=False)
@@ -67,6 +96,11 @@ class NegativeImageMiner:
             raise ValueError(f"hist_bins must be >= 2 (a jump needs two bins), got {self.n_bins}")
         if self.max_updates < 0 or self.min_cache < 0:
             raise ValueError("ens_max_updates and mine_min_cache must be >= 0")
+        if self.rule not in THRESHOLD_RULES:
+            raise ValueError(f"unknown threshold_rule {self.rule!r}: use one of {THRESHOLD_RULES}")
+        if self.rule == "paper" and not self.eta > 0:
+            raise ValueError("threshold_rule: paper needs eta in (0, 1] (Eq. 6 selects a "
+                             f"proportion eta of the candidates), got eta={self.eta}")
         self.reset()
 
     def reset(self) -> None:
@@ -102,8 +136,11 @@ class NegativeImageMiner:
 
     def take(self) -> list[tuple[Any, int]]:
         """Recompute the threshold from every score so far, return and clear the cache."""
-        self.threshold, self.upper = histogram_jump_threshold(torch.cat(self.history), self.eta,
-                                                              self.n_bins)
+        scores = torch.cat(self.history)
+        if self.rule == "paper":
+            self.threshold, self.upper = paper_threshold(scores, self.init_threshold, self.eta)
+        else:
+            self.threshold, self.upper = histogram_jump_threshold(scores, self.eta, self.n_bins)
         items, self.cache = self.cache, []
         self.updates += 1
         return items

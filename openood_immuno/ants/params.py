@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..llm.cost import FAILURE_BUDGET_S, GIVE_UP_AFTER
 from ..neglabel.params import NegLabelParams
 from ..params import ParamError, param
 
 MODES = ("ada", "far_only", "near_only")
 COUNT_OVER = ("all", "mined")
 ENS_POLICIES = ("code", "fifo")
+THRESHOLD_RULES = ("code", "paper")
+SCORE_GROUPINGS = ("code", "paper_ungrouped")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,10 @@ class ANTSParams(NegLabelParams):
                             choices=("auto", "float32", "float16", "bfloat16"))
     mllm_api_key_env: str = param("OPENAI_API_KEY", "environment variable holding the openai: API key")
     mllm_timeout_s: float = param(60.0, "timeout of one openai: request, seconds", low=0, low_open=True)
+    mllm_give_up_after: int = param(GIVE_UP_AFTER, "give the MLLM up after this many calls in a row "
+                                    "without any answer (later requests are skipped)", low=1)
+    mllm_failure_budget_s: float = param(FAILURE_BUDGET_S, "give the MLLM up after this many seconds "
+                                         "spent in calls without any answer", low=0, low_open=True)
     ens_prompt: str = param("Describe this image in fewer than eight words. Do not include the class "
                             "name {class_name}.", "ENS question for a mined image",
                             placeholder="{class_name}")
@@ -53,6 +60,9 @@ class ANTSParams(NegLabelParams):
     mine_min_cache: int = param(200, "ENS update when more than this many mined images are cached",
                                 low=0)
     ens_max_updates: int = param(20, "ENS updates per stream (code: ens_stop_step)", low=0)
+    threshold_rule: str = param("code", "code: eta-percentile below the histogram jump; paper: Eq. 5-6, "
+                                "the largest of the ceil(eta n) lowest scores below init_threshold",
+                                choices=THRESHOLD_RULES)
     # --- banks ---
     ens_bank_size: int = param(10_000, "rows kept in the ENS bank", low=1)
     ens_bank_policy: str = param("code", "code: new rows in front, last N kept (newest cut when full); "
@@ -66,6 +76,9 @@ class ANTSParams(NegLabelParams):
     vsnl_delta: float = param(0.08, "the paper's delta (80 of 1000 classes), used when vsnl_top_k = 0",
                               low=0, high=1, low_open=True)
     group_size: int = param(100, "ANTS-code group size of S_ens / S_vsnl", low=1, sweep=(50, 100, 200))
+    score_grouping: str = param("code", "code: S_ens / S_vsnl grouped by group_size; paper_ungrouped: "
+                                "Eq. 8 / 13, one softmax over [ID ; whole bank]",
+                                choices=SCORE_GROUPINGS)
     # --- adaptive lambda = F(mean S_ens, mean S_vsnl) ---
     lambda_means: str = param("all", "means over every stream sample (code) or mined negatives (paper)",
                               choices=COUNT_OVER, sweep=("all", "mined"))
@@ -76,10 +89,14 @@ class ANTSParams(NegLabelParams):
                                   "memory carries over from list to list")
 
     BACKEND = ("mllm", "mllm_strict", "mllm_batch_size", "mllm_device", "mllm_dtype",
-               "mllm_api_key_env", "mllm_timeout_s")
+               "mllm_api_key_env", "mllm_timeout_s", "mllm_give_up_after", "mllm_failure_budget_s")
     """The parameters the MLLM backend depends on (a change reloads it)."""
 
     def check(self) -> None:
         if self.mllm.strip().lower() not in ("none", "scripted") and ":" not in self.mllm:
             raise ParamError(f"mllm must be hf:NAME_OR_PATH, openai:MODEL@URL, scripted "
                              f"or none, got {self.mllm!r}")
+        if self.threshold_rule == "paper" and self.eta == 0:
+            raise ParamError("eta must be in (0, 1] with threshold_rule: paper (Eq. 6 keeps a "
+                             "proportion eta of the candidates), got 0: raise eta or use "
+                             "threshold_rule: code")

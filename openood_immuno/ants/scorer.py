@@ -5,16 +5,19 @@ One call of :meth:`ANTSScorer.score` processes one batch in stream order (the or
 ANTS code's ``postprocess``):
 
 1. S_base = NegLabel score, pred = arg-max over ID classes;
-2. mining: images with S_base < threshold are cached (:class:`NegativeImageMiner`);
+2. mining: images with S_base < threshold are cached (:class:`NegativeImageMiner`; the
+   threshold by ``threshold_rule``);
 3. ENS update when the cache holds more than ``mine_min_cache`` images (at most
    ``ens_max_updates`` per stream): threshold recomputed, the MLLM describes every cached
    image, sentences encoded raw and added to the ENS bank;
 4. VSNL update at batch ``vsnl_start_batch`` and every ``vsnl_interval`` batches after: the
    most frequent predicted classes (over all predictions: code; over mined images: paper) get
-   ``vsnl_names_per_class`` similar names each (asked once per class);
+   ``vsnl_names_per_class`` similar names each (asked once per class; the bank in the code's
+   cache order, :mod:`.vsnl`);
    a space that the mode never reads is not built (``far_only``: no VSNL calls; ``near_only``:
    the threshold still adapts, but mined images are not described), which changes no score;
-5. S_ens, S_vsnl over [ID ; bank] (S_base while a bank is empty), and the output by ``mode``:
+5. S_ens, S_vsnl over [ID ; bank] (S_base while a bank is empty; grouped as the code, or one
+   softmax with ``score_grouping: paper_ungrouped``), and the output by ``mode``:
    ``far_only`` = S_ens, ``near_only`` = S_vsnl, ``ada`` = lambda S_ens + (1 - lambda) S_vsnl.
 
 Without an MLLM (``backend=None``, or one that failed to load: :func:`load_mllm`) the banks stay
@@ -34,7 +37,7 @@ from PIL import Image
 from ..data import load_rgb
 from ..llm.parsing import parse_description, parse_list
 from ..llm.vision import MLLMBackend, build_vision_backend
-from ..scores.ants import balanced_bank_score, bank_score
+from ..scores.ants import ANTSScores, fused_ants_scores
 from .adaptive import RunningMean, adaptive_lambda, fuse
 from ..neglabel.scorer import NegLabelScorer
 from .ens import ENSBank, dedupe
@@ -51,7 +54,8 @@ def load_mllm(params: ANTSParams, who: str = "ANTS") -> Optional[MLLMBackend]:
     NegLabel's: the run is degraded)."""
     p = params
     backend = build_vision_backend(p.mllm, p.mllm_batch_size, p.mllm_device, p.mllm_dtype,
-                                   p.mllm_api_key_env, p.mllm_timeout_s)
+                                   p.mllm_api_key_env, p.mllm_timeout_s, p.mllm_give_up_after,
+                                   p.mllm_failure_budget_s)
     if backend is None:
         log.info("%s: mllm=none, scoring exactly as NegLabel", who)
         return None
@@ -84,7 +88,7 @@ class ANTSScorer:
         self.net = self.base = None
         p = params
         self.miner = NegativeImageMiner(p.init_threshold, p.eta, p.hist_bins, p.mine_min_cache,
-                                        p.ens_max_updates)
+                                        p.ens_max_updates, p.threshold_rule)
         self.ens = ENSBank(p.ens_bank_size, p.ens_bank_policy)
         self.vsnl = VSNLBank()
         self.mean_ens, self.mean_vsnl = RunningMean(), RunningMean()
@@ -120,12 +124,20 @@ class ANTSScorer:
     @torch.no_grad()
     def score(self, features: torch.Tensor, sources: Optional[Sequence[Any]] = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(pred, conf)`` for one batch; ``sources`` = image paths (or PIL images) of the rows."""
+        """``(pred, conf)`` for one batch; ``sources`` = image paths (or PIL images) of the rows.
+
+        Every grouped score of the batch comes from one :func:`fused_ants_scores` call (one ID
+        log-sum-exp, one matmul over ``[negative labels ; ENS ; VSNL]``); only a batch that
+        changed a bank is scored a second time, with the new banks (S_base and pred do not
+        depend on the banks, so mining sees the same values).
+        """
         if self.base is None:
             raise RuntimeError("ANTS scorer used before fit(): call fit(net, id_features) first")
         p = self.params
         self.batch_index += 1
-        pred, s_base = self.base.score(features)
+        feats = features.float().to(self.base.id_text.device)
+        scores = self._fused(feats)
+        pred, s_base = scores.pred, scores.base
         self.predictions.update(pred.tolist())
         if sources is None and self.backend is not None and not self._warned_no_sources:
             log.warning("ANTS got no image paths: mined images cannot be described, the ENS bank "
@@ -133,36 +145,41 @@ class ANTSScorer:
             self._warned_no_sources = True
         mined = self.miner.observe(s_base, pred, sources if self.backend is not None else None)
         if self.backend is not None:
+            ens_before, vsnl_before = self.ens.features, self.vsnl.features
             if self.miner.ready():
                 self._update_ens()
             start, every = p.vsnl_start_batch, p.vsnl_interval
             if (p.mode != "far_only" and self.batch_index >= start
                     and (self.batch_index - start) % every == 0):
                 self._update_vsnl()
+            if self.ens.features is not ens_before or self.vsnl.features is not vsnl_before:
+                scores = self._fused(feats)
 
-        scale, gs, seed = p.logit_scale, p.group_size, p.group_seed
-        feats = features.float().to(self.base.id_text.device)
-        id_text = self.base.id_text
-        s_ens = bank_score(feats, id_text, self.ens.features, s_base, scale, gs, seed)
-        s_vsnl = bank_score(feats, id_text, self.vsnl.features, s_base, scale, gs, seed)
         if p.mode == "far_only":
-            return pred, s_ens
+            return pred, scores.ens
         if p.mode == "near_only":
-            return pred, s_vsnl
-        self._update_means(feats, s_base, s_ens, s_vsnl, mined.to(s_base.device))
+            return pred, scores.vsnl
+        self._update_means(scores, mined.to(s_base.device))
         lam = self.last_lambda = (0.5 if self.mean_ens.mean is None
                                   else adaptive_lambda(self.mean_ens.mean, self.mean_vsnl.mean))
         if len(self.ens) == 0 and len(self.vsnl) == 0:
             return pred, s_base
-        return pred, fuse(s_ens, s_vsnl, lam)
+        return pred, fuse(scores.ens, scores.vsnl, lam)
 
-    def _update_means(self, feats, s_base, s_ens, s_vsnl, mined) -> None:
+    def _fused(self, feats: torch.Tensor) -> ANTSScores:
+        """The batch's grouped scores over the current banks (balanced ones only if lambda reads them)."""
         p = self.params
-        if p.lambda_balanced:
-            s_ens = balanced_bank_score(feats, self.base.id_text, self.ens.features, s_base,
-                                        p.logit_scale, 1, p.group_seed)
-            s_vsnl = balanced_bank_score(feats, self.base.id_text, self.vsnl.features, s_base,
-                                         p.logit_scale, p.vsnl_balance_repeats, p.group_seed)
+        return fused_ants_scores(feats, self.base.id_text, self.base.neg_text, self.ens.features,
+                                 self.vsnl.features, p.logit_scale, p.n_groups, p.group_size,
+                                 p.group_seed, p.vsnl_balance_repeats,
+                                 balanced=p.mode == "ada" and p.lambda_balanced,
+                                 ungrouped=p.score_grouping == "paper_ungrouped")
+
+    def _update_means(self, scores: ANTSScores, mined: torch.Tensor) -> None:
+        """Add the batch to the running means of lambda (balanced or plain; all or mined)."""
+        p = self.params
+        s_ens, s_vsnl = ((scores.ens_balanced, scores.vsnl_balanced) if p.lambda_balanced
+                         else (scores.ens, scores.vsnl))
         if p.lambda_means == "mined":
             s_ens, s_vsnl = s_ens[mined], s_vsnl[mined]
         self.mean_ens.add(s_ens)
@@ -199,9 +216,10 @@ class ANTSScorer:
         else:
             log.warning("ANTS ENS update %d: the MLLM gave no usable description for %d images",
                         self.miner.updates, len(items))
-        log.info("ANTS ENS update %d/%d at batch %d: threshold %.4f (histogram jump below %.2f), "
+        log.info("ANTS ENS update %d/%d at batch %d: threshold %.4f (%s rule, below %.2f), "
                  "%d mined images -> %d sentences, bank %d", self.miner.updates,
-                 self.miner.max_updates, self.batch_index, self.miner.threshold, self.miner.upper,
+                 self.miner.max_updates, self.batch_index, self.miner.threshold, p.threshold_rule,
+                 self.miner.upper,
                  len(items), len(sentences), len(self.ens))
 
     def _vsnl_classes(self) -> list[int]:

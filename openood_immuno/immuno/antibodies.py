@@ -21,23 +21,33 @@ bank is complete when every name of ``class_names`` has an entry (possibly an em
 recorded in ``short``); a bank being generated is saved incomplete and resumed.
 
 Every text is de-duplicated within its class (case, spacing and surrounding punctuation
-ignored), and a text equal to any ID class name is dropped: it would reject ID images.
+ignored), and a text equal to any ID class name is dropped: it would reject ID images. Both
+happen when a class is generated (:meth:`AntibodyBank.add_class`); a loaded file is cleaned of ID
+class names again (one info line counts them), since it may have been written by hand or by
+another tool. A bank used for scoring must give antibodies to at least half of the ID classes
+(:meth:`AntibodyBank.require_coverage`) unless the caller allows a partial bank.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
 from ..cache import atomic_write_json, content_key
+from ..textfiles import read_utf8_file
+
+log = logging.getLogger(__name__)
 
 BANK_FORMAT = "openood-immuno/antibody-bank"
 BANK_VERSION = 1
 KINDS = ("near_ood", "contextual")
 _VOLATILE_PROVENANCE = ("created", "updated")
+MIN_COVERAGE = 0.5
+"""Fewest ID classes (fraction) a bank must give antibodies to (unless a partial bank is allowed)."""
 _HINT = ("build one with `openood-immuno antibodies --id imagenet --generator wordnet --out FILE` "
          "(see docs/immuno_vlm.md)")
 
@@ -130,9 +140,10 @@ class AntibodyBank:
         names = self.class_names if class_names is None else class_names
         return list(dict.fromkeys(n for n in names if n not in self.classes))
 
-    def require_complete(self, class_names: Sequence[str], where: str = "antibody bank") -> None:
-        """Raise :class:`BankError` unless every name of ``class_names`` has an entry and some
-        class has at least one antibody."""
+    def require_complete(self, class_names: Sequence[str], where: str = "antibody bank",
+                         allow_partial: bool = False) -> None:
+        """Raise :class:`BankError` unless every name of ``class_names`` has an entry, some
+        class has at least one antibody, and :meth:`require_coverage` passes."""
         missing = self.missing(class_names)
         if missing:
             own_missing = self.missing()
@@ -147,6 +158,34 @@ class AntibodyBank:
         if not any(self.classes[n] for n in set(class_names)):
             raise BankError(f"{where} holds no antibody for any of the ID classes: every "
                             f"generation failed (see its 'short' records); {_HINT}")
+        self.require_coverage(class_names, where, allow_partial)
+
+    def require_coverage(self, class_names: Sequence[str], where: str = "antibody bank",
+                         allow_partial: bool = False) -> float:
+        """The fraction of the (distinct) ``class_names`` with at least one antibody; below
+        :data:`MIN_COVERAGE` a :class:`BankError` (one line: file, coverage, fix), or with
+        ``allow_partial`` a warning."""
+        names = list(dict.fromkeys(class_names))
+        covered = sum(bool(self.classes.get(n)) for n in names)
+        fraction = covered / len(names) if names else 0.0
+        if fraction >= MIN_COVERAGE:
+            return fraction
+        what = (f"{where} gives antibodies to {covered} of the {len(names)} ID classes "
+                f"({100 * fraction:.1f}%, fewer than {100 * MIN_COVERAGE:.0f}%)")
+        if not allow_partial:
+            raise BankError(f"{what}: complete it with `openood-immuno antibodies` for these classes, "
+                            "or set allow_partial_bank: true to use it anyway")
+        log.warning("%s: used anyway (allow_partial_bank: true)", what)
+        return fraction
+
+    def drop_id_names(self) -> int:
+        """Remove every antibody equal to an ID class name (normalised); returns how many."""
+        dropped = 0
+        for name, abs_ in self.classes.items():
+            kept = [a for a in abs_ if normalise_text(a.text) not in self._id_names]
+            dropped += len(abs_) - len(kept)
+            self.classes[name] = kept
+        return dropped
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``class -> {kind: count}`` over the stored classes."""
@@ -206,16 +245,23 @@ class AntibodyBank:
         short = data.get("short") or {}
         if not isinstance(short, Mapping):
             raise BankError(f"{where}: 'short' must map class names to shortfall records")
-        return cls(names, provenance, classes, short)
+        bank = cls(names, provenance, classes, short)
+        dropped = bank.drop_id_names()
+        if dropped:
+            log.info("%s: %d antibodies equal to an ID class name dropped (they would reject ID "
+                     "images)", where, dropped)
+        return bank
 
     @classmethod
     def load(cls, path: str | Path) -> "AntibodyBank":
         """Read and validate a bank file (completeness is checked by :meth:`require_complete`)."""
         path = Path(path)
-        if not path.is_file():
-            raise BankError(f"antibody bank {str(path)!r} does not exist; {_HINT}")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            text = read_utf8_file(path, "antibody bank", _HINT)
+        except (OSError, ValueError) as exc:
+            raise BankError(str(exc)) from None
+        try:
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise BankError(f"antibody bank {str(path)!r} is not valid JSON ({exc}); {_HINT}") from None
         return cls.from_json(data, f"antibody bank {str(path)!r}")

@@ -48,17 +48,22 @@ def wordnet_bank(class_names: list[str], n_near: int, n_contextual: int, seed: i
 def bank_key(params: ImmunoZeroShotParams, class_names: Sequence[str]) -> str:
     """What :func:`load_bank` depends on."""
     if params.antibody_bank == "wordnet":
-        return content_key("wordnet", list(class_names), params.n_near, params.n_contextual, params.seed)
-    return content_key(params.antibody_bank, list(class_names))
+        return content_key("wordnet", list(class_names), params.n_near, params.n_contextual, params.seed,
+                           params.allow_partial_bank)
+    return content_key(params.antibody_bank, list(class_names), params.allow_partial_bank)
 
 
 def load_bank(params: ImmunoZeroShotParams, class_names: Sequence[str]) -> AntibodyBank:
-    """The bank of ``antibody_bank``: ``wordnet`` (on the fly) or a complete bank JSON."""
+    """The bank of ``antibody_bank``: ``wordnet`` (on the fly) or a complete bank JSON, covering
+    at least half of the ID classes unless ``allow_partial_bank``."""
     names = list(class_names)
     if params.antibody_bank == "wordnet":
-        return wordnet_bank(names, params.n_near, params.n_contextual, params.seed)
+        bank = wordnet_bank(names, params.n_near, params.n_contextual, params.seed)
+        bank.require_coverage(names, "the WordNet antibody bank (antibody_bank: wordnet)",
+                              params.allow_partial_bank)
+        return bank
     bank = AntibodyBank.load(Path(params.antibody_bank).expanduser())
-    bank.require_complete(names, f"antibody bank {params.antibody_bank!r}")
+    bank.require_complete(names, f"antibody bank {params.antibody_bank!r}", params.allow_partial_bank)
     return bank
 
 

@@ -42,6 +42,8 @@ class ImmunoZeroShotParams(Params):
     noise_sigma: float = param(1.0, "gaussian_noise ablation: a = normalise(mu_c + sigma N(0, I/d))",
                                low=0, low_open=True)
     seed: int = param(0, "bank patterns, few-shot draw, training, noise and random words", low=0)
+    allow_partial_bank: bool = param(False, "use a bank with antibodies for fewer than 50% of the ID "
+                                     "classes (refused by default)")
 
     def check(self) -> None:
         if self.delta_low > self.delta_high:

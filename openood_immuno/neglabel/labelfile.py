@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ..cache import atomic_write_text, cache_dir, content_key
+from ..textfiles import read_utf8_file
 from .mining import NegativeLabels
 
 HEADER = "# openood-immuno negative labels v1"
@@ -35,13 +36,12 @@ def export_labels(labels: NegativeLabels, path: str | os.PathLike) -> Path:
 
 
 def import_labels(path: str | os.PathLike) -> NegativeLabels:
-    """Read a file written by :func:`export_labels`; errors name the offending line."""
+    """Read a file written by :func:`export_labels`; errors name the offending line (or the
+    file: missing, a directory, not UTF-8)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"negative label file {str(path)!r} does not exist: export one "
-                                "with `openood-immuno neglabels --out FILE`")
+    text = read_utf8_file(path, "negative label file", "export one with `openood-immuno neglabels --out FILE`")
     out = NegativeLabels([], [])
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         if line.startswith("#"):
             key, sep, value = line[1:].partition(":")
             if sep and lineno > 1:

@@ -4,8 +4,12 @@ Textual Space by MLLM for OOD Detection").
     S_space(x) = grouped ID mass of logit_scale * cos(v, [t_ID ; bank])     (space = ens | vsnl)
 
 grouped as in the ANTS code (:func:`grouped_id_mass` with ``grouping='ants'``: group size fixed,
-a bank of at most ``group_size`` rows is one full softmax). Before a bank exists the score
-falls back to the NegLabel score S_base.
+a bank of at most ``group_size`` rows is one full softmax). The paper's Eq. 8 / 13 read
+literally are ONE softmax over the whole bank (``ungrouped``):
+
+    S_space(x) = sum_ID e^{z_i} / (sum_ID e^{z_i} + sum_bank e^{z_j}) = sigmoid(LSE(z_ID) - LSE(z_bank))
+
+Before a bank exists the score falls back to the NegLabel score S_base.
 
 The "balanced" variant the ANTS code uses to estimate the adaptive weight scores with group size
 = C (the number of ID classes), the VSNL bank repeated ``repeats`` times first.
@@ -56,7 +60,8 @@ class ANTSScores(NamedTuple):
 def fused_ants_scores(image_features: torch.Tensor, id_text: torch.Tensor, neg_text: torch.Tensor,
                       ens: Optional[torch.Tensor], vsnl: Optional[torch.Tensor],
                       logit_scale: float = 100.0, n_groups: int = 100, group_size: int = 100,
-                      seed: int = 0, vsnl_repeats: int = 1, balanced: bool = True) -> ANTSScores:
+                      seed: int = 0, vsnl_repeats: int = 1, balanced: bool = True,
+                      ungrouped: bool = False) -> ANTSScores:
     """All grouped scores of one ANTS batch from one ID log-sum-exp and one negative matmul.
 
     Equal (up to float rounding) to the separate calls
@@ -71,6 +76,10 @@ def fused_ants_scores(image_features: torch.Tensor, id_text: torch.Tensor, neg_t
     which compute ``logit_scale * x @ id_text.T`` and its log-sum-exp five times. Here the image
     features meet ``[neg_text ; ens ; vsnl]`` in one matmul; the VSNL bank repeated ``r`` times
     has the VSNL logits repeated ``r`` times, so the repeat costs no matmul.
+
+    ``ungrouped`` (the paper's Eq. 8 / 13): ``ens`` and ``vsnl`` are one softmax over
+    ``[ID ; whole bank]``, ``sigmoid(LSE(z_ID) - LSE(z_bank))``; S_base and the balanced scores
+    (the code's construction for lambda) are unchanged.
     """
     dim = id_text.shape[-1]
     banks = [b for b in (neg_text, ens, vsnl) if b is not None]
@@ -92,7 +101,12 @@ def fused_ants_scores(image_features: torch.Tensor, id_text: torch.Tensor, neg_t
             return base
         return grouped_mass_given_id_lse(lse_pos, z, "ants", group_size=size, seed=seed)
 
+    def output(z: torch.Tensor) -> torch.Tensor:
+        if ungrouped and z.shape[1]:
+            return torch.sigmoid(lse_pos[:, 0] - torch.logsumexp(z, dim=1))
+        return score(z, group_size)
+
     num_id = id_text.shape[0]
-    return ANTSScores(pos.argmax(dim=1), base, score(z_ens, group_size), score(z_vsnl, group_size),
+    return ANTSScores(pos.argmax(dim=1), base, output(z_ens), output(z_vsnl),
                       score(z_ens, num_id) if balanced else None,
                       score(z_vsnl.repeat(1, vsnl_repeats), num_id) if balanced else None)
