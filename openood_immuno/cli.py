@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMAND_MODULES = ("openood_immuno.immuno.commands", "openood_immuno.neglabel_commands")
+_COMMAND_MODULES = ("openood_immuno.immuno.commands", "openood_immuno.immuno.falsify_command",
+                    "openood_immuno.neglabel_commands")
 
 
 def parse_pp_args(items) -> dict[str, dict]:
