@@ -122,28 +122,45 @@ def small_minibench(minibench, tmp_path_factory):
     return root
 
 
-def test_falsify_command_on_minibench(small_minibench, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def small_bank(tmp_path_factory):
+    """Two antibody texts per ImageNet class in a bank file (the WordNet bank takes ~20 s to
+    build per seed; the falsification command is what is tested here)."""
+    from openood_immuno.classnames import resolve_class_names
+    from openood_immuno.immuno.antibodies import Antibody, AntibodyBank
+
+    names = resolve_class_names("imagenet")
+    bank = AntibodyBank(names, {"generator": "test", "model": "-", "prompts": {}, "seed": 0})
+    for name in dict.fromkeys(names):
+        bank.add_class(name, [Antibody(f"something like a {name}", "near_ood", "test"),
+                              Antibody(f"a {name} made of glass", "contextual", "test")], {})
+    return str(bank.save(tmp_path_factory.mktemp("bank") / "bank.json"))
+
+
+def test_falsify_command_on_minibench(small_minibench, small_bank, tmp_path, capsys):
     from openood_immuno.cli import run
 
     out = tmp_path / "falsify"
     rc = run(["falsify", "--data-root", str(small_minibench), "--model", "ImmunoTiny-ViT", "--pretrained",
               "none", "--device", "cpu", "--num-workers", "0", "--seeds", "0,1", "--set", "epochs=2",
-              "--set", "n_near=3", "--set", "n_contextual=1", "--output-dir", str(out)])
+              "--set", f"antibody_bank={small_bank}", "--set", "delta_low=-1", "--no-progress",
+              "--output-dir", str(out)])
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["falsification.csv", "falsification.md",
                                                      "falsification.png"]
     rows = {(r["variant"], r["statistic"]): r for r in csv.DictReader(open(out / "falsification.csv"))}
     for label in (REFERENCE, NO_ANTIBODIES):  # trained: differs by seed
         assert float(rows[label, "std"]["train_push_after"]) > 0
-    assert float(rows["mcm", "std"]["AUROC_near"]) == 0  # no training, no seed
+    for label in ("immuno_zeroshot", "mcm"):  # no training, a bank file: nothing differs by seed
+        assert float(rows[label, "std"]["AUROC_near"]) == 0
     assert "--seeds 0,1" in (out / "falsification.md").read_text()
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--seeds", "0,0"], "distinct"),
-    (["--seeds", "a"], "--seeds expects comma-separated integers"),
-    (["--variants", "immuno,nope"], "--variants: unknown"),
-    (["--variants", "mcm,immuno"], "must come first"),
+    (["--seeds", "0,0"], "repeats a seed"),
+    (["--seeds", "a"], "is not an integer"),
+    (["--variants", "immuno,nope"], "--variants: unknown variant 'nope'"),
+    (["--variants", "mcm,immuno"], "immuno first"),
     (["--set", "epochz=2"], "not a parameter of any variant"),
     (["--set", "epochs"], "--set expects KEY=VALUE"),
 ])
@@ -162,4 +179,10 @@ def test_falsify_command_names_a_missing_list(tmp_path, capsys):
 
     rc = run(["falsify", "--data-root", str(tmp_path), "--model", "ImmunoTiny-ViT", "--pretrained", "none",
               "--output-dir", str(tmp_path / "out")])
-    assert rc == 2 and "missing image list(s)" in capsys.readouterr().err
+    assert rc == 2 and "has no benchmark_imglist/ folder" in capsys.readouterr().err
+
+
+def test_command_lists_the_library_variants():
+    from openood_immuno.cli.falsify import VARIANTS
+
+    assert list(VARIANTS) == [v.label for v in DEFAULT_VARIANTS]
