@@ -207,6 +207,37 @@ def fit_scorer(name: str, net, inputs: dict, id_features: dict):
     return pp
 
 
+# ---- vaccination at the paper's scale (issue 14 item 5; owned by the falsify helper) ---------
+PAPER_TRAIN, PAPER_EPOCHS = 1_281_167, 10   # ImageNet-1K training images, the paper's 10 epochs
+
+
+def vaccination_paper_scale(device, quick: bool) -> dict:
+    """Seconds per epoch of vaccination with every tensor on ``device``, for the default
+    (fp32, batch 256) and the paper-scale setting (bf16 autocast, batch 4096), and the
+    implied time of 1.28M features x 10 epochs. On a GPU the epoch runs on all 1.28M
+    features; on a CPU on 20,000 (``quick``) or 100,000 and is scaled."""
+    from openood_immuno.immuno.vaccination import VaccinationConfig, vaccinate
+
+    gpu = device.type == "cuda"
+    n = PAPER_TRAIN if gpu else (20_000 if quick else 100_000)
+    feats = unit(n, D, 7, device)
+    labels = torch.arange(n, device=device) % N_CLASSES
+    protos, antibodies = unit(N_CLASSES, D, 8, device), unit(N_ANTIBODIES, D, 9, device)
+    owner = torch.arange(N_ANTIBODIES, device=device) % N_CLASSES
+    kappa = torch.full((N_CLASSES,), 50.0, device=device)
+    out = {"features": n, "antibodies": N_ANTIBODIES}
+    for precision, batch in (("fp32", 256), ("bf16", 4096)):
+        cfg = VaccinationConfig(hidden=512, epochs=1, lr=1e-3, batch_size=batch, weight_decay=1e-4,
+                                beta=5.0, margin=0.2, hard_k=8, seed=0, precision=precision)
+        t = timeit(lambda: vaccinate(feats, labels, protos, kappa, antibodies, owner, cfg, device,
+                                     progress=False), device, 1, warmup=1 if gpu else 0)
+        total = t * PAPER_TRAIN / n * PAPER_EPOCHS
+        out[f"{precision}_batch{batch}"] = {"s_per_epoch": t, "paper_regime_s": total}
+        print(f"vaccination {precision}, batch {batch}: {t:.2f} s/epoch on {n} features x "
+              f"{N_ANTIBODIES} antibodies; ImageNet-1K x {PAPER_EPOCHS} epochs: {total / 60:.2f} min")
+    return out
+
+
 def repeated_jpeg_list(workdir: str, data_root: str, n_images: int) -> tuple[str, int]:
     """A list file of ``n_images`` lines cycling through every image of the minibench lists
     (real JPEGs on disk; paths relative to ``data_root``). Returns (path, distinct images)."""
@@ -515,6 +546,7 @@ def main(argv=None) -> int:
           f"(batch 256), GPU peak {_mb(mem['peak'])} MB; 1.28M ImageNet images x 20 epochs would take "
           f"{t_epoch * 1_281_167 / n_train * 20 / 60:.1f} min, 16 shots x 20 epochs "
           f"{t_epoch * 16_000 / n_train * 20:.1f} s")
+    fig["vaccination_paper_scale"] = vaccination_paper_scale(device, args.quick)
     dis = torch.randn(50_000, dtype=torch.float64) * 0.05 + 0.3
     evt_labels = torch.arange(50_000) % N_CLASSES
     t_evt = timeit(lambda: EVTCalibrator.fit(dis, evt_labels, N_CLASSES, 0.5, 5), torch.device("cpu"),

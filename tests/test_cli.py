@@ -28,7 +28,7 @@ from openood_immuno.runner import EvalResult
 
 TINY = ["--model", "ImmunoTiny-ViT", "--pretrained", "none", "--device", "cpu"]
 HEAVY = ("torch", "open_clip", "transformers", "torchvision", "numpy", "PIL")
-COMMANDS = ("eval", "report", "features", "antibodies", "vaccinate", "neglabels", "openood-main")
+COMMANDS = ("eval", "report", "features", "antibodies", "vaccinate", "falsify", "neglabels", "openood-main")
 
 
 def console_script() -> str:

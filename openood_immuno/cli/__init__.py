@@ -4,6 +4,7 @@
 * :mod:`.report` -- markdown, leaderboard CSV and plots of eval results;
 * :mod:`.antibodies` -- build an Immuno-VLM antibody bank;
 * :mod:`.vaccinate` -- train and cache an Immuno-VLM rejection adapter;
+* :mod:`.falsify` -- the falsification test of Immuno-VLM's antibodies (on vs off, over seeds);
 * :mod:`.neglabels` -- export or check NegLabel's negative label list;
 * :mod:`.args` -- flags shared by several commands and the parsers of their values;
 * :mod:`.errors` -- any exception -> the one line ``openood-immuno: error: ...``.

@@ -17,6 +17,13 @@ highest cosine to ``g(z_i)`` (the hardest ones overall).
 Training runs on cached features (fast), seeded; the checkpoint is cached under a content
 key of (net identity, hyper-parameters, exact training tensors), so a second run with the
 same inputs loads it instead of training.
+
+At paper scale (ImageNet-1K: 1.28M features, 10 epochs) the loop is built for a GPU: every
+tensor stays on the device (one index transfer per epoch, none per step), nothing waits for
+the device inside an epoch (the losses are summed on it), and ``precision: bf16`` runs the
+adapter and the ``[batch, antibodies]`` cosine matrix, the dominant cost, under bf16 autocast
+with every reduction in fp32 (the loss stays within 1e-3 of fp32; tested on CPU autocast).
+Large batches (``batch_size`` 4096) then keep the device busy.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ from .adapter import RejectionAdapter
 
 log = logging.getLogger(__name__)
 ADAPTER_VERSION = 1
+PRECISIONS = ("fp32", "bf16")
 
 
 def auto_margin(features: torch.Tensor, labels: torch.Tensor, antibodies: torch.Tensor,
@@ -58,11 +66,12 @@ def vaccination_losses(g: torch.Tensor, labels: torch.Tensor, prototypes: torch.
                        kappa: torch.Tensor, antibodies: torch.Tensor, owner: torch.Tensor,
                        margin: float, hard_k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(pull, push)`` of a batch of adapted features ``g`` (see the module docstring)."""
+    g = g.float()
     weight = kappa / kappa.mean()
     pull = (weight[labels] * (1 - (g * prototypes[labels]).sum(1))).mean()
-    viol = torch.relu(g @ antibodies.T - margin)
-    own = (owner[None, :] == labels[:, None]).float()
-    push = (viol * own).sum(1) / own.sum(1).clamp(min=1)
+    viol = torch.relu((g @ antibodies.T).float() - margin)  # bf16 matmul under autocast, fp32 after
+    own = owner[None, :] == labels[:, None]
+    push = torch.where(own, viol, 0.0).sum(1) / own.sum(1).clamp(min=1)
     k = min(int(hard_k), antibodies.shape[0])
     if k > 0:
         push = push + viol.topk(k, dim=1).values.mean(1)
@@ -82,6 +91,7 @@ class VaccinationConfig:
     margin: float
     hard_k: int
     seed: int
+    precision: str = "fp32"
 
 
 def few_shot_indices(labels: torch.Tensor, paths: Sequence[str], shots: int, cap: int,
@@ -142,12 +152,17 @@ def vaccinate(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Te
               config: VaccinationConfig, device: str | torch.device = "cpu",
               progress: bool = True) -> tuple[RejectionAdapter, list[dict]]:
     """Train a :class:`RejectionAdapter` with ``pull + beta * push``; returns it (eval mode)
-    and the per-epoch history of mean loss, pull and push."""
+    and the per-epoch history of mean loss, pull and push.
+
+    ``config.precision``: ``fp32``, or ``bf16`` (autocast of the adapter and the antibody
+    cosines on the device's type; parameters, optimiser state and losses stay fp32)."""
     if features.shape[0] == 0:
         raise ValueError("vaccination needs at least one ID training feature")
     if antibodies.shape[0] == 0:
         raise ValueError("vaccination needs at least one antibody (all were filtered out: widen "
                          "delta_low/delta_high)")
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"vaccination precision must be one of {PRECISIONS}, got {config.precision!r}")
     device = torch.device(device)
     x, y = features.float().to(device), labels.long().to(device)
     mu, kap = prototypes.float().to(device), kappa.float().to(device)
@@ -162,8 +177,9 @@ def vaccinate(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Te
         adapter.train()
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, pull, push (no sync per step)
         for idx in torch.randperm(x.shape[0], generator=gen).to(device).split(config.batch_size):
-            g = adapter(x[idx])
-            pull, push = vaccination_losses(g, y[idx], mu, kap, ab, own, config.margin, config.hard_k)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                g = adapter(x[idx])
+                pull, push = vaccination_losses(g, y[idx], mu, kap, ab, own, config.margin, config.hard_k)
             loss = pull + config.beta * push
             opt.zero_grad(set_to_none=True)
             loss.backward()
