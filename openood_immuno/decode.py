@@ -102,6 +102,14 @@ class TensorPreprocess:
                    tuple(float(m) for m in norm[0].mean), tuple(float(s) for s in norm[0].std),
                    decode_device)
 
+    def __call__(self, image) -> torch.Tensor:
+        """One PIL image -> the float ``[3, crop_h, crop_w]`` the batched path gives for it (so the
+        object is also a transform, and the feature cache can fingerprint it by its output)."""
+        import torchvision.transforms.v2.functional as TF
+
+        pixels = TF.pil_to_tensor(image.convert("RGB"))
+        return self.normalize(self.resize_crop(pixels)[None])[0]
+
     def decode(self, blobs: Sequence[torch.Tensor], device: torch.device | str = "cpu",
                paths: Sequence[str] = ()) -> list[torch.Tensor]:
         """Encoded files (uint8 1-D tensors) -> RGB uint8 ``[3, H, W]`` on ``device``.
