@@ -63,7 +63,8 @@ def add_commands(subparsers) -> None:
     vac.add_argument("--data-root", required=True, help="OpenOOD data_root (holds benchmark_imglist/)")
     vac.add_argument("--config", default="immuno", help="immuno | immuno_dis | an immuno ablation")
     vac.add_argument("--bank", default=None, help="antibody bank JSON (default: the config's, 'wordnet')")
-    vac.add_argument("--shots", type=int, default=None, help="training images per class (0 = all)")
+    vac.add_argument("--shots", type=lambda v: v if v == "all" else int(v), default=None,
+                     help="training images per class (all or 0 = the whole training list)")
     vac.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a postprocessor argument (YAML value), e.g. --set margin=0.3")
     vac.add_argument("--batch-size", type=int, default=128, help="backbone batch size")
