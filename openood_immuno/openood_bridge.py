@@ -17,11 +17,14 @@ def prefill_id_predictions(evaluator) -> None:
 
     OpenOOD's ``Evaluator._classifier_inference`` (used for the ACC column) moves every
     batch with ``Tensor.cuda``; on a machine without a GPU it fails. The same predictions,
-    ``argmax_c logit_c``, come from the cached ID test features at no backbone cost.
+    ``argmax_c logit_c`` of ``net(x)`` (through the net's adapter hook when one is installed:
+    ``net.classify_features``), come from the cached ID test features at no backbone cost.
     """
     net = evaluator.net
     fs = extract_features(net, evaluator.dataloader_dict["id"]["test"], "test_imagenet")
-    logits = fs.features.to(net.device) @ net.class_text_features.T
+    classify = getattr(net, "classify_features", None)
+    logits = (classify(fs.features)[0] if classify is not None
+              else fs.features.to(net.device) @ net.class_text_features.T)
     evaluator.scores["id_preds"] = torch.argmax(logits, 1).cpu().numpy().astype(int)
     evaluator.scores["id_labels"] = fs.labels.numpy().astype(int)
 

@@ -223,3 +223,54 @@ def test_tau_is_validated_and_not_in_the_default_aps_grid():
     pp = build_postprocessor("immuno")
     assert ImmunoParams.specs()["tau"].sweep == (0.05, 0.1, 0.2, 0.5)
     assert pp.params.tau == 0.1
+
+
+# ---- real OpenOOD (skipped where it is absent, as in CI) -------------------------------------------
+def _openood_evaluator(net, minibench, tmp_path, name, monkeypatch=None):
+    """``Evaluator(..., postprocessor_name=name).eval_ood()``. With ``monkeypatch``, OpenOOD's
+    own ACC path runs (``_classifier_inference``: ``argmax net(x)``, its ``Tensor.cuda`` made a
+    no-op for a CPU); without, the bridge's ``prefill_id_predictions`` serves it from cached
+    features."""
+    pytest.importorskip("openood.evaluation_api")
+    import openood_immuno
+    from openood.evaluation_api import Evaluator
+    from openood_immuno.openood_bridge import prefill_id_predictions
+
+    openood_immuno.register()
+    evaluator = Evaluator(net, id_name="imagenet", data_root=str(minibench),
+                          config_root=str(tmp_path / "configs"), preprocessor=net.preprocess,
+                          postprocessor_name=name, batch_size=64, num_workers=0)
+    if monkeypatch is not None:
+        monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *args, **kwargs: self)
+    else:
+        prefill_id_predictions(evaluator)
+    return evaluator, evaluator.eval_ood(progress=False)
+
+
+def test_openood_acc_is_the_vaccinated_accuracy(tiny_net, minibench, tmp_path, monkeypatch):
+    from openood_immuno.features import extract_features
+    from openood_immuno.openood_bridge import prefill_id_predictions
+
+    evaluator, frame = _openood_evaluator(tiny_net, minibench, tmp_path, "immuno", monkeypatch)
+    assert tiny_net.adapter_hook is not None and tiny_net.adapter_hook.owner == "immuno"
+    id_pred, _, id_label = evaluator.scores["id"]["test"]
+    openood_pred = np.asarray(evaluator.scores["id_preds"])
+    assert np.array_equal(openood_pred, id_pred)  # argmax net(x) == the method's own predictions
+    vaccinated = 100 * float(np.mean(id_pred == id_label))
+    assert frame["ACC"].tolist() == pytest.approx([vaccinated] * len(frame))
+    fs = extract_features(tiny_net, evaluator.dataloader_dict["id"]["test"], "test_imagenet")
+    zero_shot_pred = (fs.features @ tiny_net.class_text_features.T).argmax(1).numpy()
+    assert not np.array_equal(zero_shot_pred, openood_pred)  # the hook, not zero-shot CLIP
+    prefill_id_predictions(evaluator)  # the CPU shortcut gives OpenOOD's own predictions
+    assert np.array_equal(evaluator.scores["id_preds"], openood_pred)
+    tiny_net.clear_adapter()
+
+
+def test_paper_variants_run_by_name_in_openood(tiny_net, minibench, tmp_path):
+    for name in sorted(TABLE2) + ["immuno_paper"]:
+        evaluator, frame = _openood_evaluator(tiny_net, minibench, tmp_path / name, name)
+        assert evaluator.postprocessor.name == name and list(frame.columns)[-1] == "ACC"
+        assert np.isfinite(frame.to_numpy()).all()
+        own = evaluator.scores["id"]["test"]
+        assert frame["ACC"].iloc[0] == pytest.approx(100 * float(np.mean(own[0] == own[2])))
+    tiny_net.clear_adapter()
