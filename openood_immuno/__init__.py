@@ -11,10 +11,19 @@ Quick start::
                    postprocessor_name="mcm")
     ev.eval_ood()
 """
-from .clip_net import CLIPNet, build_clip_net
-from .ymlconfig import available_postprocessors
-from .registry import build_postprocessor, register
+from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = ["CLIPNet", "build_clip_net", "build_postprocessor", "register",
-           "available_postprocessors", "__version__"]
+# public name -> module: imported on first use, so `import openood_immuno.cli` (and so
+# `openood-immuno --help`) loads no torch
+_EXPORTS = {"CLIPNet": ".clip_net", "build_clip_net": ".clip_net", "build_postprocessor": ".registry",
+            "register": ".registry", "available_postprocessors": ".ymlconfig"}
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'openood_immuno' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value

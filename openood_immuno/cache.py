@@ -20,9 +20,14 @@ import torch
 CACHE_ENV = "OPENOOD_IMMUNO_CACHE"
 
 
+def cache_root() -> Path:
+    """Cache root, ``$OPENOOD_IMMUNO_CACHE`` or ``~/.cache/openood_immuno`` (not created here)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "openood_immuno")
+
+
 def cache_dir(kind: str = "") -> Path:
-    """Cache root (``$OPENOOD_IMMUNO_CACHE`` or ``~/.cache/openood_immuno``), or a sub-folder."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "openood_immuno")
+    """Cache root (:func:`cache_root`), or a sub-folder, created if absent."""
+    root = cache_root()
     path = root / kind if kind else root
     path.mkdir(parents=True, exist_ok=True)
     return path

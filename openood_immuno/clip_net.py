@@ -30,17 +30,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.transforms as T
+from tqdm.auto import tqdm
 
 from .cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
 from .classnames import resolve_class_names
 from .seeding import seeded
 
-log = logging.getLogger(__name__)
-
 MCM_TEMPLATES = ("a photo of a {}.",)
 RANDOM_INIT = ("none", "random", "")
 _MODEL_CONFIG_DIR = Path(__file__).with_name("model_configs")
 _TEXT_BATCH = 256
+_PROGRESS_MIN_PROMPTS = 8 * _TEXT_BATCH  # fewer prompts (1000 ID classes) take seconds: no bar
 
 
 def _register_local_model_configs() -> None:
@@ -65,6 +65,19 @@ def _weights_identity(pretrained: str | None, seed: int) -> str:
     return f"tag:{pretrained}"
 
 
+@contextmanager
+def _quiet_root_log():
+    """Mute open_clip's root-logger lines ("No pretrained weights loaded", "Failed to download
+    weights"): our warning or error says the same once, with the fix."""
+    root = logging.getLogger()
+    quiet = logging.Filter("openood_immuno")  # passes only our loggers; open_clip logs to root
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
 def _create_open_clip(model: str, pretrained: str | None, seed: int):
     """Build (model, preprocess) with a clear error for every way loading can fail."""
     import open_clip
@@ -83,11 +96,10 @@ def _create_open_clip(model: str, pretrained: str | None, seed: int):
 
     random_init = pretrained is None or pretrained.lower() in RANDOM_INIT
     if random_init:
+        # one place of warning: Python's default filter shows it once per process and model
         warnings.warn(f"openood-immuno: building {name} with RANDOM weights (pretrained='none'). "
-                      "Scores are meaningless; use this only for tests and smoke runs.",
-                      stacklevel=3)
-        log.warning("RANDOM-INIT CLIP model %s: results are not meaningful", name)
-        with seeded(seed):
+                      "Scores are meaningless; use this only for tests and smoke runs.")
+        with seeded(seed), _quiet_root_log():
             clip, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
         return clip, preprocess
 
@@ -102,7 +114,8 @@ def _create_open_clip(model: str, pretrained: str | None, seed: int):
             raise ValueError(f"no pretrained weights {pretrained!r} for {name}: known tags are "
                              f"{tags or 'none'}; or pass a local checkpoint path")
     try:
-        clip, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+        with _quiet_root_log():
+            clip, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
     except Exception as exc:
         if is_path:
             raise RuntimeError(f"could not load CLIP checkpoint {pretrained!r} into {name}: {exc}. "
@@ -139,11 +152,13 @@ class CLIPNet(nn.Module):
         templates: prompt templates of the ID classifier.
         identity: string naming (model, weights); cache keys derive from it (the adapter hook
             does not change it: it changes ``forward`` only, never ``encode_image``).
+        progress: show a progress bar when encoding many texts (NegLabel's corpus, antibodies).
         adapter_hook: the installed :class:`AdapterHook`, or ``None`` (zero-shot CLIP).
     """
 
     def __init__(self, clip: nn.Module, tokenizer, preprocess: T.Compose, class_names: Sequence[str],
-                 templates: Sequence[str], identity: str, text_cache: bool = True):
+                 templates: Sequence[str], identity: str, text_cache: bool = True,
+                 progress: bool = True):
         super().__init__()
         if not isinstance(preprocess, T.Compose) or not isinstance(preprocess.transforms[-1], T.Normalize):
             raise TypeError("CLIPNet.preprocess must be a torchvision Compose ending in Normalize")
@@ -154,6 +169,7 @@ class CLIPNet(nn.Module):
         self.templates = tuple(templates)
         self.identity = identity
         self.text_cache = text_cache
+        self.progress = progress
         self._text_memo: dict[str, torch.Tensor] = {}
         self.adapter_hook: Optional[AdapterHook] = None
         self.register_buffer("class_text_features", self.encode_text(self.class_names), persistent=False)
@@ -201,7 +217,10 @@ class CLIPNet(nn.Module):
             return torch.zeros(0, self.embed_dim)
         prompts = [t.format(c) for c in texts for t in templates] if templates else texts
         chunks = []
-        for i in range(0, len(prompts), _TEXT_BATCH):
+        starts = range(0, len(prompts), _TEXT_BATCH)
+        bar = self.progress and len(prompts) >= _PROGRESS_MIN_PROMPTS
+        for i in tqdm(starts, desc=f"text encoding ({len(prompts)} prompts)", unit="batch",
+                      disable=not bar):
             tokens = self.tokenizer(prompts[i:i + _TEXT_BATCH]).to(self.device)
             chunks.append(F.normalize(self.clip.encode_text(tokens).float(), dim=-1))
         feats = torch.cat(chunks)
@@ -271,7 +290,7 @@ class CLIPNet(nn.Module):
 def build_clip_net(model: str = "ViT-B-16", pretrained: str | None = "openai",
                    class_names: str | Sequence[str] = "imagenet",
                    templates: Sequence[str] = MCM_TEMPLATES, device: str | torch.device = "cpu",
-                   seed: int = 0, text_cache: bool = True) -> CLIPNet:
+                   seed: int = 0, text_cache: bool = True, progress: bool = True) -> CLIPNet:
     """Build a :class:`CLIPNet`.
 
     Args:
@@ -283,6 +302,7 @@ def build_clip_net(model: str = "ViT-B-16", pretrained: str | None = "openai",
         device: where the model runs.
         seed: seed of the random initialisation when ``pretrained='none'``.
         text_cache: cache text features on disk, keyed by model, weights and prompts.
+        progress: a progress bar while encoding many texts (``CLIPNet.progress``).
     """
     import open_clip
 
@@ -293,4 +313,4 @@ def build_clip_net(model: str = "ViT-B-16", pretrained: str | None = "openai",
     identity = f"{_model_identity(model)}|{_weights_identity(pretrained, seed)}"
     clip = clip.to(device)
     return CLIPNet(clip, tokenizer, preprocess, resolve_class_names(class_names), templates,
-                   identity, text_cache=text_cache)
+                   identity, text_cache=text_cache, progress=progress)

@@ -3,32 +3,46 @@
 A list file ``benchmark_imglist/<id>/<split>.txt`` has one ``relative/path label`` per line
 (label -1 for OOD); paths are relative to ``data_root/<data_dir>``. The ImageNet-1K
 benchmark layout below is OpenOOD v1.5's (``openood/evaluation_api/datasets.py``).
+
+Lists are checked when read: UTF-8 (a BOM is tolerated and named), one line per image (a
+path listed twice is an error), labels in ``[0, num_classes)`` for ID lists and -1 for OOD.
+Images of every PIL mode become 8-bit RGB; 16-bit, 32-bit and float images are scaled by
+their dynamic range (:func:`to_8bit`), never clipped.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ListSpec:
-    """One image list of the benchmark: where its images live and which file lists them."""
+    """One image list of the benchmark: where its images live and which file lists them.
+
+    ``id_list``: an ID list, whose labels are class indices (-1, OOD, is refused there).
+    """
 
     name: str
     data_dir: str
     imglist: str
+    id_list: bool = False
 
 
-def _spec(name: str, data_dir: str = "images_largescale/", split: str = "test") -> ListSpec:
-    return ListSpec(name, data_dir, f"benchmark_imglist/imagenet/{split}_{name}.txt")
+def _spec(name: str, data_dir: str = "images_largescale/", split: str = "test",
+          id_list: bool = False) -> ListSpec:
+    return ListSpec(name, data_dir, f"benchmark_imglist/imagenet/{split}_{name}.txt", id_list)
 
 
-IMAGENET_ID = {s: _spec("imagenet", split=s) for s in ("train", "val", "test")}
+IMAGENET_ID = {s: _spec("imagenet", split=s, id_list=True) for s in ("train", "val", "test")}
 IMAGENET_OOD_VAL = _spec("openimage_o", split="val")
 IMAGENET_NEAR = {n: _spec(n) for n in ("ssb_hard", "ninco")}
 IMAGENET_FAR = {"inaturalist": _spec("inaturalist"),
@@ -37,39 +51,104 @@ IMAGENET_FAR = {"inaturalist": _spec("inaturalist"),
 NUM_CLASSES = {"imagenet": 1000}
 
 
-def read_imglist(path: str, num_classes: Optional[int] = None) -> list[tuple[str, int]]:
-    """Parse a list file into ``[(relative_path, label), ...]`` with errors that name the line."""
+def read_list_text(path: str) -> str:
+    """A list file's text: UTF-8 (a BOM is dropped with a warning naming the file), else one
+    error naming the file, the encoding found and the ``iconv`` command that fixes it."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image list {path!r} not found: check --data-root (it must hold "
                                 "OpenOOD's benchmark_imglist/ folder)")
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
+        raise ValueError(f"image list {path!r} is UTF-16, not UTF-8: convert it with "
+                         f"`iconv -f UTF-16 -t UTF-8 {path} > {path}.utf8` and use that file")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        log.warning("image list %s starts with a UTF-8 byte-order mark; it is ignored", path)
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = raw[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[exc.start]:02x}; Latin-1?): "
+                         f"convert the list with `iconv -f LATIN1 -t UTF-8 {path} > {path}.utf8`")
+
+
+def read_imglist(path: str, num_classes: Optional[int] = None,
+                 id_list: bool = False) -> list[tuple[str, int]]:
+    """Parse a list file into ``[(relative_path, label), ...]`` with errors that name the line.
+
+    ``id_list``: labels must be class indices (``-1`` marks OOD images, which an ID list must
+    not hold: they would be scored as OOD). A path listed twice is refused.
+    """
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            try:
-                rel, label = parts[0], int(parts[1])
-            except (IndexError, ValueError):
-                raise ValueError(f"{path}:{lineno}: expected 'relative/path label', got {line.strip()!r}")
-            if label < -1 or (num_classes is not None and label >= num_classes):
-                raise ValueError(f"{path}:{lineno}: label {label} out of range [-1, {num_classes}); "
-                                 "ID labels are class indices and OOD images use -1")
-            rows.append((rel, label))
+    first_line: dict[str, int] = {}
+    duplicates: list[tuple[str, int, int]] = []
+    for lineno, line in enumerate(read_list_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            rel, label = parts[0], int(parts[1])
+        except (IndexError, ValueError):
+            raise ValueError(f"{path}:{lineno}: expected 'relative/path label', got {line.strip()!r}")
+        if id_list and label < 0:
+            raise ValueError(f"{path}:{lineno}: label {label} in an ID list: ID labels are class "
+                             f"indices in [0, {num_classes}); OOD images (label -1) belong in an "
+                             "OOD list")
+        if label < -1 or (num_classes is not None and label >= num_classes):
+            raise ValueError(f"{path}:{lineno}: label {label} out of range [-1, {num_classes}); "
+                             "ID labels are class indices and OOD images use -1")
+        if rel in first_line:
+            duplicates.append((rel, first_line[rel], lineno))
+        else:
+            first_line[rel] = lineno
+        rows.append((rel, label))
+    if duplicates:
+        shown = ", ".join(f"{rel!r} at lines {a} and {b}" for rel, a, b in duplicates[:3])
+        raise ValueError(f"image list {path!r} lists {len(duplicates)} image(s) more than once "
+                         f"(e.g. {shown}): remove the duplicated lines")
     if not rows:
         raise ValueError(f"image list {path!r} is empty: it must list at least one image")
     return rows
 
 
+HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float image (PIL modes ``I;16*``, ``I``, ``F``) as 8-bit ``L``.
+
+    Values are scaled by the image's dynamic range, ``255 (v - min) / (max - min)``, so a 12-bit
+    scan in a 16-bit file keeps its contrast instead of being clipped to white; NaN and inf count
+    as ``min``. A constant image becomes black (value <= 0) or white.
+    """
+    arr = np.asarray(img, dtype=np.float64)
+    finite = np.isfinite(arr)
+    if not finite.any():
+        return Image.new("L", img.size, 0)
+    lo, hi = float(arr[finite].min()), float(arr[finite].max())
+    arr = np.where(finite, arr, lo)
+    if hi > lo:
+        out = np.rint((arr - lo) * (255.0 / (hi - lo)))
+    else:
+        out = np.full(arr.shape, 0 if lo <= 0 else 255)
+    return Image.fromarray(out.astype(np.uint8), "L")
+
+
 def load_rgb(path: str, listed_in: str = "") -> Image.Image:
-    """Open an image as RGB (grayscale, palette, CMYK converted); clear error when unreadable."""
+    """Open an image as RGB (grayscale, palette, CMYK, 16/32-bit and float converted); clear error
+    when unreadable or over PIL's decompression-bomb limit."""
     where = f" (listed in {listed_in})" if listed_in else ""
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
+            return (to_8bit(img) if img.mode in HIGH_BIT_MODES else img).convert("RGB")
     except FileNotFoundError:
         raise FileNotFoundError(f"image {path!r}{where} does not exist: fix the list or data_root")
+    except Image.DecompressionBombError as exc:
+        raise RuntimeError(f"image {path!r}{where} is too large to open safely ({exc}): shrink it, "
+                           "remove its line from the list, or raise PIL.Image.MAX_IMAGE_PIXELS if "
+                           "you trust the file") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise RuntimeError(f"image {path!r}{where} is corrupt or truncated ({exc}): replace the "
                            "file or remove its line from the list") from exc
@@ -79,15 +158,17 @@ class ImglistDataset(Dataset):
     """Images of one list, as OpenOOD's ``ImglistDataset`` yields them.
 
     Items are dicts with ``data`` (transformed image), ``label``, ``image_name`` and ``index``.
+    ``id_list`` (default ``spec.id_list``): refuse OOD labels (-1), as in an ID list.
     ``imglist`` and ``data_dir`` mirror OpenOOD's attributes (feature caches key on them).
     """
 
     def __init__(self, data_root: str, spec: ListSpec, transform: Callable,
-                 num_classes: Optional[int] = None):
+                 num_classes: Optional[int] = None, id_list: Optional[bool] = None):
         self.name = spec.name
         self.list_path = os.path.join(data_root, spec.imglist)
         self.data_dir = os.path.join(data_root, spec.data_dir)
-        self.samples = read_imglist(self.list_path, num_classes)
+        self.samples = read_imglist(self.list_path, num_classes,
+                                    spec.id_list if id_list is None else id_list)
         self.imglist = [f"{p} {lab}" for p, lab in self.samples]
         self.transform = transform
 

@@ -1,24 +1,40 @@
 """Image features computed once per (model, weights, preprocessing, image list) and cached.
 
 Scoring K postprocessors then costs one backbone pass: every scorer in this package works
-on L2-normalised CLIP image features. The cache key covers the net's identity, its
-preprocessing, the image folder and the exact list lines; files are written atomically.
+on L2-normalised CLIP image features. The cache key (:func:`dataset_cache_key`) covers the
+net's identity (model and weights), the preprocessing (:func:`transform_fingerprint`: the
+transform's output on a fixed probe image plus its structure, class names and parameters),
+the image folder, the exact list lines, and each listed image file's size and modification
+time (ns), so an image replaced in place is encoded again. A transform that is not
+deterministic (random augmentation) is never cached: its features are extracted every time,
+with one warning per transform. Files are written atomically.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
-import re
+import random
+import types
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from tqdm.auto import tqdm
 
 from .cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
 
 log = logging.getLogger(__name__)
+CACHE_KEY_VERSION = "img-v2"
+# torchvision / timm / albumentations names of transforms that draw random numbers
+RANDOM_TRANSFORMS = ("Random", "ColorJitter", "AutoAugment", "RandAugment", "TrivialAugment", "AugMix",
+                     "GaussianBlur", "ElasticTransform", "GaussianNoise", "Mixup", "CutMix")
+_WARNED: set[str] = set()
 
 
 @dataclass
@@ -39,20 +55,132 @@ class FeatureSet:
                    self.image_paths[i:i + batch_size])
 
 
-def _stable_repr(obj) -> str:
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
+def _probe_image() -> Image.Image:
+    """A fixed 97x61 RGB probe: colour gradients with a diagonal edge (non-square, so resizing,
+    cropping and padding rules all change the output)."""
+    y, x = np.mgrid[0:61, 0:97]
+    rgb = np.stack([x * 255 // 96, y * 255 // 60, ((x + y) % 23) * 11], -1).astype(np.uint8)
+    rgb[x > y * 1.5] //= 2
+    return Image.fromarray(rgb, "RGB")
+
+
+def _structure(obj, depth: int = 0):
+    """Class names and parameters of a transform, recursively (``repr`` is often uninformative)."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, Enum):
+        return f"{type(obj).__name__}.{obj.name}"
+    if isinstance(obj, (list, tuple)):
+        return [_structure(v, depth + 1) for v in obj]
+    if isinstance(obj, Mapping):
+        return {str(k): _structure(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist() if obj.numel() <= 64 else hashlib.sha256(obj.cpu().numpy().tobytes()).hexdigest()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist() if obj.size <= 64 else hashlib.sha256(obj.tobytes()).hexdigest()
+    if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    if isinstance(obj, functools.partial):
+        return {"class": "functools.partial", "func": _structure(obj.func, depth + 1),
+                "args": _structure(obj.args, depth + 1), "kwargs": _structure(obj.keywords, depth + 1)}
+    kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    attrs = {k: v for k, v in getattr(obj, "__dict__", {}).items()
+             if not k.startswith("_") and k != "training"}
+    if isinstance(obj, torch.nn.Module):  # nn.Sequential of transforms keeps them in _modules
+        attrs.update(obj._modules)
+    if depth >= 8 or not attrs:
+        return kind
+    return {"class": kind, **{k: _structure(v, depth + 1) for k, v in sorted(attrs.items())}}
+
+
+def _class_names(structure) -> Iterator[str]:
+    if isinstance(structure, dict):
+        if "class" in structure:
+            yield structure["class"].rsplit(".", 1)[-1]
+        for v in structure.values():
+            yield from _class_names(v)
+    elif isinstance(structure, list):
+        for v in structure:
+            yield from _class_names(v)
+    elif isinstance(structure, str) and "." in structure:
+        yield structure.rsplit(".", 1)[-1]
+
+
+def _output_bytes(out) -> bytes:
+    if isinstance(out, dict):  # OpenOOD-style datasets may wrap the image
+        out = out.get("data", out)
+    arr = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+    if arr.dtype.kind == "f":
+        arr = np.round(arr.astype(np.float64), 4)  # robust to last-bit float differences
+    return str(arr.shape).encode() + arr.tobytes()
+
+
+def _apply_twice_to_probe(transform) -> tuple[bytes, bytes]:
+    """The transform's output on the probe, twice in a row; every random state left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            return _output_bytes(transform(_probe_image())), _output_bytes(transform(_probe_image()))
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def transform_fingerprint(transform) -> Optional[str]:
+    """Key of a preprocessing: its structure plus its output on a fixed probe image.
+
+    ``None`` when the transform cannot be fingerprinted as deterministic: it contains a known
+    random transform (``RandomResizedCrop``, ``ColorJitter``, ...), two applications to the
+    probe differ, or it fails on the probe. Random state is left as it was.
+    """
+    structure = _structure(transform)
+    randoms = sorted({n for n in _class_names(structure) if n.startswith(RANDOM_TRANSFORMS)})
+    why = f"it contains random transforms {randoms}" if randoms else ""
+    if not why:
+        try:
+            first, second = _apply_twice_to_probe(transform)
+            why = "two applications to the same image differ" if first != second else ""
+        except Exception as exc:  # a transform that needs other input: cannot be fingerprinted
+            why = f"it fails on a probe image ({type(exc).__name__}: {exc})"
+    if why:
+        tag = content_key(structure)
+        if tag not in _WARNED:
+            _WARNED.add(tag)
+            what = structure.get("class") if isinstance(structure, dict) else structure
+            log.warning("features of preprocessing %s are not cached: %s (they are extracted "
+                        "again on every use)", what, why)
+        return None
+    return content_key(structure, hashlib.sha256(first).hexdigest())
+
+
+def image_file_stats(data_dir: str, lines: Sequence[str]) -> list[tuple[int, int]]:
+    """``(size, mtime_ns)`` of each listed image (``(-1, -1)`` if absent: loading says so)."""
+    out = []
+    for line in lines:
+        parts = line.split()
+        try:
+            st = os.stat(os.path.join(data_dir, parts[0])) if parts else None
+        except OSError:
+            st = None
+        out.append((st.st_size, st.st_mtime_ns) if st else (-1, -1))
+    return out
 
 
 def dataset_cache_key(net, dataset) -> Optional[str]:
-    """Key of a dataset's features under ``net``; ``None`` if the dataset cannot be keyed."""
+    """Key of a dataset's features under ``net``; ``None`` if the dataset cannot be keyed
+    (no list lines, folder or net identity) or its transform is not deterministic."""
     imglist = getattr(dataset, "imglist", None)
     data_dir = getattr(dataset, "data_dir", None)
     transform = getattr(dataset, "transform", None) or getattr(dataset, "transform_image", None)
     identity = getattr(net, "identity", None)
     if imglist is None or data_dir is None or identity is None:
         return None
-    return content_key("img-v1", identity, _stable_repr(transform), os.path.abspath(data_dir),
-                       [line.strip() for line in imglist])
+    preprocessing = transform_fingerprint(transform)
+    if preprocessing is None:
+        return None
+    lines = [line.strip() for line in imglist]
+    return content_key(CACHE_KEY_VERSION, identity, preprocessing, os.path.abspath(data_dir), lines,
+                       image_file_stats(data_dir, lines))
 
 
 def _image_path(dataset, batch: dict, i: int) -> str:

@@ -20,25 +20,28 @@ zero-shot accuracy of the net's classifier on the ID test set, as OpenOOD report
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
-from .cache import atomic_write_text
 from .data import (IMAGENET_FAR, IMAGENET_ID, IMAGENET_NEAR, IMAGENET_OOD_VAL, NUM_CLASSES,
-                   ImglistDataset, ListSpec, make_loader)
+                   ImglistDataset, ListSpec, make_loader, read_imglist)
 from .features import FeatureSet, LazyFeatures, extract_features
 from .metrics import METRIC_NAMES, compute_all_metrics
 from .postprocessor_base import ImmunoPostprocessor
+from .results import RunStatus, run_status
 
 log = logging.getLogger(__name__)
 PROTOCOLS = ("openood", "stream")
+RESERVED_SET_NAMES = ("id", "nearood", "farood")  # a table row or scores_id.npz
 
 
 @dataclass
@@ -51,9 +54,26 @@ class BenchmarkLists:
     far: Mapping[str, ListSpec] = field(default_factory=lambda: dict(IMAGENET_FAR))
     extra: Mapping[str, ListSpec] = field(default_factory=dict)
 
+    def __post_init__(self):
+        taken = {*self.near, *self.far, *RESERVED_SET_NAMES, self.ood_val.name,
+                 *(spec.name for spec in self.id.values())}
+        clash = sorted(taken & set(self.extra))
+        if clash:
+            raise ValueError(f"--extra-ood name(s) {clash} collide with the benchmark's own sets or "
+                             f"rows {sorted(taken)}: give the extra list another name (e.g. "
+                             f"{clash[0]}_extra=...)")
+
     @property
     def ood(self) -> dict[str, ListSpec]:
         return {**self.near, **self.far, **self.extra}
+
+    def roles(self) -> dict[str, ListSpec]:
+        """Every list by its role: ``id_train``, ``id_val``, ``id_test``, ``ood_val``, ``ood:<set>``."""
+        return {**{f"id_{split}": spec for split, spec in self.id.items()}, "ood_val": self.ood_val,
+                **{f"ood:{name}": spec for name, spec in self.ood.items()}}
+
+
+_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def parse_extra_ood(items: Iterable[str], data_dir: str = "images_largescale/") -> dict[str, ListSpec]:
@@ -63,8 +83,50 @@ def parse_extra_ood(items: Iterable[str], data_dir: str = "images_largescale/") 
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise ValueError(f"--extra-ood expects NAME=LIST (LIST relative to data_root), got {item!r}")
+        if not _SET_NAME.match(name):
+            raise ValueError(f"--extra-ood name {name!r} must be letters, digits, '_', '.' or '-' "
+                             "(it names a table row and a file), e.g. imagenet_o=...")
+        if name in out:
+            raise ValueError(f"--extra-ood names {name!r} twice: give each extra list its own name")
         out[name] = ListSpec(name, data_dir, path)
     return out
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+REQUIRED_ROLES = ("id_test",)  # with every OOD list; train and val lists are checked if present
+
+
+def validate_benchmark(data_root: str, lists: BenchmarkLists,
+                       num_classes: Optional[int]) -> dict[str, Optional[dict]]:
+    """Check every list of the benchmark before any model is built; the lists' content keys.
+
+    The ID test list and every OOD list must exist; ID train/val and OOD val lists are checked
+    when present (a postprocessor that needs a missing one says so when it asks). Each list is
+    parsed as the runner will parse it (:func:`read_imglist`: encoding, labels in range, no -1
+    in ID lists, no duplicated lines, not empty). Returns ``{role: {list, data_dir, sha256,
+    images} or None}`` (``None``: optional list absent), the lists' part of a run's key.
+    """
+    if not os.path.isdir(data_root):
+        raise FileNotFoundError(f"data root {data_root!r} not found: check --data-root (it must be "
+                                "OpenOOD's data_root, the folder holding benchmark_imglist/)")
+    keys: dict[str, Optional[dict]] = {}
+    required = {*REQUIRED_ROLES, *(f"ood:{name}" for name in lists.ood)}
+    for role, spec in lists.roles().items():
+        path = os.path.join(data_root, spec.imglist)
+        if role not in required and not os.path.isfile(path):
+            keys[role] = None
+            continue
+        rows = read_imglist(path, num_classes, id_list=role.startswith("id_"))
+        keys[role] = {"list": spec.imglist, "data_dir": spec.data_dir, "images": len(rows),
+                      "sha256": _sha256(path)}
+    return keys
 
 
 class FeatureStore:
@@ -79,7 +141,9 @@ class FeatureStore:
         self._id_features: Optional[LazyFeatures] = None
 
     def loader(self, spec: ListSpec):
-        dataset = ImglistDataset(self.data_root, spec, self.net.preprocess, self.num_classes)
+        """Loader of one list; a list of ``lists.id`` is read as an ID list (no label -1)."""
+        id_list = spec.id_list or spec in self.lists.id.values()
+        dataset = ImglistDataset(self.data_root, spec, self.net.preprocess, self.num_classes, id_list)
         return make_loader(dataset, self.batch_size, self.num_workers)
 
     def get(self, key: str, spec: ListSpec) -> FeatureSet:
@@ -156,30 +220,48 @@ class EvalResult:
     artifacts: dict = field(default_factory=dict)
     scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
+    @property
+    def run_status(self) -> RunStatus:
+        """ok / partial / degraded, from the postprocessor's ``status()`` (see ``results``)."""
+        return run_status(self.status)
+
     def format(self) -> str:
         width = 10 if self.std is None else 15  # "100.00±100.00" must never be cut
-        lines = [f"{'':<14}" + "".join(f"{m:>{width}}" for m in METRIC_NAMES)]
+        lines = [] if self.run_status.ok else [f"{self.run_status.tag(self.postprocessor)}: not "
+                                               f"{self.postprocessor}'s own numbers"]
+        lines.append(f"{'':<14}" + "".join(f"{m:>{width}}" for m in METRIC_NAMES))
         for name, vals in self.rows.items():
             cells = [f"{v:.2f}" if self.std is None else f"{v:.2f}±{s:.2f}"
                      for v, s in zip(vals, (self.std or {}).get(name, vals))]
             lines.append(f"{name:<14}" + "".join(c.rjust(width) for c in cells))
         return "\n".join(lines)
 
-    def write_csv(self, folder: str) -> str:
-        """``ood.csv`` in OpenOOD's results layout (dataset, FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC)."""
+    def write_files(self, folder: str) -> list[str]:
+        """Write the result into ``folder`` (``results.write_run`` gives a fresh one); file names.
+
+        ``ood.csv`` in OpenOOD's results layout (dataset, FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC;
+        stream runs add ``std_*``) plus a last ``status`` column (``ok`` or ``DEGRADED: ...``)
+        on every row; ``scores_<set>.npz``; ``artifacts.npz`` if any.
+        """
         os.makedirs(folder, exist_ok=True)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["dataset", *METRIC_NAMES] + (["std_" + m for m in METRIC_NAMES] if self.std else []))
+        writer.writerow(["dataset", *METRIC_NAMES]
+                        + (["std_" + m for m in METRIC_NAMES] if self.std else []) + ["status"])
+        label = self.run_status.label
         for name, vals in self.rows.items():
             extra = [f"{s:.2f}" for s in self.std[name]] if self.std else []
-            writer.writerow([name, *[f"{v:.2f}" for v in vals], *extra])
-        path = str(atomic_write_text(buf.getvalue(), os.path.join(folder, "ood.csv")))
-        for name, (pred, conf, label) in self.scores.items():
-            np.savez_compressed(os.path.join(folder, f"scores_{name}.npz"), pred=pred, conf=conf, label=label)
+            writer.writerow([name, *[f"{v:.2f}" for v in vals], *extra, label])
+        with open(os.path.join(folder, "ood.csv"), "w", encoding="utf-8", newline="") as fh:
+            fh.write(buf.getvalue())
+        files = ["ood.csv"]
+        for name, (pred, conf, label_) in self.scores.items():
+            files.append(f"scores_{name}.npz")
+            np.savez_compressed(os.path.join(folder, files[-1]), pred=pred, conf=conf, label=label_)
         if self.artifacts:
-            np.savez_compressed(os.path.join(folder, "artifacts.npz"), **self.artifacts)
-        return path
+            files.append("artifacts.npz")
+            np.savez_compressed(os.path.join(folder, files[-1]), **self.artifacts)
+        return files
 
 
 def _table(per_set: Mapping[str, list[float]], near: Sequence[str], far: Sequence[str],

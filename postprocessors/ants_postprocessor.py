@@ -11,7 +11,8 @@ The method is :class:`openood_immuno.ants.ANTSScorer` (over a NegLabel scorer, w
 
 MLLM loading failures: with ``mllm_strict: false`` (default) ANTS logs an ERROR and warns,
 then scores exactly as NegLabel (``status()['degraded']`` is True); ``mllm_strict: true``
-raises at fit instead.
+raises at fit instead. Any failed MLLM request also makes ``status()['degraded']`` True, with
+the counts in ``degraded_reason`` and ``mllm_cost``.
 """
 from __future__ import annotations
 
@@ -62,8 +63,12 @@ class ANTSPostprocessor(ImmunoPostprocessor):
             self.scorer.reset()
 
     def status(self) -> dict:
-        """Online state (threshold, bank sizes, lambda), MLLM cost, and whether ANTS degraded."""
-        return {**self._scorer().status(), "degraded": self.degraded}
+        """Online state (threshold, bank sizes, lambda), MLLM cost, and whether ANTS degraded:
+        the MLLM failed to load, or any of its requests failed (``degraded_reason`` says which)."""
+        failed = None if self.backend is None else self.backend.cost.failure_note()
+        reason = ("MLLM unavailable: NegLabel scores" if self.degraded
+                  else f"MLLM: {failed}" if failed else None)
+        return {**self._scorer().status(), "degraded": bool(reason), "degraded_reason": reason}
 
     def score_features(self, features, image_paths=None):
         return self._scorer().score(features, image_paths)

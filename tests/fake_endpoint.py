@@ -1,10 +1,15 @@
-"""Base of the local OpenAI-compatible test servers (loopback only, no logging)."""
+"""Local OpenAI-compatible test servers: loopback only, no logging, every wait bounded."""
+import contextlib
 import json
-from http.server import BaseHTTPRequestHandler
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_HANG_S = 30.0   # a handler that "never answers" gives up after this, or when the test ends
 
 
 class QuietJSONHandler(BaseHTTPRequestHandler):
-    """``send_json`` / ``send_body`` helpers; subclasses implement ``do_GET`` / ``do_POST``."""
+    """``send_json`` / ``send_body`` / ``hang`` helpers; subclasses implement ``do_GET`` / ``do_POST``."""
 
     def log_message(self, *args):
         pass
@@ -18,3 +23,59 @@ class QuietJSONHandler(BaseHTTPRequestHandler):
 
     def send_json(self, obj, code: int = 200) -> None:
         self.send_body(json.dumps(obj).encode(), code)
+
+    def read_json(self):
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def hang(self) -> None:
+        """Never answer (until the test stops the server, at most MAX_HANG_S)."""
+        self.server.stop.wait(MAX_HANG_S)
+
+    def trickle(self, every_s: float = 0.5) -> None:
+        """Answer 200 with a body that arrives one byte every ``every_s`` s, bounded."""
+        body = b" " * 10_000
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for i in range(int(MAX_HANG_S / every_s)):
+            if self.server.stop.wait(every_s):
+                return
+            try:
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+            except OSError:
+                return
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64   # a batch's requests arrive at once: none may wait for a SYN retry
+
+
+@contextlib.contextmanager
+def serving(handler, **attrs):
+    """Serve ``handler`` on 127.0.0.1 (free port); ``attrs`` become server attributes."""
+    srv = LoopbackServer(("127.0.0.1", 0), handler)
+    srv.stop, srv.requests = threading.Event(), []
+    for k, v in attrs.items():
+        setattr(srv, k, v)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.stop.set()
+        srv.shutdown()
+        srv.server_close()
+
+
+def base_url(srv) -> str:
+    return f"http://127.0.0.1:{srv.server_address[1]}/v1"
+
+
+def dead_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,11 +1,10 @@
-"""ANTS pieces on hand-made inputs: threshold rule, miner, lambda, banks, parsing, bank scores."""
+"""ANTS pieces on hand-made inputs: threshold rule, miner, lambda, banks, bank scores."""
 import numpy as np
 import pytest
 import torch
 
 from openood_immuno.ants import (ENSBank, NegativeImageMiner, RunningMean, VSNLBank, adaptive_lambda,
-                                 fuse, histogram_jump_threshold, parse_description,
-                                 parse_similar_names)
+                                 fuse, histogram_jump_threshold)
 from openood_immuno.scores.ants import balanced_bank_score, bank_score
 from openood_immuno.scores.grouped import grouped_id_mass
 
@@ -107,23 +106,6 @@ def test_vsnl_bank_asks_each_class_once_and_unions_active_ones():
     assert bank.missing([1, 7]) == [7]
     assert bank.update([7], {7: ["kayak"]}) == ["kayak"]          # 3 and 1 inactive: out of the bank
     assert bank.update([1], {}) == ["lynx", "puma"]              # kept answer reused, not asked again
-
-
-# ---- parsing ---------------------------------------------------------------------------------
-def test_parse_description():
-    assert parse_description("Answer: A goldfish swimming in a bowl.\nmore", "goldfish") == \
-        "A swimming in a bowl"
-    assert parse_description('  "Snowy mountain peak at dawn."  ') == "Snowy mountain peak at dawn"
-    assert parse_description("ASSISTANT: 12345 !!") is None
-    assert parse_description("") is None and parse_description(None) is None
-
-
-def test_parse_similar_names():
-    text = "Sure! Here are five:\n1. Tiger (stripes)\n2) lynx - spotted cat\n- Leopard\n3. tabby cat\n4. Tiger\n5: cheetah"
-    assert parse_similar_names(text, "tabby cat") == ["Tiger", "lynx", "Leopard", "cheetah"]
-    assert parse_similar_names("puma, ocelot, serval", "cat") == ["puma", "ocelot", "serval"]
-    assert parse_similar_names("no list here", "cat") == []
-    assert len(parse_similar_names("\n".join(f"{i}. name{i}" for i in range(1, 9)))) == 5
 
 
 # ---- bank scores -----------------------------------------------------------------------------

@@ -1,20 +1,22 @@
 """MLLM backends: a real transformers VLM (tiny, random, built locally), an OpenAI-compatible
 endpoint served locally, the scripted backend, and failure handling."""
+import _thread
 import base64
 import io
-import json
 import logging
 import threading
-from http.server import ThreadingHTTPServer
+import time
 
 import pytest
-from fake_endpoint import QuietJSONHandler
 import torch
+from fake_endpoint import QuietJSONHandler, base_url, serving
 from PIL import Image
 
-from openood_immuno.ants import parse_description, parse_similar_names
-from openood_immuno.ants.mllm import (MLLMBackend, OpenAIVision, ScriptedBackend, TransformersVLM,
-                                      build_backend)
+from openood_immuno.llm import hub
+from openood_immuno.llm.errors import BackendUnavailable
+from openood_immuno.llm.parsing import parse_description, parse_list
+from openood_immuno.llm.vision import (MLLMBackend, OpenAIVision, ScriptedBackend, TransformersVLM,
+                                       build_vision_backend)
 
 WORDS = ("a photo of the small red dog cat bird tree car boat house sky field water "
          "snowy mountain near lake with two people walking tiger lynx kayak").split()
@@ -67,16 +69,17 @@ def _images(n):
 
 
 def test_transformers_vlm_generates_batched_greedy_and_parses(tiny_vlm, caplog):
-    backend = build_backend(f"hf:{tiny_vlm}", batch_size=2, device="cpu")
+    backend = build_vision_backend(f"hf:{tiny_vlm}", batch_size=2, device="cpu")
     assert isinstance(backend, TransformersVLM)
     backend.load()
     assert backend.processor.tokenizer.padding_side == "left"
     prompts = [f"Describe this image in fewer than eight words. Do not include the class name {c}."
                for c in ("dog", "cat", "boat")]
-    with caplog.at_level(logging.INFO, logger="openood_immuno.ants.mllm"):
+    with caplog.at_level(logging.INFO, logger="openood_immuno.llm.vision"):
         answers = backend.generate(prompts, _images(3), max_new_tokens=6, task="ENS describe")
     assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
     assert backend.cost.calls == 2 and backend.cost.requests == 3 and backend.cost.failures == 0
+    assert backend.cost.images == 3
     assert 0 < backend.cost.tokens <= 3 * 6 and backend.cost.seconds > 0
     assert "ENS describe" in caplog.text
     # greedy: the same request gives the same answer, alone or in a left-padded batch
@@ -89,11 +92,11 @@ def test_transformers_vlm_generates_batched_greedy_and_parses(tiny_vlm, caplog):
     names = backend.generate(["Give five different class names that share visual features with "
                               "tiger, excluding tiger."], None, max_new_tokens=8, task="VSNL names")
     assert isinstance(names[0], str)
-    assert all(n in " ".join(WORDS) for n in parse_similar_names(names[0], "tiger"))
+    assert all(n in " ".join(WORDS) for n in parse_list(names[0], "tiger", limit=5))
 
 
 def test_transformers_vlm_missing_model_fails_clearly():
-    backend = build_backend("hf:/nonexistent/vlm-folder", device="cpu")
+    backend = build_vision_backend("hf:/nonexistent/vlm-folder", device="cpu")
     with pytest.raises(RuntimeError, match="local folder"):
         backend.load()
 
@@ -107,12 +110,14 @@ class _Endpoint(QuietJSONHandler):
         self.send_json({"data": [{"id": "tiny"}]})
 
     def do_POST(self):
-        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        payload = self.read_json()
         _Endpoint.seen.append((payload, self.headers.get("Authorization")))
         content = payload["messages"][0]["content"]
         text = content[0]["text"]
         if "FAIL" in text:
             return self.send_json({"error": "boom"}, 500)
+        if "HANG" in text:
+            return self.hang()
         images = [c for c in content if c["type"] == "image_url"]
         if images:
             raw = base64.b64decode(images[0]["image_url"]["url"].split(",", 1)[1])
@@ -126,23 +131,20 @@ class _Endpoint(QuietJSONHandler):
 
 @pytest.fixture
 def endpoint():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     _Endpoint.seen = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serving(_Endpoint) as srv:
+        yield base_url(srv)
 
 
 def test_openai_compatible_endpoint(endpoint, monkeypatch):
     monkeypatch.setenv("TEST_MLLM_KEY", "sk-test")
-    backend = build_backend(f"openai:tiny@{endpoint}", batch_size=2, api_key_env="TEST_MLLM_KEY")
+    backend = build_vision_backend(f"openai:tiny@{endpoint}", batch_size=2, api_key_env="TEST_MLLM_KEY")
     assert isinstance(backend, OpenAIVision)
     backend.load()
     answers = backend.generate(["describe", "describe", "FAIL please"], _images(3), 12, "ENS describe")
     assert answers[:2] == ["A 40 by 30 picture", "A 47 by 35 picture"] and answers[2] is None
     assert backend.cost.failures == 1 and backend.cost.tokens == 6 and backend.cost.calls == 2
+    assert backend.cost.images == 2 and backend.cost.failure_note() == "1 of 3 requests failed"
     payload, auth = _Endpoint.seen[0]
     assert auth == "Bearer sk-test" and payload["temperature"] == 0 and payload["max_tokens"] == 12
     assert payload["messages"][0]["content"][1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
@@ -150,17 +152,17 @@ def test_openai_compatible_endpoint(endpoint, monkeypatch):
 
 
 def test_openai_endpoint_down_fails_at_load():
-    backend = build_backend("openai:tiny@http://127.0.0.1:9/v1", timeout_s=2)
+    backend = build_vision_backend("openai:tiny@http://127.0.0.1:9/v1", timeout_s=2)
     with pytest.raises(RuntimeError, match="not reachable"):
         backend.load()
 
 
 def test_scripted_backend_is_deterministic_and_warns():
     with pytest.warns(UserWarning, match="not a model"):
-        backend = build_backend("scripted")
+        backend = build_vision_backend("scripted")
     a = backend.generate(["x", "y"], _images(2))
     assert a == backend.generate(["x", "y"], _images(2)) and all(s.startswith("A ") for s in a)
-    names = parse_similar_names(backend.generate(["similar to tiger"])[0])
+    names = parse_list(backend.generate(["similar to tiger"])[0], limit=5)
     assert len(names) == 5
 
 
@@ -182,6 +184,54 @@ def test_a_raising_backend_yields_none_and_a_warning(caplog):
 
 @pytest.mark.parametrize("spec", ["gpt-4o", "hf:", "openai:model-without-url", "llava"])
 def test_bad_specs_name_the_fix(spec):
-    with pytest.raises(ValueError, match="hf:<model name or local path>"):
-        build_backend(spec)
-    assert build_backend("none") is None
+    with pytest.raises(ValueError, match="unknown mllm .*hf:<model name or local path>"):
+        build_vision_backend(spec)
+    assert build_vision_backend("none") is None
+
+
+def test_openai_url_without_model_uses_the_first_listed(endpoint):
+    backend = build_vision_backend(f"openai:{endpoint}")
+    backend.load()
+    assert backend.model == "tiny" and backend.spec == f"openai:tiny@{endpoint}"
+
+
+def test_an_endpoint_failing_every_request_is_counted_and_given_up(endpoint, caplog):
+    backend = build_vision_backend(f"openai:tiny@{endpoint}", batch_size=2)
+    backend.load()
+    with caplog.at_level(logging.WARNING):
+        answers = backend.generate(["FAIL"] * 14, _images(14))
+    assert answers == [None] * 14 and len(_Endpoint.seen) == 10   # 5 batches of 2, then given up
+    assert backend.cost.requests == 10 and backend.cost.failures == 10 and backend.cost.skipped == 4
+    assert backend.cost.images == 0 and "given up after 5 calls in a row" in caplog.text
+    assert backend.cost.failure_note() == "10 of 10 requests failed, 4 not sent (endpoint given up)"
+
+
+def test_ctrl_c_during_concurrent_requests_stops_at_once(endpoint):
+    backend = build_vision_backend(f"openai:tiny@{endpoint}", batch_size=4, timeout_s=30)
+
+    def workers():
+        return [t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
+
+    before = len(workers())
+    threading.Timer(0.5, _thread.interrupt_main).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        backend.generate(["HANG"] * 4, _images(4))
+        time.sleep(10)   # not reached: the interrupt arrives while the requests hang
+    assert time.monotonic() - start < 3
+    deadline = time.monotonic() + 3
+    while len(workers()) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(workers()) <= before   # no worker left blocked on a socket
+
+
+def test_offline_hub_vlm_not_cached_fails_in_seconds(monkeypatch):
+    import transformers  # noqa: F401  (the import itself is not what is timed)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "request_json", lambda *a, **k: pytest.fail("the Hub was contacted"))
+    backend = build_vision_backend("hf:openood-immuno-tests/no-such-vlm", device="cpu")
+    start = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="not in the local Hugging Face cache and HF_HUB_OFFLINE"):
+        backend.load()
+    assert time.monotonic() - start < 5

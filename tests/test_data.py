@@ -69,3 +69,62 @@ def test_interrupted_cache_write_leaves_nothing_readable(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
     target.write_bytes(b"damaged")
     assert torch_load_cached(target) is None and not target.exists()
+
+
+def test_list_encodings_are_named_with_the_fix(tmp_path, caplog):
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbfa.jpg 0\nb.jpg 1\n")
+    with caplog.at_level("WARNING", logger="openood_immuno.data"):
+        assert read_imglist(str(bom)) == [("a.jpg", 0), ("b.jpg", 1)]  # the BOM is not in the path
+    assert "bom.txt starts with a UTF-8 byte-order mark" in caplog.text
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("a.jpg 0\ncaf\u00e9.jpg 1\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.txt:2: not UTF-8 \(byte 0xe9; Latin-1\?\): convert "
+                                         r"the list with `iconv -f LATIN1 -t UTF-8 .*latin\.txt >"):
+        read_imglist(str(latin))
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_bytes("a.jpg 0\n".encode("utf-16"))
+    with pytest.raises(ValueError, match=r"utf16\.txt' is UTF-16, not UTF-8: convert it with `iconv "
+                                         r"-f UTF-16 -t UTF-8"):
+        read_imglist(str(utf16))
+
+
+def test_id_lists_refuse_ood_labels_and_duplicates_are_reported(tmp_path):
+    spec = _write_list(tmp_path, ["a.jpg 0", "b.jpg -1"])
+    assert ImglistDataset(str(tmp_path), spec, str).samples[1] == ("b.jpg", -1)  # an OOD list
+    with pytest.raises(ValueError, match=r"l\.txt:2: label -1 in an ID list: ID labels are class "
+                                         r"indices in \[0, 1000\)"):
+        ImglistDataset(str(tmp_path), spec, str, 1000, id_list=True)
+    spec = _write_list(tmp_path, ["a.jpg 0", "b.jpg 1", "a.jpg 2", "c.jpg 3", "b.jpg 1", "a.jpg 0"])
+    with pytest.raises(ValueError, match=r"l\.txt' lists 3 image\(s\) more than once \(e\.g\. 'a\.jpg' "
+                                         r"at lines 1 and 3, 'b\.jpg' at lines 2 and 5, 'a\.jpg' at "
+                                         r"lines 1 and 6\): remove the duplicated lines"):
+        read_imglist(str(tmp_path / spec.imglist))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_high_bit_depth_images_are_scaled_by_their_range_not_clipped(tmp_path, mode):
+    import numpy as np
+
+    ramp = np.linspace(0, 4095, 64).reshape(8, 8)  # a 12-bit scan: all above 255
+    arr = {"I;16": ramp.astype(np.uint16), "I": ramp.astype(np.int32) - 1000,
+           "F": (ramp / 4095).astype(np.float32)}[mode]
+    path = tmp_path / ("img.png" if mode == "I;16" else "img.tiff")
+    Image.fromarray(arr).save(path)
+    with Image.open(path) as img:
+        assert img.mode == mode
+    rgb = np.asarray(load_rgb(str(path)))
+    assert rgb.shape == (8, 8, 3) and rgb.min() == 0 and rgb.max() == 255
+    assert np.all(np.diff(rgb[..., 0].ravel().astype(int)) >= 0)  # order kept: a ramp stays a ramp
+    assert len(np.unique(rgb)) > 50  # not an all-white (clipped) or two-level frame
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.full((4, 4), 60000, np.uint16)).save(flat)
+    assert np.asarray(load_rgb(str(flat))).min() == 255
+
+
+def test_decompression_bomb_names_the_file(tmp_path, monkeypatch):
+    Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64x64 > 2x the limit: PIL refuses
+    with pytest.raises(RuntimeError, match=r"image '.*big\.png' \(listed in l\.txt\) is too large to "
+                                           r"open safely .*MAX_IMAGE_PIXELS"):
+        load_rgb(str(tmp_path / "big.png"), "l.txt")

@@ -53,11 +53,11 @@ def test_register_with_incompatible_openood(monkeypatch):
         openood_immuno.register()
 
 
-def test_console_command_reports_bad_input_in_one_line(tmp_path, capsys):
+def test_console_command_reports_bad_input_in_one_line(minibench, tmp_path, capsys):
     from openood_immuno.cli import run
 
-    argv = ["eval", "--data-root", str(tmp_path), "--model", "ImmunoTiny-ViT", "--pretrained",
-            str(tmp_path / "missing.pt")]
+    argv = ["eval", "--data-root", str(minibench), "--model", "ImmunoTiny-ViT", "--pretrained",
+            str(tmp_path / "missing.pt"), "--output-dir", str(tmp_path / "out")]
     assert run(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("openood-immuno: error: CLIP checkpoint") and "Traceback" not in err

@@ -5,10 +5,13 @@ import pytest
 
 from openood_immuno.classnames import imagenet_classes
 from openood_immuno.immuno.antibodies import Antibody, AntibodyBank, BankError
-from openood_immuno.immuno.generators import (AntibodyGenerator, ClassInfo, Generated, build_bank,
-                                              id_classes, make_generator)
-from openood_immuno.immuno.parsing import parse_list, screen_candidates
-from openood_immuno.immuno.wordnet_gen import WordNetGenerator, load_wordnet, random_wordnet_words
+from openood_immuno.immuno.bank_quality import bank_quality, quality_lines
+from openood_immuno.immuno.generation import AntibodyGenerator, ClassInfo, Generated
+from openood_immuno.immuno.generators import build_bank, id_classes, make_generator
+from openood_immuno.immuno.screening import screen_candidates
+from openood_immuno.immuno.wordnet_gen import (WordNetGenerator, WuPalmer, first_unused, load_wordnet,
+                                               random_wordnet_words)
+from openood_immuno.llm.parsing import parse_list
 
 PROV = {"generator": "test", "model": "none", "prompts": {}, "seed": 0, "params": {}}
 WANT = {"near_ood": 2, "contextual": 1}
@@ -133,7 +136,8 @@ def test_wordnet_name_lookup_fallbacks_and_short_record(tmp_path):
     classes = id_classes(["tench", "zebra finch sculpture", "qwzxv"])
     gen = WordNetGenerator(n_near=3, n_contextual=2)
     bank = build_bank(gen, classes, tmp_path / "b.json", progress=False)
-    assert {a.text for a in bank.antibodies_for("tench") if a.kind == "near_ood"} >= {"carp"}
+    tench = [a for a in bank.antibodies_for("tench") if a.kind == "near_ood"]
+    assert len(tench) == 3 and all(a.source.endswith(":hop1") for a in tench)  # co-hyponyms (cyprinids)
     sculpture = [a for a in bank.antibodies_for("zebra finch sculpture") if a.kind == "near_ood"]
     assert sculpture and all(a.source.startswith("wordnet:sculpture.n.01->") for a in sculpture)
     assert bank.short["qwzxv"]["near_ood"] == 0 and bank.short["qwzxv"]["contextual"] == 2
@@ -182,3 +186,93 @@ def test_random_words_avoid_id_classes():
     assert [len(w) for w in words] == [3, 5] and words == random_wordnet_words([3, 5], classes, seed=1)
     id_names = {n.lower() for _, n in imagenet_classes()}
     assert not {w.lower() for ws in words for w in ws} & id_names
+
+
+def test_wu_palmer_matches_nltk():
+    wn, wup = load_wordnet(), WuPalmer()
+    for a, b in [("tiger.n.02", "liger.n.01"), ("tiger.n.02", "puppy.n.01"), ("tench.n.01", "carp.n.02"),
+                 ("pizza.n.01", "viand.n.01"), ("dog.n.01", "cat.n.01")]:
+        a, b = wn.synset(a), wn.synset(b)
+        assert wup(a, b) == pytest.approx(a.wup_similarity(b))
+    dog = wn.synset("dog.n.01")
+    assert wup(dog, dog) == 1.0  # nltk: 0.93 (its depths follow the longest hypernym path)
+
+
+def test_first_unused_changes_the_tail_least():
+    ranked = [Antibody(t, "near_ood", "x") for t in "abcde"]
+    used: set = set()
+    picks = ["".join(a.text for a in first_unused(ranked, 3, used)) for _ in range(5)]
+    assert picks == ["abc", "abd", "abe", "acd", "ace"]
+    assert [a.text for a in first_unused(ranked[:2], 3, used)] == ["a", "b"]  # too few: all of them
+
+
+@pytest.fixture(scope="module")
+def sibling_bank(tmp_path_factory):
+    """The WordNet bank of a hard ImageNet subset: every dog breed (118 siblings and cousins
+    under dog.n.01) plus a few other classes (the full 1000-class figures are in the docs)."""
+    wn = load_wordnet()
+    dog = wn.synset("dog.n.01")
+    dogs = [ClassInfo(name, wnid) for wnid, name in imagenet_classes()
+            if dog in wn.synset_from_pos_and_offset("n", int(wnid[1:])).closure(lambda s: s.hypernyms())]
+    others = [c for c in id_classes("imagenet") if c.name in
+              {"tench", "goldfish", "tiger", "lion", "tabby cat", "lemon", "orange", "volcano", "pizza"}]
+    classes = others + dogs
+    gen = WordNetGenerator(n_near=10, n_contextual=1)
+    bank = build_bank(gen, classes, tmp_path_factory.mktemp("bank") / "siblings.json", progress=False)
+    return gen, classes, bank
+
+
+def test_wordnet_sibling_lists_are_distinct_and_full(sibling_bank):
+    _, classes, bank = sibling_bank
+    assert len(classes) > 120
+    q = bank_quality(bank)
+    assert q["classes"] == len(classes) and q["distinct_share"] >= 0.95 and q["short_near"] == 0
+    golden, labrador = ({a.text for a in bank.antibodies_for(n) if a.kind == "near_ood"}
+                        for n in ("Golden Retriever", "Labrador Retriever"))
+    assert golden != labrador and len(golden & labrador) >= 5  # siblings: similar, not identical
+    tiger = [a.text for a in bank.antibodies_for("tiger") if a.kind == "near_ood"]
+    assert {"liger", "tiglon"} <= set(tiger) and not {"puppy", "brood bitch", "cur"} & set(tiger)
+
+
+def test_wordnet_ranks_by_similarity_and_never_names_an_id_class(sibling_bank):
+    gen, classes, bank = sibling_bank
+    wn, wup = load_wordnet(), WuPalmer()
+    ids = {c: wn.synset_from_pos_and_offset("n", int(c.wnid[1:])) for c in classes}
+    id_texts = {n.replace("_", " ").lower() for s in ids.values() for x in [s, *s.closure(lambda t: t.hyponyms())]
+                for n in x.lemma_names()} | {c.name.lower() for c in classes}
+    for cls in (c for c in classes if c.name in {"tench", "Golden Retriever", "pizza", "Beagle"}):
+        own = ids[cls]
+        ranked = [a for a in gen.ranked(cls, own) if not wn.synset(a.source.split("->")[1].split(":")[0])
+                  .instance_hypernyms()]
+        scores = []
+        for a in ranked:
+            cand = wn.synset(a.source.split("->")[1].split(":")[0])
+            sim = wup(cand, own)
+            other = max(wup(cand, s) for c, s in ids.items() if s != own)
+            scores.append(sim - max(0.0, other - sim))
+        assert len(scores) > 10 and scores == sorted(scores, reverse=True)
+    near = {a.text.lower() for n in bank.classes for a in bank.antibodies_for(n) if a.kind == "near_ood"}
+    assert near and not near & id_texts
+
+
+def test_bank_quality_summary():
+    prov = {**PROV, "params": {"n_near": 2}}
+    bank = AntibodyBank(["tench", "goldfish", "tiger"], prov)
+    src = "wordnet:tench.n.01->carp.n.02:hop1"
+    bank.add_class("tench", [Antibody("carp", "near_ood", src), Antibody("chub", "near_ood", src.replace("carp.n.02", "chub.n.01")),
+                             Antibody("a melting tench", "contextual", "p")], WANT)
+    bank.add_class("goldfish", [Antibody("Chub", "near_ood", "wordnet:goldfish.n.01->chub.n.01:hop3"),
+                                Antibody("carp ", "near_ood", "wordnet:goldfish.n.01->carp.n.02:hop3")], WANT)
+    bank.add_class("tiger", [Antibody("liger", "near_ood", "llm")], WANT)
+    q = bank_quality(bank, examples=["tiger", "absent"])
+    assert q["distinct_near_lists"] == 2 and q["distinct_share"] == pytest.approx(2 / 3, abs=1e-4)
+    assert q["largest_shared"] == {"classes": 2, "names": ["tench", "goldfish"]}
+    assert (q["short_near"], q["short_examples"], q["mean_near"]) == (1, ["tiger"], pytest.approx(5 / 3, abs=0.01))
+    assert q["mean_hop"] == pytest.approx(2.0) and 0.8 < q["mean_wup"] < 1.0
+    assert q["examples"] == {"tiger": ["liger"]}
+    text = "\n".join(quality_lines(q))
+    assert "2 distinct over 3 classes (66.7%)" in text and "1 classes (33.3%) short of 2" in text
+    llm = AntibodyBank(["tiger"], PROV)
+    llm.add_class("tiger", [Antibody("lion statue", "near_ood", "llm:hard_negatives")], {"near_ood": 3})
+    q = bank_quality(llm)
+    assert q["mean_wup"] is None and q["mean_hop"] is None and q["short_near"] == 1

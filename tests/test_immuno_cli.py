@@ -1,5 +1,4 @@
 """``openood-immuno antibodies`` / ``vaccinate`` and Immuno-VLM end to end on minibench."""
-import argparse
 import json
 import time
 
@@ -9,17 +8,11 @@ import pytest
 from openood_immuno import build_postprocessor
 from openood_immuno.data import IMAGENET_ID, ImglistDataset, make_loader
 from openood_immuno.immuno.antibodies import AntibodyBank
-from openood_immuno.immuno.commands import add_commands
+from openood_immuno.cli import main as run
+from openood_immuno.cli.args import UsageError
 from openood_immuno.metrics import compute_all_metrics
 
 TINY = ["--model", "ImmunoTiny-ViT", "--pretrained", "none", "--device", "cpu"]
-
-
-def run(argv):
-    parser = argparse.ArgumentParser(prog="openood-immuno")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def test_antibodies_cli_builds_the_full_imagenet_bank_offline_and_resumes(tmp_path, capsys):
@@ -68,7 +61,7 @@ def minibench_loaders(net, root):
 
 
 def test_vaccinate_cli_then_setup_reuses_the_adapter(tiny_net, minibench, capsys):
-    assert run(["vaccinate", "--data-root", str(minibench), "--num-workers", "0", "--set", "epochs=3",
+    assert run(["vaccinate", "--data-root", str(minibench), "--num-workers", "0", "--pp-arg", "immuno.epochs=3",
                 *TINY]) == 0
     printed = capsys.readouterr().out
     assert "trained" in printed and "push" in printed
@@ -103,7 +96,7 @@ def test_zeroshot_and_dis_fit_through_setup(tiny_net, minibench):
 
 
 def test_vaccinate_cli_rejects_a_config_without_adapter(minibench):
-    with pytest.raises(SystemExit, match="no rejection adapter"):
+    with pytest.raises(UsageError, match="--config immuno_zeroshot has no rejection adapter"):
         run(["vaccinate", "--data-root", str(minibench), "--config", "immuno_zeroshot", *TINY])
 
 

@@ -1,18 +1,15 @@
 """LLM antibody generators: an OpenAI-compatible endpoint on a local stdlib server, and a tiny
 randomly initialised transformers causal LM built from a local config (no download)."""
-import json
 import logging
 import re
-import socket
-import threading
 import time
-from http.server import ThreadingHTTPServer
 
 import pytest
-from fake_endpoint import QuietJSONHandler
+from fake_endpoint import QuietJSONHandler, base_url, dead_port, serving
 
 from openood_immuno.immuno.antibodies import AntibodyBank
-from openood_immuno.immuno.generators import GeneratorUnavailable, build_bank, id_classes, make_generator
+from openood_immuno.immuno.generation import GeneratorUnavailable
+from openood_immuno.immuno.generators import build_bank, id_classes, make_generator
 
 CLASSES = id_classes(["tench", "goldfish", "magpie"])
 
@@ -26,11 +23,14 @@ class ChatHandler(QuietJSONHandler):
             self.send_error(404)
 
     def do_POST(self):
-        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        payload = self.read_json()
         self.server.requests.append(payload)
         mode = self.server.mode
         if mode in ("500", "401"):
             self.send_error(int(mode))
+            return
+        if mode == "dead":
+            self.hang()
             return
         if mode == "slow":
             time.sleep(1.0)
@@ -47,21 +47,16 @@ class ChatHandler(QuietJSONHandler):
 
 @pytest.fixture()
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), ChatHandler)
-    srv.mode, srv.requests = "good", []
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(ChatHandler, mode="good") as srv:
+        yield srv
 
 
-def url(srv):
-    return f"openai:http://127.0.0.1:{srv.server_address[1]}/v1"
+def url(srv, model=""):
+    return f"openai:{model}@{base_url(srv)}" if model else f"openai:{base_url(srv)}"
 
 
-def openai_gen(srv, **kw):
-    return make_generator(url(srv), n_near=3, n_contextual=2, retry_wait=0, **kw)
+def openai_gen(srv, model="", **kw):
+    return make_generator(url(srv, model), n_near=3, n_contextual=2, retry_wait=0, **kw)
 
 
 def test_openai_good_answers_fill_the_bank(server, tmp_path):
@@ -90,8 +85,8 @@ def test_openai_garbage_is_logged_and_the_run_continues(server, tmp_path, caplog
 def test_openai_http_500_leaves_classes_pending_then_resume_fills_them(server, tmp_path, caplog):
     server.mode = "500"
     out = tmp_path / "b.json"
-    with caplog.at_level(logging.WARNING):
-        bank = build_bank(openai_gen(server, retries=1), CLASSES, out, progress=False)
+    with caplog.at_level(logging.WARNING):   # a failure budget that these 12 failures do not spend
+        bank = build_bank(openai_gen(server, retries=1, give_up_after=100), CLASSES, out, progress=False)
     assert bank.missing() == ["tench", "goldfish", "magpie"] and "HTTP 500" in caplog.text
     assert "re-run the same command" in caplog.text
     server.mode = "good"
@@ -111,19 +106,16 @@ def test_openai_stops_after_consecutive_failures_and_saves(server, tmp_path):
 
 def test_openai_timeout_is_reported(server, tmp_path, caplog):
     server.mode = "slow"
-    gen = openai_gen(server, retries=0, timeout=0.3)
+    gen = openai_gen(server, retries=0, timeout_s=0.3)
     with caplog.at_level(logging.WARNING):
         bank = build_bank(gen, CLASSES[:1], tmp_path / "b.json", progress=False)
     assert bank.missing() == ["tench"] and "no answer within 0.3 s" in caplog.text
 
 
 def test_openai_unavailable_endpoint_and_auth_errors_are_clear(server, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
     with pytest.raises(GeneratorUnavailable, match="unreachable.*start the server"):
-        make_generator(f"openai:http://127.0.0.1:{dead}/v1")
-    with pytest.raises(GeneratorUnavailable, match="http"):
+        make_generator(f"openai:http://127.0.0.1:{dead_port()}/v1")
+    with pytest.raises(ValueError, match="unknown generator 'openai:ftp://example/v1' .*http"):
         make_generator("openai:ftp://example/v1")
     server.mode = "401"
     with pytest.raises(GeneratorUnavailable, match="HTTP 401.*API key.*saved in"):
@@ -158,7 +150,7 @@ def tiny_lm(tmp_path_factory):
 
 def test_transformers_tiny_lm_garbage_is_recorded_as_short(tiny_lm, tmp_path):
     gen = make_generator(f"hf:{tiny_lm}", n_near=3, n_contextual=2, retries=1, retry_wait=0,
-                         max_new_tokens=16, local_files_only=True)
+                         max_new_tokens=16)
     bank = build_bank(gen, CLASSES[:2], tmp_path / "b.json", progress=False)
     assert not bank.missing() and sorted(bank.short) == ["goldfish", "tench"]
     assert all(bank.short[c]["problems"] for c in bank.short)
@@ -168,4 +160,60 @@ def test_transformers_tiny_lm_garbage_is_recorded_as_short(tiny_lm, tmp_path):
 
 def test_transformers_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(GeneratorUnavailable, match="could not load the transformers model"):
-        make_generator(f"hf:{tmp_path / 'no-such-model'}", local_files_only=True)
+        make_generator(f"hf:{tmp_path / 'no-such-model'}")
+
+
+def test_the_model_named_in_the_spec_is_used_without_listing(server, tmp_path):
+    bank = build_bank(openai_gen(server, model="other-chat", retries=0), CLASSES[:1], tmp_path / "b.json",
+                      progress=False)
+    assert bank.provenance["model"] == "other-chat" and server.requests[0]["model"] == "other-chat"
+
+
+def test_a_dead_endpoint_is_given_up_after_the_consecutive_failure_cut_off(server, tmp_path):
+    server.mode = "dead"   # accepts the connection, never answers
+    gen = openai_gen(server, model="tiny-chat", retries=2, timeout_s=0.2, give_up_after=3)
+    start = time.monotonic()
+    with pytest.raises(GeneratorUnavailable, match=r"given up after 3 calls in a row without an answer.*"
+                                                   r"no answer within 0.2 s.*3 of 3 requests failed.*saved in"):
+        build_bank(gen, CLASSES, tmp_path / "b.json", progress=False)
+    assert time.monotonic() - start < 5 and len(server.requests) == 3
+    assert AntibodyBank.load(tmp_path / "b.json").missing() == ["tench", "goldfish", "magpie"]
+
+
+def test_a_dead_endpoint_is_given_up_after_the_time_budget(server, tmp_path):
+    server.mode = "dead"
+    gen = openai_gen(server, model="tiny-chat", retries=2, timeout_s=0.2, give_up_after=100,
+                     failure_budget_s=0.5)
+    start = time.monotonic()
+    with pytest.raises(GeneratorUnavailable, match=r"spent in calls without an answer \(budget 0.5 s\)"):
+        build_bank(gen, CLASSES, tmp_path / "b.json", progress=False)
+    assert time.monotonic() - start < 5 and len(server.requests) == 3
+    assert gen.backend.cost.failures == 3 and gen.backend.cost.requests == 3
+
+
+def test_requests_and_failures_are_counted(server, tmp_path):
+    gen = openai_gen(server, retries=1)
+    build_bank(gen, CLASSES[:1], tmp_path / "b.json", progress=False)
+    assert gen.backend.cost.requests == 2 and gen.backend.cost.failures == 0
+    server.mode = "500"
+    build_bank(gen, CLASSES[1:2], tmp_path / "c.json", progress=False)
+    assert gen.backend.cost.requests == 6 and gen.backend.cost.failures == 4
+    assert gen.backend.cost.failure_note() == "4 of 6 requests failed"
+
+
+def test_unknown_generator_options_are_named():
+    with pytest.raises(ValueError, match=r"unknown LLM generator option\(s\) \['timeout'\]"):
+        make_generator("openai:http://127.0.0.1:9/v1", timeout=5)
+
+
+def test_offline_hub_model_not_cached_fails_in_seconds_with_one_line(monkeypatch):
+    import transformers  # noqa: F401  (the import itself is not what is timed)
+    from openood_immuno.llm import hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "request_json", lambda *a, **k: pytest.fail("the Hub was contacted"))
+    start = time.monotonic()
+    with pytest.raises(GeneratorUnavailable, match="could not load the transformers model .*not in the "
+                                                   "local Hugging Face cache and HF_HUB_OFFLINE is set") as err:
+        make_generator("hf:openood-immuno-tests/no-such-llm")
+    assert time.monotonic() - start < 5 and "\n" not in str(err.value)

@@ -127,12 +127,9 @@ def test_neglabel_postprocessor_and_file_import(tiny_net, tmp_path):
 
 
 def test_cli_exports_and_checks(tmp_path, tiny_net, capsys):
-    import argparse
+    from openood_immuno.cli import build_parser
 
-    from openood_immuno import neglabel_commands
-
-    parser = argparse.ArgumentParser()
-    neglabel_commands.add_commands(parser.add_subparsers())
+    parser = build_parser()
     out = tmp_path / "cli.txt"
     args = parser.parse_args(["neglabels", "--model", "ImmunoTiny-ViT", "--pretrained", "none",
                               "--device", "cpu", "--out", str(out), "--n-neg-labels", "120",

@@ -1,9 +1,14 @@
 import csv
+import json
+import logging
+import shutil
 
 import numpy as np
+import pytest
 
 from openood_immuno.cli import main
 from openood_immuno.report import LEADERBOARD_COLUMNS, published_results, write_report
+from openood_immuno.results import RunSpec, write_run
 from openood_immuno.runner import EvalResult
 
 ROWS = ["ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood"]
@@ -22,14 +27,21 @@ def _result(name, stream=False):
     return EvalResult(name, rows, None, None, {}, art if name == "immuno" else {}, scores)
 
 
+def _write(res, result, protocol="openood", pretrained="openai", **pp_args):
+    spec = RunSpec("imagenet", "ViT-B-16", pretrained, f"ViT-B-16|tag:{pretrained}", "/data",
+                   {"id_test": {"sha256": "0"}}, result.postprocessor, pp_args, protocol)
+    return write_run(str(res), spec, result)
+
+
 def test_report_markdown_leaderboard_and_plots(tmp_path, capsys):
-    run = tmp_path / "res" / "imagenet_ViT-B-16_openai"
-    _result("mcm").write_csv(str(run / "mcm"))
-    _result("immuno").write_csv(str(run / "immuno"))
-    _result("ants", stream=True).write_csv(str(run / "ants_stream"))
+    res = tmp_path / "res"
+    mcm = _write(res, _result("mcm"))
+    immuno = _write(res, _result("immuno"))
+    ants = _write(res, _result("ants", stream=True), "stream")
     md = write_report(str(tmp_path / "res"), str(tmp_path / "out")).read_text()
-    assert "| imagenet_ViT-B-16_openai | mcm | openood | 50.00 | 62.00 | 50.00 | 66.00 | 1.00 |" in md
-    assert "| imagenet_ViT-B-16_openai | ants | stream |" in md
+    assert (f"| imagenet_ViT-B-16_openai/{mcm.name} | mcm | openood | 50.00 | 62.00 | 50.00 | 66.00 | "
+            "1.00 |") in md
+    assert f"| imagenet_ViT-B-16_openai/{ants.name} | ants | stream |" in md
     assert "share of ID flagged OOD at 95% OOD recall" in md
     assert all(row["method"] in md for row in published_results()["rows"])
     with open(tmp_path / "out" / "leaderboard.csv") as fh:
@@ -37,14 +49,62 @@ def test_report_markdown_leaderboard_and_plots(tmp_path, capsys):
     assert tuple(rows[0]) == LEADERBOARD_COLUMNS
     assert {r["Arch"] for r in rows} == {"ViT-B-16"}
     pngs = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
-    assert pngs == ["ants_stream_roc_hist.png", "immuno_openood_evt_thresholds.png",
-                    "immuno_openood_roc_hist.png", "mcm_openood_roc_hist.png"]
+    assert pngs == sorted([f"{ants.name}_roc_hist.png", f"{immuno.name}_evt_thresholds.png",
+                           f"{immuno.name}_roc_hist.png", f"{mcm.name}_roc_hist.png"])
+    assert ants.name.startswith("ants_stream-") and mcm.name.startswith("mcm-")
     assert main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "cli")]) == 0
     assert "report:" in capsys.readouterr().out
 
 
 def test_report_on_empty_folder_names_the_fix(tmp_path):
-    import pytest
-
     with pytest.raises(FileNotFoundError, match="--output-dir"):
         write_report(str(tmp_path))
+
+
+def test_report_reads_only_complete_runs_and_names_unreadable_files(tmp_path, caplog):
+    res = tmp_path / "res"
+    good = _write(res, _result("mcm"))
+    broken = _write(res, _result("immuno"))
+    (broken / "scores_textures.npz").write_bytes(b"PK\x03\x04 not a zip")  # listed in run.json
+    (good / "scores_ninco.npz").write_bytes(b"stray")  # not in run.json: never opened
+    interrupted = good.parent / ".tmp-neglabel-abc123"
+    shutil.copytree(good, interrupted)
+    (interrupted / "run.json").unlink()
+    legacy = good.parent / "ants"  # an older layout, or a run killed before run.json
+    shutil.copytree(good, legacy)
+    (legacy / "run.json").unlink()
+    badjson = _write(res, _result("neglabel"))
+    (badjson / "run.json").write_text("{")
+    with caplog.at_level(logging.WARNING, logger="openood_immuno.report"):
+        md = write_report(str(res), str(tmp_path / "out")).read_text()
+    assert f"/{good.name} | mcm |" in md and f"/{broken.name} | immuno |" in md
+    assert "| neglabel" not in md and "| ants" not in md
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(f"cannot read {broken / 'scores_textures.npz'}: BadZipFile" in m for m in lines), lines
+    assert any(f"cannot read {badjson / 'run.json'}: JSONDecodeError" in m for m in lines), lines
+    assert any("1 folder(s) without run.json skipped" in m for m in lines), lines
+    assert not any("scores_ninco" in m for m in lines)
+    assert "## Skipped: files that could not be read" in md and "scores_textures.npz" in md
+    # rerun the report after a run is gone: its plots are removed, never shown beside other runs
+    shutil.rmtree(broken)
+    write_report(str(res), str(tmp_path / "out"))
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"{good.name}_roc_hist.png"]
+
+
+def test_report_marks_a_run_whose_ood_csv_says_degraded(tmp_path):
+    res = tmp_path / "res"
+    result = _result("ants")
+    result.status = {"requests": 104, "requests_failed": 104}
+    run = _write(res, result)
+    meta = json.loads((run / "run.json").read_text())
+    meta["status"] = {"label": "ok"}  # run.json and ood.csv disagree: the worse one is shown
+    (run / "run.json").write_text(json.dumps(meta))
+    md = write_report(str(res), str(tmp_path / "out")).read_text()
+    assert "| ants [DEGRADED: 104 of 104 requests failed] | openood |" in md
+
+
+def test_report_without_complete_runs_names_the_fix(tmp_path):
+    run = _write(tmp_path / "res", _result("mcm"))
+    (run / "run.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no complete run .*\(1 incomplete folder\(s\)"):
+        write_report(str(tmp_path / "res"))

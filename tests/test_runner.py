@@ -18,11 +18,13 @@ def test_cli_eval_prints_table_and_caches_features(minibench, tmp_path, capsys, 
     out = capsys.readouterr().out
     for row in ROWS:
         assert any(line.startswith(row) for line in out.splitlines()), row
-    csv_path = tmp_path / "imagenet_ImmunoTiny-ViT_none" / "mcm" / "ood.csv"
-    with open(csv_path) as fh:
+    (run,) = (tmp_path / "imagenet_ImmunoTiny-ViT_none").glob("mcm-*")
+    with open(run / "ood.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["dataset"] for r in rows] == ROWS
-    assert set(rows[0]) == {"dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC"}
+    assert set(rows[0]) == {"dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC", "status"}
+    assert {r["status"] for r in rows} == {"ok"}
+    assert (run / "run.json").is_file()
     caplog.clear()
     with caplog.at_level("INFO", logger="openood_immuno"):
         assert main(argv) == 0

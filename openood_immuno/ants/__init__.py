@@ -6,9 +6,8 @@ Detection"), one module per concept:
 * :mod:`.ens` -- the ENS bank (MLLM descriptions of mined images);
 * :mod:`.vsnl` -- the VSNL bank (MLLM names of visually similar classes);
 * :mod:`.adaptive` -- the adaptive fusion weight lambda;
-* :mod:`.scorer` -- the fitted scorer over a test stream (and MLLM loading);
+* :mod:`.scorer` -- the fitted scorer over a test stream (and MLLM loading; backends: :mod:`openood_immuno.llm`);
 * :mod:`.images` -- images of an OpenOOD batch tensor for the MLLM;
-* :mod:`.mllm` and :mod:`.parsing` -- MLLM backends and answer parsing.
 
 The bank scores themselves are pure functions in :mod:`openood_immuno.scores.ants`.
 """
@@ -16,13 +15,10 @@ from .adaptive import RunningMean, adaptive_lambda, fuse
 from .ens import ENSBank
 from .images import images_from_tensor
 from .mining import NegativeImageMiner, histogram_jump_threshold
-from .mllm import MLLMBackend, OpenAIVision, ScriptedBackend, TransformersVLM, build_backend
 from .params import ANTSParams
-from .parsing import parse_description, parse_similar_names
 from .scorer import ANTSScorer, load_mllm
 from .vsnl import VSNLBank
 
 __all__ = ["RunningMean", "adaptive_lambda", "fuse", "ENSBank", "VSNLBank", "NegativeImageMiner",
-           "histogram_jump_threshold", "MLLMBackend", "OpenAIVision", "ScriptedBackend",
-           "TransformersVLM", "build_backend", "ANTSParams", "ANTSScorer", "load_mllm",
-           "images_from_tensor", "parse_description", "parse_similar_names"]
+           "histogram_jump_threshold", "ANTSParams", "ANTSScorer", "load_mllm",
+           "images_from_tensor"]

@@ -32,14 +32,14 @@ import torch
 from PIL import Image
 
 from ..data import load_rgb
+from ..llm.parsing import parse_description, parse_list
+from ..llm.vision import MLLMBackend, build_vision_backend
 from ..scores.ants import balanced_bank_score, bank_score
 from .adaptive import RunningMean, adaptive_lambda, fuse
 from ..neglabel.scorer import NegLabelScorer
 from .ens import ENSBank, dedupe
 from .mining import NegativeImageMiner
-from .mllm import MLLMBackend, build_backend
 from .params import ANTSParams
-from .parsing import parse_description, parse_similar_names
 from .vsnl import VSNLBank
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,8 @@ def load_mllm(params: ANTSParams, who: str = "ANTS") -> Optional[MLLMBackend]:
     ``mllm_strict``, when it cannot load (an ERROR log and a warning say the scores are then
     NegLabel's: the run is degraded)."""
     p = params
-    backend = build_backend(p.mllm, p.mllm_batch_size, p.mllm_device, p.mllm_dtype,
-                            p.mllm_api_key_env, p.mllm_timeout_s)
+    backend = build_vision_backend(p.mllm, p.mllm_batch_size, p.mllm_device, p.mllm_dtype,
+                                   p.mllm_api_key_env, p.mllm_timeout_s)
     if backend is None:
         log.info("%s: mllm=none, scoring exactly as NegLabel", who)
         return None
@@ -217,7 +217,7 @@ class ANTSScorer:
         prompts = [p.vsnl_prompt.format(class_name=names[c]) for c in missing]
         answers = (self.backend.generate(prompts, None, p.vsnl_max_new_tokens, task="VSNL names")
                    if prompts else [])
-        new = {c: parse_similar_names(t, names[c], p.vsnl_names_per_class)
+        new = {c: parse_list(t, names[c], p.vsnl_names_per_class)
                for c, t in zip(missing, answers) if t is not None}
         labels = self.vsnl.update(active, new)
         self.vsnl.features = (self.net.encode_text(labels, (p.vsnl_template,)).to(self.base.id_text.device)

@@ -1,7 +1,7 @@
 """Extreme-value calibration of DIS (Immuno-VLM Sec. 3.6).
 
-For every ID class ``c`` a two-parameter Weibull is fitted (maximum likelihood,
-``scipy.stats.weibull_min`` with the location fixed) to the lower tail of the validation DIS
+For every ID class ``c`` a two-parameter Weibull is fitted (maximum likelihood with the location
+fixed; one batched fit over all classes, :func:`fit_weibull_batched`) to the lower tail of the validation DIS
 scores of the images labelled ``c`` -- the tail that borders the OOD region. A test image
 predicted as class ``c`` gets
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,28 +34,120 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def fit_weibull(x: np.ndarray) -> tuple[float, float]:
-    """``(shape, scale)`` of a Weibull with location 0 fitted to positive samples ``x`` (MLE)."""
-    from scipy import stats
+def fit_weibull_batched(tails: torch.Tensor, mask: torch.Tensor, iterations: int = 100
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Maximum-likelihood ``(shape, scale, ok)`` of a location-0 Weibull for every row at once.
 
-    x = np.asarray(x, dtype=np.float64)
-    if x.size < 3 or not np.all(np.isfinite(x)) or np.any(x <= 0) or np.ptp(x) <= 0:
-        raise ValueError(f"a Weibull fit needs >= 3 distinct positive finite samples, got {x.size}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        shape, _, scale = stats.weibull_min.fit(x, floc=0.0)
-    if not (np.isfinite(shape) and np.isfinite(scale) and shape > 0 and scale > 0):
-        raise ValueError("the Weibull fit did not converge")
-    return float(shape), float(scale)
+    ``tails`` [R, K] holds each row's samples, padded; ``mask`` [R, K] marks the real ones. With
+    ``y = ln x`` over a row's n samples, the MLE shape ``k`` is the root of the profile equation
+
+        g(k) = sum x^k y / sum x^k - 1/k - mean(y) = 0,
+
+    which is strictly increasing in ``k`` (g' = weighted variance of y + 1/k^2 > 0), and the
+    scale is ``(mean x^k)^(1/k)`` (e.g. Johnson, Kotz & Balakrishnan, "Continuous Univariate
+    Distributions" vol. 1, ch. 21). The root is found by Newton steps on ``log k``, kept inside a
+    bracket that bisection shrinks, in float64, all rows together; ``x^k`` is computed as
+    ``exp(k (y - max y))`` so it never overflows. ``ok[r]`` is False for a row with fewer than 3
+    samples, a non-positive or non-finite sample, all samples equal, or no convergence.
+    """
+    x, mask = tails.double(), mask.bool()
+    if x.shape[1] == 0:  # no row has a sample
+        nan = torch.full(x.shape[:1], float("nan"), dtype=x.dtype, device=x.device)
+        return nan, nan.clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    n = mask.sum(dim=1)
+    valid = torch.isfinite(x) & (x > 0)
+    y = torch.where(mask & valid, x, torch.ones_like(x)).log()
+    lowest, highest = torch.finfo(x.dtype).min, torch.finfo(x.dtype).max
+    y_max = torch.where(mask, y, torch.full_like(y, lowest)).amax(dim=1, keepdim=True)
+    y_min = torch.where(mask, y, torch.full_like(y, highest)).amin(dim=1, keepdim=True)
+    ok = (n >= 3) & (valid | ~mask).all(dim=1) & (y_max > y_min).squeeze(1)
+    nf = n.clamp(min=1).double()
+    yc = torch.where(mask, y - y_max, torch.zeros_like(y))           # y - max y, <= 0; 0 on padding
+    yc_mean = yc.sum(dim=1) / nf
+
+    def g_and_slope(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = torch.where(mask, torch.exp(k[:, None] * yc), torch.zeros_like(yc))
+        w = w / w.sum(dim=1, keepdim=True)
+        m1 = (w * yc).sum(dim=1)
+        var = (w * (yc - m1[:, None]) ** 2).sum(dim=1)
+        return m1 - yc_mean - 1.0 / k, var + 1.0 / k ** 2
+
+    spread = torch.where(ok, (y_max - y_min).squeeze(1), torch.ones_like(yc_mean))
+    # g < 0 at k = 1 / (2 (max y - min y)) (there 1/k > max y - mean y); g > 0 for large k
+    lo = torch.log(0.5 / spread)
+    hi = torch.log(torch.full_like(lo, 1e6))
+    y_std = torch.sqrt((torch.where(mask, yc - yc_mean[:, None], 0.0) ** 2).sum(dim=1) / nf)
+    start = math.pi / math.sqrt(6) / torch.where(ok, y_std, torch.ones_like(y_std))  # moment guess
+    u = torch.minimum(torch.maximum(start.log(), lo), hi)
+    done = ~ok
+    for _ in range(iterations):
+        k = u.exp()
+        g, slope = g_and_slope(k)
+        lo = torch.where(g < 0, u, lo)
+        hi = torch.where(g > 0, u, hi)
+        nxt = u - g / (slope * k)                                       # Newton step in u = log k
+        nxt = torch.where((nxt >= lo) & (nxt <= hi), nxt, 0.5 * (lo + hi))  # else bisect
+        done = done | ((nxt - u).abs() < 1e-12) | (g == 0)
+        u = torch.where(done, u, nxt)
+        if bool(done.all()):
+            break
+    k = u.exp()
+    root = g_and_slope(k)[0].abs() <= 1e-9 * spread                 # not stuck at a bracket end
+    w = torch.where(mask, torch.exp(k[:, None] * yc), torch.zeros_like(yc))
+    scale = torch.exp(y_max.squeeze(1) + torch.log(w.sum(dim=1) / nf) / k)
+    ok = ok & done & root & torch.isfinite(k) & torch.isfinite(scale)
+    return k, scale, ok
+
+
+def fit_weibull(x: np.ndarray) -> tuple[float, float]:
+    """``(shape, scale)`` of a Weibull with location 0 fitted to positive samples ``x`` (MLE,
+    :func:`fit_weibull_batched` on one row)."""
+    x = torch.as_tensor(np.asarray(x, dtype=np.float64)).reshape(1, -1)
+    shape, scale, ok = fit_weibull_batched(x, torch.ones_like(x, dtype=torch.bool))
+    if not bool(ok[0]):
+        raise ValueError(f"a Weibull fit needs >= 3 distinct positive finite samples, got "
+                         f"{x.shape[1]}, and a converged fit")
+    return float(shape[0]), float(scale[0])
 
 
 def lower_tail(scores: np.ndarray, tail_fraction: float, min_samples: int) -> np.ndarray:
     """The ``max(ceil(tail_fraction * n), min(n, min_samples))`` lowest scores."""
+    _check_tail_fraction(tail_fraction)
+    scores = np.sort(np.asarray(scores, dtype=np.float64))
+    return scores[:_tail_size(scores.size, tail_fraction, min_samples)]
+
+
+def _check_tail_fraction(tail_fraction: float) -> None:
     if not 0 < tail_fraction <= 1:
         raise ValueError(f"tail_fraction must lie in (0, 1], got {tail_fraction}")
-    scores = np.sort(np.asarray(scores, dtype=np.float64))
-    k = max(math.ceil(tail_fraction * scores.size), min(scores.size, int(min_samples)))
-    return scores[:k]
+
+
+def _tail_size(n, tail_fraction: float, min_samples: int):
+    """``max(ceil(tail_fraction * n), min(n, min_samples))`` for an int or an int array ``n``."""
+    return np.maximum(np.ceil(tail_fraction * np.asarray(n)).astype(np.int64),
+                      np.minimum(n, int(min_samples)))
+
+
+def class_tails(scores: np.ndarray, labels: np.ndarray, classes: np.ndarray, tail_fraction: float,
+                min_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lower tails (:func:`lower_tail`) of the scores of every class in ``classes``, padded
+    into one ``[len(classes), K]`` float64 tensor, with the mask of the real entries."""
+    _check_tail_fraction(tail_fraction)
+    keep = np.isin(labels, classes)
+    s, y = scores[keep], labels[keep]
+    order = np.lexsort((s, y))                       # by class, then ascending score
+    s, y = s[order], y[order]
+    row = np.searchsorted(classes, y)
+    counts = np.bincount(row, minlength=classes.size)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(s.size) - starts[row]             # rank of each score within its class
+    k = _tail_size(counts, tail_fraction, min_samples)
+    take = pos < k[row]
+    width = int(k.max()) if k.size else 0
+    tails = np.zeros((classes.size, width))
+    tails[row[take], pos[take]] = s[take]
+    mask = np.arange(width)[None, :] < k[:, None]
+    return torch.from_numpy(tails), torch.from_numpy(mask)
 
 
 @dataclass
@@ -82,16 +173,14 @@ class EVTCalibrator:
         shape = np.full(num_classes, pooled_fit[0])
         scale = np.full(num_classes, pooled_fit[1])
         pooled = np.ones(num_classes, dtype=bool)
-        failed = 0
-        for c in np.unique(y[(y >= 0) & (y < num_classes)]):
-            sc = s[y == c]
-            if sc.size < max(3, min_samples):
-                continue
-            try:
-                shape[c], scale[c] = fit_weibull(lower_tail(sc, tail_fraction, min_samples) - floor)
-                pooled[c] = False
-            except ValueError:
-                failed += 1
+        counts = np.bincount(y[(y >= 0) & (y < num_classes)], minlength=num_classes)
+        classes = np.flatnonzero(counts >= max(3, min_samples))
+        tails, mask = class_tails(s, y, classes, tail_fraction, min_samples)
+        fit_shape, fit_scale, ok = fit_weibull_batched(tails - floor, mask)
+        fitted = classes[ok.numpy()]
+        shape[fitted], scale[fitted] = fit_shape[ok].numpy(), fit_scale[ok].numpy()
+        pooled[fitted] = False
+        failed = int((~ok).sum())
         n_pooled = int(pooled.sum())
         log.info("EVT: per-class Weibull fits for %d of %d classes; %d use the pooled fit (%d with "
                  "fewer than %d validation samples, %d failed fits; pooled shape %.3g, scale %.3g, "

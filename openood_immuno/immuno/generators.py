@@ -1,8 +1,8 @@
-"""Antibody generators behind one interface, and the resumable bank-building driver.
+"""The generator factory and the resumable bank-building driver (Immuno-VLM, Phase 2).
 
-A generator turns one ID class into antibodies (Immuno-VLM, Phase 2)::
+A generator (interface: :mod:`.generation`) turns one ID class into antibodies::
 
-    gen = make_generator("wordnet")                       # or "hf:MODEL", "openai:URL"
+    gen = make_generator("wordnet")          # or "hf:NAME_OR_PATH", "openai:MODEL@URL", "openai:URL"
     bank = build_bank(gen, id_classes("imagenet"), "bank.json")
 
 ``build_bank`` skips classes already in the file (resume), saves atomically every few
@@ -16,70 +16,18 @@ from __future__ import annotations
 
 import logging
 import time
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from tqdm.auto import tqdm
 
 from ..classnames import imagenet_classes, resolve_class_names
-from .antibodies import Antibody, AntibodyBank
+from ..llm.errors import BackendUnavailable
+from ..llm.spec import parse_spec
+from .antibodies import AntibodyBank
+from .generation import AntibodyGenerator, ClassInfo, GeneratorUnavailable
 
 log = logging.getLogger(__name__)
-
-
-class GeneratorUnavailable(RuntimeError):
-    """The generator cannot run at all (corpus, model or endpoint missing); the message says why."""
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    """An ID class: its name and, when known, its WordNet id (``n01440764``)."""
-
-    name: str
-    wnid: Optional[str] = None
-
-
-@dataclass
-class Generated:
-    """A generator's answer for one class.
-
-    ``problems`` are human-readable log lines (garbage answers, retries); ``answered`` is
-    False when the backend produced no answer at all (transport failure), which the driver
-    counts towards stopping a run whose model or endpoint has gone away.
-    """
-
-    antibodies: list[Antibody] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    answered: bool = True
-
-
-class AntibodyGenerator(ABC):
-    """Interface of every generator: ``provenance``, ``wanted``, ``prepare``, ``generate``."""
-
-    name: str = ""
-
-    def __init__(self, n_near: int, n_contextual: int, seed: int = 0):
-        if n_near < 0 or n_contextual < 0 or n_near + n_contextual == 0:
-            raise ValueError(f"ask for at least one antibody per class (n_near={n_near}, "
-                             f"n_contextual={n_contextual})")
-        self.n_near, self.n_contextual, self.seed = int(n_near), int(n_contextual), int(seed)
-
-    @property
-    def wanted(self) -> dict[str, int]:
-        return {"near_ood": self.n_near, "contextual": self.n_contextual}
-
-    @abstractmethod
-    def provenance(self) -> dict:
-        """``generator``, ``model``, ``prompts``, ``seed``, ``params``, ``generator_version``."""
-
-    def prepare(self, classes: Sequence[ClassInfo]) -> None:
-        """Called once with *all* ID classes before generation (e.g. exclusion lists)."""
-
-    @abstractmethod
-    def generate(self, cls: ClassInfo) -> Generated:
-        """Antibodies of one class; never raises for a bad answer (reports it in ``problems``)."""
 
 
 def id_classes(id_spec: str | Sequence[str]) -> list[ClassInfo]:
@@ -99,28 +47,39 @@ def id_classes(id_spec: str | Sequence[str]) -> list[ClassInfo]:
     return [ClassInfo(n) for n in names]
 
 
+LLM_OPTIONS = ("device", "dtype", "api_key_env", "timeout_s", "temperature", "max_new_tokens",
+               "give_up_after", "failure_budget_s")
+LOOP_OPTIONS = ("retries", "retry_wait")
+
+
 def make_generator(spec: str, n_near: int = 10, n_contextual: int = 5, seed: int = 0,
                    **options) -> AntibodyGenerator:
-    """``wordnet`` | ``hf:MODEL`` (transformers name or path) | ``openai:URL`` (``.../v1``).
+    """``wordnet`` | ``hf:NAME_OR_PATH`` | ``openai:MODEL@URL`` | ``openai:URL`` (first listed model).
 
-    ``options`` go to the LLM generators (``model``, ``api_key``, ``timeout``, ``retries``,
-    ``temperature``, ``max_new_tokens``, ``device``, ``retry_wait``).
+    The model reference follows :mod:`openood_immuno.llm.spec`. ``options`` go to the LLM
+    generators: :data:`LLM_OPTIONS` to the chat backend
+    (:func:`openood_immuno.llm.chat.build_chat_backend`), :data:`LOOP_OPTIONS` to
+    :class:`~.llm_generator.LLMGenerator`.
     """
-    kind, _, target = spec.partition(":")
-    if kind == "wordnet" and not target:
+    parsed = parse_spec(spec, "generator", keywords=("wordnet",))
+    if parsed.kind == "wordnet":
         if options:
             raise ValueError(f"the wordnet generator takes no LLM options, got {sorted(options)}")
         from .wordnet_gen import WordNetGenerator
 
         return WordNetGenerator(n_near, n_contextual, seed=seed)
-    if kind in ("hf", "openai") and target:
-        from .llm import LLMGenerator, OpenAIChatBackend, TransformersChatBackend
+    unknown = sorted(set(options) - set(LLM_OPTIONS) - set(LOOP_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown LLM generator option(s) {unknown}: use {LLM_OPTIONS + LOOP_OPTIONS}")
+    from ..llm.chat import build_chat_backend
+    from .llm_generator import LLMGenerator
 
-        loop = {k: options.pop(k) for k in ("retries", "retry_wait") if k in options}
-        backend = (TransformersChatBackend if kind == "hf" else OpenAIChatBackend)(target, **options)
-        return LLMGenerator(backend, n_near, n_contextual, seed=seed, **loop)
-    raise ValueError(f"unknown generator {spec!r}: use 'wordnet', 'hf:MODEL_NAME_OR_PATH' or "
-                     "'openai:http://HOST:PORT/v1'")
+    loop = {k: options.pop(k) for k in LOOP_OPTIONS if k in options}
+    try:
+        backend = build_chat_backend(parsed, **options)
+    except BackendUnavailable as exc:
+        raise GeneratorUnavailable(str(exc)) from exc
+    return LLMGenerator(backend, n_near, n_contextual, seed=seed, **loop)
 
 
 def build_bank(generator: AntibodyGenerator, classes: Sequence[ClassInfo], out: str | Path,

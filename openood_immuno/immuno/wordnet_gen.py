@@ -1,14 +1,30 @@
 """Offline antibodies from WordNet 3.0 (nltk): the default generator, and random words.
 
-Near-OOD look-alikes of class ``c`` (synset ``s``) come from ``s``'s neighbourhood: hop 1 =
-its co-hyponyms (other children of its hypernyms), hop 2 = cousins (grandchildren of its
-grandparents), and so on up to ``max_hops`` (default 4, our choice: hop 5 reaches unrelated
-concepts, e.g. engines for "laptop computer"); a farther hop is used only when the nearer ones
-do not fill ``n_near``. Excluded: ``s`` and its whole hypernym and hyponym
-lineage, every other ID class synset with its hyponyms (their photos are ID) and hypernyms
-(a photo of "terrier" may be an ID terrier class), and every text equal to a lemma of those
-synsets or to an ID class name. Within a hop, better-known concepts come first (WordNet's
-SemCor lemma frequencies, then the synset name), so the output is deterministic.
+Near-OOD look-alikes of class ``c`` (synset ``s``) come from ``s``'s neighbourhood: the
+descendants (at most ``k + 1`` levels down) of its ancestors ``k`` = 1, 2, ... ``max_hops``
+levels up (default 4, our choice: hop 5 reaches unrelated concepts, e.g. engines for "laptop
+computer"); hop ``k`` is the distance from ``s`` to the lowest common hypernym. Farther hops
+are enumerated until ``3 n_near`` candidates are found (deeper levels stop at ``10 n_near``).
+Excluded: ``s`` and its whole hypernym and hyponym lineage, every other ID class synset with
+its hyponyms (their photos are ID) and hypernyms (a photo of "terrier" may be an ID terrier
+class), and every text equal to a lemma of those synsets or to an ID class name.
+
+Ranking (generator version 2): by the Wu-Palmer similarity to ``s`` minus the amount by which
+the candidate is closer to another ID class,
+
+    score(a) = wup(a, s) - max(0, max_{s' in ID, s' != s} wup(a, s') - wup(a, s)),
+
+so a look-alike goes to the ID class it resembles most (for "tiger", "puppy" is nearer the ID
+dog breeds and falls behind the other big cats). Ties: concepts before proper-name instances,
+then candidates named by a lemma whose first noun sense they are (CLIP reads "down" as
+feathers, not a hill), then the number of content words the two glosses share, then
+WordNet's SemCor sense counts, then the synset name; of a candidate's lemmas, the common
+nouns (not capitalised) and then the first-sense ones come first. ID siblings with the same
+neighbourhood (the dog breeds) would get identical lists; each class instead takes, in the
+class order given to ``prepare`` (so a resumed bank gets the same lists), the first
+``n_near`` subset of its ranking in lexicographic rank order (top ``n_near``, then the top
+``n_near - 1`` with the next candidate, ...) that no earlier class has, so the lists differ
+with the least change to the ranking.
 
 Contextual anomalies combine the class name with anomaly patterns ("a {c} made of clouds",
 "a melting {c}", "a robotic {c}", ...), ``n_contextual`` of them per class drawn with a
@@ -20,15 +36,18 @@ and is recorded as short.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import random
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+import re
+from typing import Iterable, Iterator, Optional, Sequence
 
 from ..cache import content_key
 from .antibodies import Antibody, normalise_text
-from .generators import AntibodyGenerator, ClassInfo, Generated, GeneratorUnavailable
-from .parsing import mentions
+from .generation import AntibodyGenerator, ClassInfo, Generated, GeneratorUnavailable
+from .screening import mentions
 
-WORDNET_GENERATOR_VERSION = 1
+WORDNET_GENERATOR_VERSION = 2
 CONTEXT_PATTERNS = (
     "{c} made of clouds", "melting {c}", "robotic {c}", "{c} made of glass",
     "{c} carved from ice", "{c} made of smoke", "{c} built from lego bricks",
@@ -101,6 +120,59 @@ def _closure(s, step) -> set:
     return out
 
 
+class WuPalmer:
+    """Wu-Palmer similarity of two synsets over hypernym and instance-hypernym links, cached:
+
+        wup(a, b) = 2 depth(l) / (d(a, l) + d(b, l) + 2 depth(l))
+
+    with ``l`` the deepest common ancestor (lowest common hypernym), ``d`` the shortest
+    hypernym-path length and ``depth`` the shortest path to the root plus one (Wu & Palmer,
+    1994); 1.0 for ``a == b``, 0.0 without a common ancestor. The per-synset ancestor maps
+    are cached, which makes it far cheaper than nltk's ``wup_similarity`` over many pairs.
+    """
+
+    def __init__(self):
+        self._anc: dict = {}
+        self._depth: dict = {}
+        self._children: dict = {}
+
+    def ancestors(self, s) -> dict:
+        """``{ancestor: shortest distance}``, ``s`` itself at 0."""
+        if s not in self._anc:
+            dist, frontier, k = {s: 0}, [s], 0
+            while frontier:
+                k += 1
+                frontier = [p for f in frontier for p in _up(f) if p not in dist]
+                for p in frontier:
+                    dist.setdefault(p, k)
+            self._anc[s] = dist
+        return self._anc[s]
+
+    def depth(self, s) -> int:
+        if s not in self._depth:
+            self._depth[s] = 1 + min((self.depth(p) for p in _up(s)), default=0)
+        return self._depth[s]
+
+    def children(self, s) -> list:
+        """Hyponyms and instance hyponyms by name (nltk's order varies with the hash seed),
+        cached (nltk builds them anew at every call)."""
+        if s not in self._children:
+            self._children[s] = sorted(_down(s), key=lambda c: c.name())
+        return self._children[s]
+
+    def __call__(self, a, b) -> float:
+        da, db = self.ancestors(a), self.ancestors(b)
+        if len(db) < len(da):
+            da, db = db, da
+        best = 0.0
+        for lcs, d1 in da.items():
+            d2 = db.get(lcs)
+            if d2 is not None:
+                depth = self.depth(lcs)
+                best = max(best, 2 * depth / (d1 + d2 + 2 * depth))
+        return best
+
+
 class IDExclusions:
     """What no antibody may be: ID synsets with their lineages, and their lemma texts."""
 
@@ -139,20 +211,79 @@ class SenseCounts:
         return sum(self.counts.get(lemma.key(), 0) for lemma in synset.lemmas())
 
 
-def neighbourhood(s, max_hops: int, popularity: Callable[[object], int]) -> Iterator[tuple[int, object]]:
-    """``(hop, synset)`` relatives of ``s`` (k generations up, then k down), nearest hop first,
-    most popular first within a hop; lazy, so far hops are only enumerated when needed."""
-    seen = {s} | _closure(s, _up) | _closure(s, _down)
-    frontier = {s}
+class IDIndex:
+    """ID class synsets by ancestor, to find the ID class nearest to a candidate quickly."""
+
+    def __init__(self, synsets: Iterable, wup: WuPalmer):
+        self.wup = wup
+        self.below: dict = {}
+        for s in set(synsets):
+            for anc, dist in wup.ancestors(s).items():
+                self.below.setdefault(anc, []).append((dist, s.name(), s))
+        for rows in self.below.values():
+            rows.sort(key=lambda r: r[:2])
+        self._top2: dict = {}
+
+    def nearest_other(self, cand, own) -> float:
+        """``max wup(cand, s')`` over the ID synsets ``s' != own`` (0.0 if none)."""
+        if cand not in self._top2:
+            best: dict = {}
+            for anc, d1 in self.wup.ancestors(cand).items():
+                depth = self.wup.depth(anc)
+                for d2, _, s in self.below.get(anc, ())[:2]:
+                    sim = 2 * depth / (d1 + d2 + 2 * depth)
+                    if sim > best.get(s, -1.0):
+                        best[s] = sim
+            self._top2[cand] = sorted(best.items(), key=lambda kv: (-kv[1], kv[0].name()))[:2]
+        return next((sim for s, sim in self._top2[cand] if s is not own), 0.0)
+
+
+_STOP = frozenset("a an and any are as at be by e for from g has having in into is it its of on "
+                  "or other that the their to used usually which with".split())
+
+
+@functools.lru_cache(maxsize=None)
+def gloss_words(s) -> frozenset:
+    """Content words of a synset's definition and lemmas (lower case, final 's' dropped)."""
+    text = (s.definition() + " " + " ".join(s.lemma_names())).replace("_", " ").lower()
+    return frozenset(w.rstrip("s") for w in re.findall(r"[a-z]+", text) if w not in _STOP and len(w) > 2)
+
+
+def neighbourhood(s, max_hops: int, wup: WuPalmer, excluded: set, want: int,
+                  cap: int) -> list[tuple[int, object]]:
+    """``(hop, synset)`` candidates: descendants (at most ``hop + 1`` levels down, nearest
+    level first) of the ancestors ``hop`` levels above ``s``, not ``excluded``, nearest hop
+    first; stops after the hop that brings the count to ``want``, or after the level that
+    brings it to ``cap``."""
+    ancestors = wup.ancestors(s)
+    seen, found = set(excluded) | {s}, []
     for hop in range(1, max_hops + 1):
-        frontier = {p for f in frontier for p in _up(f)}
-        level = set(frontier)
-        for _ in range(hop):
-            level = {c for x in level for c in _down(x)}
-        fresh = sorted(level - seen, key=lambda x: (-popularity(x), x.name()))
-        seen |= level
-        for x in fresh:
-            yield hop, x
+        level = sorted((a for a, d in ancestors.items() if d == hop), key=lambda a: a.name())
+        for _ in range(hop + 1):
+            level = [c for x in level for c in wup.children(x)]
+            for c in level:
+                if c not in seen:
+                    seen.add(c)
+                    found.append((hop, c))
+            if len(found) >= cap:
+                return found
+        if len(found) >= want:
+            break
+    return found
+
+
+def first_unused(ranked: Sequence[Antibody], n: int, used: set, limit: int = 20000) -> list[Antibody]:
+    """The first ``n``-subset of ``ranked`` in lexicographic rank order whose text set is not
+    in ``used`` (the top ``n`` if all of the first ``limit`` subsets are); adds it to ``used``."""
+    norms = [normalise_text(a.text) for a in ranked]
+    pick = tuple(range(min(n, len(ranked))))
+    if len(ranked) > n:
+        for combo in itertools.islice(itertools.combinations(range(len(ranked)), n), limit):
+            if frozenset(norms[i] for i in combo) not in used:
+                pick = combo
+                break
+    used.add(frozenset(norms[i] for i in pick))
+    return [ranked[i] for i in pick]
 
 
 class WordNetGenerator(AntibodyGenerator):
@@ -171,6 +302,11 @@ class WordNetGenerator(AntibodyGenerator):
         self._wn = load_wordnet()
         self._excl: Optional[IDExclusions] = None
         self._counts: Optional[SenseCounts] = None
+        self._wup, self._index = WuPalmer(), None
+        self._order: Iterator = iter(())
+        self._near: dict[ClassInfo, list[Antibody]] = {}
+        self._used: set = set()
+        self._first_sense: dict = {}
 
     def provenance(self) -> dict:
         return {"generator": self.name, "model": f"WordNet {self._wn.get_version()} (nltk)",
@@ -182,39 +318,67 @@ class WordNetGenerator(AntibodyGenerator):
     def prepare(self, classes: Sequence[ClassInfo]) -> None:
         self._excl = IDExclusions(self._wn, classes)
         self._counts = self._counts or SenseCounts(self._wn)
+        self._index = IDIndex((s for s, _ in self._excl.class_synsets.values() if s is not None),
+                              self._wup)
+        self._order = iter(self._excl.class_synsets.items())
+        self._near, self._used = {}, set()
+
+    def _near_of(self, cls: ClassInfo) -> list[Antibody]:
+        """``cls``'s look-alikes; the lists are picked in class order (each must differ from
+        the earlier ones), so the classes before ``cls`` are ranked first (once)."""
+        while cls not in self._near:
+            other, (synset, _) = next(self._order)
+            ranked = self.ranked(other, synset) if synset is not None else []
+            self._near[other] = first_unused(ranked, self.n_near, self._used)
+        return self._near[cls]
+
+    def ranked(self, cls: ClassInfo, synset) -> list[Antibody]:
+        """All near-OOD candidates of ``cls`` as antibodies, best first (module docstring)."""
+        own_words = gloss_words(synset)
+        cls_norm = normalise_text(cls.name)
+        rows = []
+        wup, index = self._wup, self._index
+        for hop, cand in neighbourhood(synset, self.max_hops, wup, self._excl.synsets,
+                                      3 * self.n_near, 10 * self.n_near):
+            names = [lemma_text(n) for n in cand.lemma_names()]
+            names = [t for t in names if not self._excl.blocks_text(t)
+                     and not mentions(normalise_text(t), cls_norm)]
+            if not names:
+                continue
+            names.sort(key=lambda t: (t[:1].isupper(), not self._dominant(t, cand)))
+            sim = wup(cand, synset)
+            score = sim - max(0.0, index.nearest_other(cand, synset) - sim)
+            rows.append(((bool(cand.instance_hypernyms()), -round(score, 9),
+                          not self._dominant(names[0], cand), -len(own_words & gloss_words(cand)),
+                          -self._counts.popularity(cand), cand.name()), hop, cand, names))
+        out: list[Antibody] = []
+        taken: set[str] = set()
+        for _, hop, cand, names in sorted(rows, key=lambda r: r[0]):
+            text = next((t for t in names if normalise_text(t) not in taken), None)
+            if text is not None:
+                out.append(Antibody(text, "near_ood", f"wordnet:{synset.name()}->{cand.name()}:hop{hop}"))
+                taken.add(normalise_text(text))
+        return out
+
+    def _dominant(self, text: str, synset) -> bool:
+        """Whether ``synset`` is the first (most frequent) noun sense of ``text``: otherwise CLIP
+        reads the text as another concept ("down" is feathers before it is a hill)."""
+        if text not in self._first_sense:
+            senses = self._wn.synsets(text.replace(" ", "_"), pos=self._wn.NOUN)
+            self._first_sense[text] = senses[0] if senses else None
+        return self._first_sense[text] == synset
 
     def generate(self, cls: ClassInfo) -> Generated:
         if self._excl is None or cls not in self._excl.class_synsets:
             raise RuntimeError("call prepare() with every ID class before generate()")
         synset, note = self._excl.class_synsets[cls]
         out = Generated(problems=[note] if note else [])
-        if synset is not None:
-            out.antibodies += self._near(cls, synset)
+        out.antibodies += self._near_of(cls)
         rng = random.Random(content_key("wordnet-contextual", self.seed, cls.name))
         for pattern in rng.sample(self.patterns, self.n_contextual):
             out.antibodies.append(Antibody(with_article(pattern.format(c=cls.name)), "contextual",
                                            f"pattern:{pattern}"))
         return out
-
-    def _near(self, cls: ClassInfo, synset) -> list[Antibody]:
-        cls_norm = normalise_text(cls.name)
-        found: list[Antibody] = []
-        taken: set[str] = set()
-        for hop, cand in neighbourhood(synset, self.max_hops, self._counts.popularity):
-            if len(found) >= self.n_near:
-                break
-            if cand in self._excl.synsets:
-                continue
-            names = sorted(cand.lemma_names(), key=lambda n: n[:1].isupper())  # common nouns first
-            for name in names:
-                text = lemma_text(name)
-                norm = normalise_text(text)
-                if self._excl.blocks_text(text) or mentions(norm, cls_norm) or norm in taken:
-                    continue
-                found.append(Antibody(text, "near_ood", f"wordnet:{synset.name()}->{cand.name()}:hop{hop}"))
-                taken.add(norm)
-                break
-        return found
 
 
 def random_wordnet_words(counts: Sequence[int], classes: Iterable[ClassInfo], seed: int = 0) -> list[list[str]]:

@@ -77,12 +77,18 @@ def grouped_id_mass(logits: torch.Tensor, num_id: int, grouping: str = "neglabel
         raise ValueError(f"num_id={num_id} must be in [1, {logits.shape[1] - 1}] for logits with "
                          f"{logits.shape[1]} columns (ID classes first, then negatives)")
     logits = logits.float()
-    pos, neg = logits[:, :num_id], logits[:, num_id:]
+    lse_pos = torch.logsumexp(logits[:, :num_id], dim=1, keepdim=True)
+    return grouped_mass_given_id_lse(lse_pos, logits[:, num_id:], grouping, n_groups, group_size, seed)
+
+
+def grouped_mass_given_id_lse(lse_pos: torch.Tensor, neg: torch.Tensor, grouping: str = "neglabel",
+                              n_groups: int = 100, group_size: int = 100, seed: int = 0) -> torch.Tensor:
+    """:func:`grouped_id_mass` from ``LSE(z_ID)`` [B, 1] and the negative logits ``neg`` [B, n]:
+    several negative banks can share one ID log-sum-exp."""
     k, kept = group_layout(neg.shape[1], grouping, n_groups, group_size)
     neg = neg[:, :kept]
     if k > 1:
         neg = neg[:, _permutation(kept, seed, neg.device)]
-    lse_pos = torch.logsumexp(pos, dim=1, keepdim=True)                  # [B, 1]
     lse_neg = torch.logsumexp(neg.reshape(neg.shape[0], k, kept // k), dim=2)  # [B, K]
     return torch.sigmoid(lse_pos - lse_neg).mean(dim=1)
 

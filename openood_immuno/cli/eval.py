@@ -1,0 +1,135 @@
+"""``openood-immuno eval``: score postprocessors on an OpenOOD data_root and write their tables."""
+from __future__ import annotations
+
+import sys
+import time
+
+from .args import (HelpFormatter, UsageError, add_id_arg, add_loader_args, add_model_args, add_pp_arg,
+                   add_progress_arg, check_data_root, check_lists, net_from_args, parse_postprocessors,
+                   parse_pp_args, parse_seeds, postprocessor_names)
+
+PROTOCOLS = ("openood", "stream")
+DESCRIPTION = """\
+Score one or more postprocessors on an OpenOOD v1.5 data_root and print and write, per
+postprocessor, the table of Evaluator.eval_ood() (FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC per
+OOD set, near and far means) to OUTPUT_DIR/<run>/<postprocessor>/ood.csv.
+
+Image features are computed once per model and list and cached, so several postprocessors
+cost one backbone pass. Flags, postprocessor names, --pp-arg and the data_root's image lists
+are checked before any model is built.
+
+example:
+  openood-immuno eval --data-root ./data --postprocessors mcm,neglabel,immuno"""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="score postprocessors on an OpenOOD data_root",
+                              description=DESCRIPTION, formatter_class=HelpFormatter)
+    add_model_args(p)
+    add_id_arg(p)
+    p.add_argument("--data-root", required=True, help="OpenOOD data_root (holds benchmark_imglist/)")
+    p.add_argument("--postprocessors", default="mcm",
+                   help=f"comma-separated, from: {', '.join(postprocessor_names())}")
+    p.add_argument("--protocol", default="openood", choices=PROTOCOLS,
+                   help="openood: ID test then each OOD set; stream: shuffled ID+OOD stream per OOD set")
+    p.add_argument("--seeds", default="0", help="stream seeds, comma-separated (mean and std reported)")
+    p.add_argument("--engine", default="auto", choices=["auto", "openood", "builtin"],
+                   help="auto: OpenOOD's Evaluator when installed (openood protocol), else builtin")
+    p.add_argument("--aps", action="store_true", help="force OpenOOD's automatic parameter search")
+    add_pp_arg(p, "ants.mllm=none or immuno.epochs=5")
+    p.add_argument("--extra-ood", action="append", default=[], metavar="NAME=LIST",
+                   help="extra OOD list relative to data_root (e.g. imagenet_o=benchmark_imglist/...); "
+                        "repeatable")
+    add_loader_args(p)
+    p.add_argument("--score-batch-size", type=int, default=256, help="scoring batch size (stream batch)")
+    p.add_argument("--output-dir", default="results", help="folder of the result tables")
+    p.add_argument("--allow-degraded", action="store_true",
+                   help="exit 0 even when a run is degraded or partial (e.g. ANTS without its MLLM): "
+                        "such runs are written and marked so either way")
+    add_progress_arg(p)
+    p.set_defaults(func=run)
+
+
+def _engine(args) -> str:
+    if args.engine == "openood" and (args.protocol != "openood" or args.extra_ood):
+        raise UsageError("--engine openood supports only --protocol openood without --extra-ood: "
+                         "use --engine builtin")
+    if args.engine != "auto":
+        return args.engine
+    from ..registry import openood_available
+
+    return "openood" if openood_available() and args.protocol == "openood" and not args.extra_ood \
+        else "builtin"
+
+
+def _needed_lists(lists, pps: dict, engine: str, aps: bool) -> list:
+    """The image lists this run reads: ID test and every OOD set, plus what training,
+    calibration, the parameter search or OpenOOD's Evaluator (which loads them all) need."""
+    if engine == "openood":
+        return [*lists.id.values(), lists.ood_val, *lists.ood.values()]
+    specs = [lists.id["test"], *lists.ood.values()]
+    if any(getattr(pp, "vaccinate", False) for pp in pps.values()):
+        specs.append(lists.id["train"])
+    if aps or any(getattr(pp, "APS_mode", False) for pp in pps.values()):
+        specs += [lists.id["val"], lists.ood_val]
+    elif any(getattr(pp, "calibrate", False) for pp in pps.values()):
+        specs.append(lists.id["val"])
+    return specs
+
+
+def run(args) -> int:
+    names = parse_postprocessors(args.postprocessors)
+    seeds = parse_seeds(args.seeds)
+    pp_args = parse_pp_args(args.pp_arg, names)
+    check_data_root(args.data_root)
+    engine = _engine(args)
+
+    from ..cache import cache_root
+    from ..data import NUM_CLASSES
+    from ..registry import build_postprocessor
+    from ..results import RunSpec, check_writable, resolved_args, write_run
+    from ..runner import BenchmarkLists, FeatureStore, evaluate, parse_extra_ood, validate_benchmark
+
+    lists = BenchmarkLists(extra=parse_extra_ood(args.extra_ood))
+    pps = {name: build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None,
+                                     **pp_args.get(name, {})) for name in names}
+    check_lists(args.data_root, _needed_lists(lists, pps, engine, args.aps))
+    list_keys = validate_benchmark(args.data_root, lists, NUM_CLASSES.get(args.id_name))
+    check_writable(args.output_dir, "--output-dir")
+    check_writable(str(cache_root()), "feature cache folder ($OPENOOD_IMMUNO_CACHE)")
+
+    net = net_from_args(args)
+    store = FeatureStore(net, args.data_root, lists, args.id_name, args.batch_size, args.num_workers,
+                         progress=not args.no_progress)
+    not_ok = []
+    for name, pp in pps.items():
+        spec = RunSpec(id_name=args.id_name, model=args.model, pretrained=args.pretrained,
+                       net_identity=net.identity, data_root=args.data_root, lists=list_keys,
+                       postprocessor=name, pp_args=resolved_args(pp), protocol=args.protocol, seeds=seeds,
+                       engine=engine, aps=bool(pp.APS_mode), score_batch_size=args.score_batch_size,
+                       pp_overrides=pp_args.get(name, {}))
+        started = time.time()
+        print(f"\n== {name} ({engine} engine, {args.protocol} protocol"
+              f"{', seeds ' + args.seeds if args.protocol == 'stream' else ''})", flush=True)
+        if engine == "openood":
+            from ..openood_bridge import evaluate_with_openood
+
+            result = evaluate_with_openood(net, pp, args.data_root, args.id_name, args.batch_size,
+                                           args.num_workers)
+        else:
+            result = evaluate(pp, store, args.protocol, seeds, args.score_batch_size)
+        if result.hyperparams:
+            print(f"APS chose {result.hyperparams}")
+        if result.status:
+            print(f"status: {result.status}")
+        print(result.format(), flush=True)
+        folder = write_run(args.output_dir, spec, result, {"started": started,
+                                                           "seconds": time.time() - started})
+        print(f"results: {folder}")
+        if not result.run_status.ok:
+            not_ok.append(result.run_status.tag(name))
+    if not_ok and not args.allow_degraded:
+        print(f"openood-immuno: error: {'; '.join(not_ok)}: results are written and marked so; pass "
+              "--allow-degraded to accept such runs (exit 0)", file=sys.stderr)
+        return 3
+    return 0

@@ -1,0 +1,46 @@
+"""``openood-immuno features``: cache the image features of benchmark lists, on one process or
+many (``torchrun --nproc_per_node N -m openood_immuno.cli features ...``)."""
+from __future__ import annotations
+
+from .args import HelpFormatter, add_id_arg, add_loader_args, add_model_args, resolve_device
+
+DESCRIPTION = """\
+Compute and cache the CLIP image features of OpenOOD image lists, so that a later
+'openood-immuno eval' with the same model reads them instead of running the backbone. Under
+torchrun every list is split across the ranks (gloo on CPU, nccl on GPUs); each rank writes its
+shard atomically (an interrupted run resumes from the shards on disk) and rank 0 assembles the
+one cache entry eval reads. Every rank must see the same cache folder ($OPENOOD_IMMUNO_CACHE).
+
+  torchrun --nproc_per_node 8 -m openood_immuno.cli features --data-root DATA --lists all"""
+
+# the choices of openood_immuno.decode.BACKENDS, written here so the parser imports no torch
+DECODE_BACKENDS = ("pil", "tensor")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("features", help="cache image features (torchrun: spread over processes)",
+                              description=DESCRIPTION, formatter_class=HelpFormatter)
+    p.add_argument("--data-root", required=True, help="OpenOOD data_root (holds benchmark_imglist/)")
+    p.add_argument("--lists", default="all",
+                   help="comma-separated list names (train_imagenet, val_imagenet, test_imagenet, "
+                        "val_openimage_o, the OOD sets, --extra-ood names), or 'all'")
+    p.add_argument("--extra-ood", action="append", default=[], metavar="NAME=LIST",
+                   help="extra OOD list relative to data_root (also a --lists name); repeatable")
+    add_model_args(p)
+    add_id_arg(p)
+    add_loader_args(p)
+    p.add_argument("--decode", default="pil", choices=DECODE_BACKENDS,
+                   help="pil: the reference preprocessing (the entries eval reads); tensor: "
+                        "openood_immuno.decode's tensor path, cached under its own key")
+    p.add_argument("--decode-device", default="cpu", choices=["cpu", "cuda"],
+                   help="where the tensor path decodes JPEGs")
+    p.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"],
+                   help="torch.distributed backend (auto: nccl on cuda, gloo on cpu)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..distributed import run_features
+
+    args.device = resolve_device(args.device)
+    return run_features(args)

@@ -1,0 +1,69 @@
+"""The ``openood-immuno`` parser, :func:`main` (errors propagate) and :func:`run` (the console command)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+
+from . import antibodies, features, neglabels, report, vaccinate
+from . import eval as evaluate
+from .args import HelpFormatter, UsageError
+from .errors import one_line
+
+DESCRIPTION = """\
+Vision-language OOD scorers (MCM, NegLabel, ANTS, Immuno-VLM) on OpenOOD v1.5 benchmarks.
+Run 'openood-immuno COMMAND --help' for the flags of a command."""
+
+COMMANDS = (evaluate, report, features, antibodies, vaccinate, neglabels)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openood-immuno", description=DESCRIPTION,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Parse ``argv`` and run the command; errors propagate (for programmatic use and tests)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("openood_immuno").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    return args.func(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line ``openood-immuno: warning: ...`` (no source line)."""
+    text = str(message).removeprefix("openood-immuno: ")
+    print(f"openood-immuno: warning: {text}", file=sys.stderr if file is None else file)
+
+
+def run(argv=None) -> int:
+    """The ``openood-immuno`` console command: :func:`main`, every error in one line (exit 2).
+
+    Ctrl-C prints ``openood-immuno: interrupted`` and exits 130; ``--verbose`` re-raises
+    errors with their traceback. Warnings print as ``openood-immuno: warning: ...``, each once.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return main(argv)
+    except KeyboardInterrupt:
+        if verbose:
+            raise
+        print("\nopenood-immuno: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every error becomes one line: the promise of the console command
+        if verbose:
+            raise
+        hint = "" if isinstance(exc, UsageError) else " (--verbose shows the traceback)"
+        print(f"openood-immuno: error: {one_line(exc)}{hint}", file=sys.stderr)
+        return 2

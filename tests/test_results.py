@@ -1,0 +1,241 @@
+"""Run folders keyed by content, complete or absent; honest status; inputs checked up front."""
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from openood_immuno import results as results_mod
+from openood_immuno.cli import main
+from openood_immuno.results import (DEGRADED, OK, PARTIAL, RunSpec, check_writable, run_status,
+                                    write_run)
+from openood_immuno.runner import EvalResult
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*with RANDOM weights")
+TINY = ["--model", "ImmunoTiny-ViT", "--device", "cpu"]
+LISTS = {"test_imagenet.txt": 4, "test_ssb_hard.txt": 3, "test_ninco.txt": 3, "test_inaturalist.txt": 3,
+         "test_textures.txt": 3, "test_openimage_o.txt": 3}
+
+
+@pytest.fixture
+def small_root(minibench, tmp_path):
+    """A data_root with the benchmark's test lists cut to 3-4 images (images of minibench)."""
+    root = tmp_path / "data"
+    (root / "benchmark_imglist" / "imagenet").mkdir(parents=True)
+    for folder in ("images_largescale", "images_classic"):
+        os.symlink(minibench / folder, root / folder)
+    for name, n in LISTS.items():
+        lines = (minibench / "benchmark_imglist" / "imagenet" / name).read_text().splitlines()[:n]
+        (root / "benchmark_imglist" / "imagenet" / name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _eval(root, out, *extra, pretrained="none"):
+    return main(["eval", "--data-root", str(root), *TINY, "--pretrained", str(pretrained),
+                 "--postprocessors", "mcm", "--engine", "builtin", "--num-workers", "0",
+                 "--output-dir", str(out), *extra])
+
+
+def _runs(out):
+    return sorted(p for p in Path(out).glob("*/*") if (p / "run.json").is_file())
+
+
+# ---- status ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("status, state, reason", [
+    ({}, OK, ""),
+    ({"degraded": False, "requests": 10, "requests_failed": 0, "lambda": 0.3}, OK, ""),
+    ({"degraded": True, "degraded_reason": "NegLabel scores, MLLM unavailable"}, DEGRADED,
+     "NegLabel scores, MLLM unavailable"),
+    ({"degraded": True}, DEGRADED, "reports it ran degraded"),
+    ({"fallback": "NegLabel"}, DEGRADED, "fallback to NegLabel"),
+    ({"degraded": False, "requests": 104, "requests_failed": 104}, DEGRADED, "104 of 104 requests failed"),
+    ({"requests": 104, "requests_failed": 3}, PARTIAL, "3 of 104 requests failed"),
+    ({"degraded": False, "mllm_cost": {"requests": 104, "failures": 104}}, DEGRADED, "104 of 104"),
+    ({"partial": "2 of 5 lists"}, PARTIAL, "2 of 5 lists"),
+], ids=["empty", "ok", "degraded_reason", "degraded", "fallback", "all_failed", "some_failed",
+        "mllm_cost", "partial"])
+def test_run_status_reads_the_documented_keys(status, state, reason):
+    st = run_status(status)
+    assert st.state == state and reason in st.label
+    assert st.tag("ants") == ("ants" if state == OK else f"ants [{state.upper()}: {'; '.join(st.reasons)}]")
+
+
+def test_degraded_run_is_marked_everywhere_and_exits_non_zero(small_root, tmp_path, capsys, monkeypatch):
+    import openood_immuno.cli as cli
+
+    def degraded(*args, **kwargs):
+        pp = build(*args, **kwargs)
+        pp.status = lambda: {"degraded": True, "degraded_reason": "NegLabel scores, MLLM unavailable"}
+        return pp
+
+    build = cli.build_postprocessor
+    monkeypatch.setattr(cli, "build_postprocessor", degraded)
+    assert _eval(small_root, tmp_path / "out") == 3
+    captured = capsys.readouterr()
+    assert "mcm [DEGRADED: NegLabel scores, MLLM unavailable]: not mcm's own numbers" in captured.out
+    assert "--allow-degraded" in captured.err and "mcm [DEGRADED" in captured.err
+    (run,) = _runs(tmp_path / "out")
+    with open(run / "ood.csv") as fh:
+        assert {r["status"] for r in csv.DictReader(fh)} == {"DEGRADED: NegLabel scores, MLLM unavailable"}
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"]["state"] == "degraded" and meta["status"]["postprocessor_status"]["degraded"]
+    assert _eval(small_root, tmp_path / "out", "--allow-degraded") == 0
+    assert main(["report", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report")
+    md = (report / "report.md").read_text()
+    assert "| mcm [DEGRADED: NegLabel scores, MLLM unavailable] | openood |" in md
+    assert "| mcm |" not in md
+    with open(report / "leaderboard.csv") as fh:
+        assert [r["Postprocessor"] for r in csv.DictReader(fh)] == [
+            "mcm [DEGRADED: NegLabel scores, MLLM unavailable]"]
+
+
+# ---- run folders -----------------------------------------------------------------------------
+def test_two_checkpoints_with_one_file_name_get_two_folders(tiny_net, small_root, tmp_path):
+    for sub, scale in (("a", 1.0), ("b", 0.5)):
+        (tmp_path / sub).mkdir()
+        state = {k: v * scale if v.is_floating_point() else v for k, v in tiny_net.clip.state_dict().items()}
+        torch.save(state, tmp_path / sub / "model.pt")
+    out = tmp_path / "out"
+    assert _eval(small_root, out, pretrained=tmp_path / "a" / "model.pt") == 0
+    assert _eval(small_root, out, pretrained=tmp_path / "b" / "model.pt") == 0
+    runs = _runs(out)
+    assert len(runs) == 2 and {r.parent.name for r in runs} == {"imagenet_ImmunoTiny-ViT_model"}
+    metas = [json.loads((r / "run.json").read_text()) for r in runs]
+    assert {m["checkpoint"]["path"] for m in metas} == {str(tmp_path / s / "model.pt") for s in "ab"}
+    assert main(["report", str(out)]) == 0
+    md = (out / "report" / "report.md").read_text()
+    assert all(f"| imagenet_ImmunoTiny-ViT_model/{r.name} | mcm |" in md for r in runs)
+    assert sorted(p.name for p in (out / "report").glob("*.png")) == sorted(
+        f"{r.name}_roc_hist.png" for r in runs)
+
+
+def test_run_json_records_what_defines_the_run_and_pp_args_change_the_key(small_root, tmp_path):
+    out = tmp_path / "out"
+    assert _eval(small_root, out) == 0
+    assert _eval(small_root, out, "--pp-arg", "mcm.T=2") == 0
+    assert _eval(small_root, out, "--pp-arg", "mcm.T=2") == 0  # same content: replaced in place
+    runs = _runs(out)
+    assert len(runs) == 2
+    metas = {json.loads((r / "run.json").read_text())["pp_args"]["T"]: json.loads((r / "run.json").read_text())
+             for r in runs}
+    assert set(metas) == {1, 2} and metas[2]["pp_overrides"] == {"T": 2} and metas[1]["pp_overrides"] == {}
+    meta = metas[2]
+    for key in ("versions", "seeds", "timings", "lists", "net_identity", "status", "files", "protocol"):
+        assert key in meta, key
+    assert meta["versions"]["torch"] and meta["versions"]["open_clip"] and meta["versions"]["openood_immuno"]
+    assert meta["lists"]["id_test"]["images"] == 4 and meta["lists"]["id_train"] is None
+    assert meta["files"][0] == "ood.csv" and all((runs[0] / f).is_file() for f in meta["files"])
+    assert not [p for p in out.rglob(".*")]  # no temporary folder left behind
+
+
+def _result():
+    import numpy as np
+
+    rows = {r: [50.0, 60.0, 70.0, 40.0, 1.0] for r in ("ssb_hard", "nearood", "textures", "farood")}
+    scores = {"id": (np.zeros(5, int), np.linspace(0, 1, 5), np.zeros(5, int)),
+              "ssb_hard": (np.zeros(5, int), np.linspace(0, 1, 5), -np.ones(5, int))}
+    return EvalResult("mcm", rows, None, None, {}, {}, scores)
+
+
+def _spec(**kw):
+    base = dict(id_name="imagenet", model="ViT-B-16", pretrained="openai", net_identity="ViT-B-16|tag:openai",
+                data_root="/data", lists={"id_test": {"sha256": "0"}}, postprocessor="mcm",
+                pp_args={"T": 1}, protocol="openood")
+    return RunSpec(**{**base, **kw})
+
+
+def test_interrupted_write_leaves_no_folder_and_keeps_the_previous_run(tmp_path, monkeypatch):
+    spec = _spec()
+    first = write_run(str(tmp_path), spec, _result())
+    before = (first / "ood.csv").read_text()
+    result = _result()
+    result.rows["nearood"][1] = 99.0
+
+    def crash(folder):
+        Path(folder, "ood.csv").write_text("half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(result, "write_files", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_run(str(tmp_path), spec, result)
+    assert (first / "ood.csv").read_text() == before  # the complete earlier run is still there
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no .tmp-* folder
+    monkeypatch.undo()
+    second = write_run(str(tmp_path), spec, result)  # same content: replaces atomically
+    assert second == first and "99.00" in (second / "ood.csv").read_text()
+    other = write_run(str(tmp_path), _spec(seeds=(1,), protocol="stream"), result)
+    assert other != first and other.name.startswith("mcm_stream-")
+
+
+def test_key_covers_what_defines_the_run_and_nothing_else(tmp_path):
+    a, b = tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt"
+    for path in (a, b):
+        path.parent.mkdir()
+        path.write_bytes(b"weights")
+    ka, kb = _spec(pretrained=str(a)), _spec(pretrained=str(b))
+    assert ka.folder("r").parent == kb.folder("r").parent == Path("r/imagenet_ViT-B-16_model")
+    before = ka.key()
+    assert before != kb.key()
+    os.utime(a, ns=(1, 1))
+    assert ka.key() != before  # same path, new mtime: another run
+    assert _spec(pp_overrides={"T": 1}).key() == _spec().key()  # recorded, keyed through pp_args
+    assert _spec(seeds=(0, 1)).key() == _spec().key()  # seeds count for the stream protocol only
+    assert _spec(protocol="stream", seeds=(0, 1)).key() != _spec(protocol="stream").key()
+    for change in ({"pp_args": {"T": 2}}, {"lists": {"id_test": {"sha256": "1"}}}, {"engine": "openood"},
+                   {"score_batch_size": 64}, {"aps": True}, {"data_root": "/other"}):
+        assert _spec(**change).key() != _spec().key(), change
+
+
+# ---- checks before anything is built ---------------------------------------------------------
+def test_failed_run_writes_nothing(small_root, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError, match="not found: check --data-root"):
+        _eval(tmp_path / "nowhere", out)
+    (small_root / "benchmark_imglist" / "imagenet" / "test_ninco.txt").write_text("")
+    with pytest.raises(ValueError, match="test_ninco.txt' is empty"):
+        _eval(small_root, out)
+    assert not out.exists()
+
+
+def test_inputs_are_checked_before_the_model_is_built(small_root, tmp_path, monkeypatch):
+    import openood_immuno.cli as cli
+
+    monkeypatch.setattr(cli, "build_clip_net", lambda *a, **k: pytest.fail("model built before checks"))
+    test_list = small_root / "benchmark_imglist" / "imagenet" / "test_imagenet.txt"
+    lines = test_list.read_text().splitlines()
+    test_list.write_text("\n".join(lines[:-1] + [lines[-1].split()[0] + " -1"]) + "\n")
+    with pytest.raises(ValueError, match=r"test_imagenet\.txt:4: label -1 in an ID list"):
+        _eval(small_root, tmp_path / "out")
+    test_list.write_text("\n".join(lines + lines[:2]) + "\n")
+    with pytest.raises(ValueError, match=r"test_imagenet\.txt' lists 2 image\(s\) more than once "
+                                         r"\(e\.g\. '.*' at lines 1 and 5"):
+        _eval(small_root, tmp_path / "out")
+    test_list.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"--extra-ood name\(s\) \['ninco'\] collide with the benchmark"):
+        _eval(small_root, tmp_path / "out", "--extra-ood", "ninco=benchmark_imglist/imagenet/test_ninco.txt")
+    with pytest.raises(ValueError, match="--extra-ood names 'x' twice"):
+        _eval(small_root, tmp_path / "out", "--extra-ood", "x=a.txt", "--extra-ood", "x=b.txt")
+    with pytest.raises(ValueError, match=r"--extra-ood name 'a/b' must be letters"):
+        _eval(small_root, tmp_path / "out", "--extra-ood", "a/b=a.txt")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match=r"--output-dir '.*file/out' cannot be created: .* is a file"):
+        _eval(small_root, blocker / "out")
+    monkeypatch.setenv("OPENOOD_IMMUNO_CACHE", str(blocker / "cache"))
+    with pytest.raises(ValueError, match=r"feature cache folder \(\$OPENOOD_IMMUNO_CACHE\)"):
+        _eval(small_root, tmp_path / "out")
+
+
+def test_read_only_folder_is_named(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(results_mod.tempfile, "TemporaryFile", refuse)
+    with pytest.raises(ValueError, match=r"--output-dir '.*' is not writable \(Permission denied in"):
+        check_writable(str(tmp_path / "new" / "deeper"), "--output-dir")
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    check_writable(str(tmp_path / "new"), "--output-dir")
