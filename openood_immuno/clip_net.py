@@ -36,6 +36,8 @@ from .cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
 from .classnames import resolve_class_names
 from .seeding import seeded
 
+log = logging.getLogger(__name__)
+
 MCM_TEMPLATES = ("a photo of a {}.",)
 RANDOM_INIT = ("none", "random", "")
 _MODEL_CONFIG_DIR = Path(__file__).with_name("model_configs")

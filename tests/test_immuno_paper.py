@@ -274,3 +274,89 @@ def test_paper_variants_run_by_name_in_openood(tiny_net, minibench, tmp_path):
         own = evaluator.scores["id"]["test"]
         assert frame["ACC"].iloc[0] == pytest.approx(100 * float(np.mean(own[0] == own[2])))
     tiny_net.clear_adapter()
+
+
+# ---- two accuracies, seeds and F1@tau in the runner (minibench, tiny random model) ---------------
+@pytest.fixture(scope="module")
+def store(tiny_net, minibench):
+    from openood_immuno.runner import BenchmarkLists, FeatureStore
+
+    return FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)
+
+
+def _column(result, name):
+    return [row[result.columns.index(name)] for row in result.rows.values()]
+
+
+def test_stateless_scorers_report_acc_equal_to_acc_zeroshot(store):
+    """Stateless scorers that classify with the net's own prompt ('a photo of a {}.')."""
+    from openood_immuno.runner import RESULT_COLUMNS, evaluate
+
+    for name in ("mcm", "immuno_zeroshot"):
+        result = evaluate(build_postprocessor(name), store)
+        assert result.columns == RESULT_COLUMNS, name  # no decision rule: no F1@tau
+        assert _column(result, "ACC") == pytest.approx(_column(result, "ACC_zeroshot"), abs=1e-9), name
+
+
+def test_acc_is_each_postprocessors_own_prediction_accuracy(store):
+    """NegLabel classifies with its own ID prompt ('The nice {}.'): its ACC is that classifier's."""
+    from openood_immuno.runner import evaluate
+
+    result = evaluate(build_postprocessor("neglabel"), store)
+    pred, _, label = result.scores["id"]
+    assert _column(result, "ACC") == pytest.approx([100 * float(np.mean(pred == label))] * len(result.rows))
+
+
+def test_immuno_acc_is_its_own_prediction_accuracy_and_the_hook_is_removed(store, tiny_net):
+    from openood_immuno.runner import DECISION_COLUMN, evaluate, zero_shot_accuracy
+
+    pp = build_postprocessor("immuno")
+    result = evaluate(pp, store)
+    pred, _, label = result.scores["id"]
+    own = 100 * float(np.mean(pred == label))
+    assert _column(result, "ACC") == pytest.approx([own] * len(result.rows))
+    test = store.get("test_imagenet", store.lists.id["test"])
+    assert _column(result, "ACC_zeroshot") == pytest.approx([100 * zero_shot_accuracy(tiny_net, test)]
+                                                            * len(result.rows))
+    assert not np.array_equal(pred, (test.features @ tiny_net.class_text_features.T).argmax(1).numpy())
+    assert result.columns[-1] == DECISION_COLUMN and tiny_net.adapter_hook is None
+    f1 = _column(result, DECISION_COLUMN)
+    assert all(0 <= v <= 100 for v in f1)
+    assert result.rows["nearood"][-1] == pytest.approx(np.mean([result.rows[n][-1] for n in ("ssb_hard", "ninco")]))
+
+
+def test_seeds_refit_a_postprocessor_that_trains(store):
+    from openood_immuno.runner import evaluate
+
+    pp = build_postprocessor("immuno_dis", epochs=3)
+    result = evaluate(pp, store, "openood", seeds=[0, 1, 2])
+    assert pp.params.seed == 2 and result.std is not None
+    auroc = result.columns.index("AUROC")
+    assert max(result.std[row][auroc] for row in result.rows) > 0  # training differs by seed
+    zs = result.columns.index("ACC_zeroshot")
+    assert all(result.std[row][zs] == pytest.approx(0, abs=1e-9) for row in result.rows)
+    once = evaluate(build_postprocessor("immuno_dis", epochs=3), store, "openood")
+    assert once.std is None  # no --seeds: one fit with the postprocessor's own seed
+    stateless = evaluate(build_postprocessor("mcm"), store, "openood", seeds=[0, 1, 2])
+    assert stateless.std is None  # fitted once: nothing varies in the openood protocol
+
+
+def test_table2_rows_run_by_name_in_the_runner(store, tiny_net):
+    from openood_immuno.runner import evaluate
+
+    for name in sorted(TABLE2) + ["immuno_paper"]:
+        result = evaluate(build_postprocessor(name, epochs=2), store)
+        assert result.postprocessor == name and np.isfinite(list(result.rows.values())).all()
+        assert tiny_net.adapter_hook is None
+
+
+def test_runner_acc_equals_openood_acc(tiny_net, minibench, tmp_path, store):
+    """The done-when: OpenOOD's Evaluator (ACC = argmax net(x) through the hook) and our runner
+    report the same vaccinated accuracy."""
+    from openood_immuno.runner import evaluate
+
+    _, frame = _openood_evaluator(tiny_net, minibench, tmp_path, "immuno")
+    tiny_net.clear_adapter()
+    ours = evaluate(build_postprocessor("immuno"), store)
+    acc = ours.columns.index("ACC")
+    assert frame["ACC"].tolist() == pytest.approx([ours.rows[row][acc] for row in frame.index], abs=1e-9)
