@@ -4,6 +4,15 @@
 ``net(x, return_feature=True)`` returns ``(logits, v)`` with ``v`` the L2-normalised
 image feature, which is the ``net`` contract of OpenOOD v1.5's ``Evaluator``.
 
+**Adapter hook.** ``net.set_adapter(g, prototypes, owner)`` makes the classifier a trained
+one: ``net(x)`` then returns ``logit_scale * cos(g(v), mu_c)`` and ``net(x, return_feature=True)``
+returns ``(logits, g(v))`` (``g(v)`` L2-normalised), so OpenOOD's ACC column (``argmax net(x)``)
+is the adapted model's accuracy; ``net.clear_adapter()`` (or leaving ``with net.adapted(...)``)
+restores zero-shot CLIP. Only ``forward`` is adapted: ``encode_image`` always returns the raw
+CLIP feature ``v``, so the feature cache (keyed on ``identity``, which the hook does not change)
+only ever holds raw features, and postprocessors, which score raw features and apply their own
+adapter, never apply one twice.
+
 Class text features are template ensembles (Radford et al., 2021, Sec. 3.1.4):
 ``t_c = normalise(mean_k normalise(E_text(template_k(c))))``.
 """
@@ -13,8 +22,9 @@ import logging
 import os
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -25,6 +35,8 @@ from tqdm.auto import tqdm
 from .cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
 from .classnames import resolve_class_names
 from .seeding import seeded
+
+log = logging.getLogger(__name__)
 
 MCM_TEMPLATES = ("a photo of a {}.",)
 RANDOM_INIT = ("none", "random", "")
@@ -117,6 +129,20 @@ def _create_open_clip(model: str, pretrained: str | None, seed: int):
     return clip, preprocess
 
 
+@dataclass(frozen=True)
+class AdapterHook:
+    """What ``forward`` uses instead of zero-shot CLIP: ``logits = scale * cos(g(v), mu_c)``.
+
+    ``adapter`` maps unit features ``[B, d]`` to unit features (``None`` = identity, i.e. only
+    the prototypes change); ``prototypes`` ``[C, d]`` are unit class vectors in label order;
+    ``owner`` names who installed it (a postprocessor's name), for logs and checks.
+    """
+
+    adapter: Optional[nn.Module]
+    prototypes: torch.Tensor
+    owner: str = ""
+
+
 class CLIPNet(nn.Module):
     """CLIP zero-shot classifier with OpenOOD's ``net`` interface.
 
@@ -126,8 +152,10 @@ class CLIPNet(nn.Module):
         preprocess: a torchvision ``Compose`` ending in ``Normalize`` (OpenOOD checks this).
         class_names: ID class names, in label order.
         templates: prompt templates of the ID classifier.
-        identity: string naming (model, weights); cache keys derive from it.
+        identity: string naming (model, weights); cache keys derive from it (the adapter hook
+            does not change it: it changes ``forward`` only, never ``encode_image``).
         progress: show a progress bar when encoding many texts (NegLabel's corpus, antibodies).
+        adapter_hook: the installed :class:`AdapterHook`, or ``None`` (zero-shot CLIP).
     """
 
     def __init__(self, clip: nn.Module, tokenizer, preprocess: T.Compose, class_names: Sequence[str],
@@ -145,6 +173,7 @@ class CLIPNet(nn.Module):
         self.text_cache = text_cache
         self.progress = progress
         self._text_memo: dict[str, torch.Tensor] = {}
+        self.adapter_hook: Optional[AdapterHook] = None
         self.register_buffer("class_text_features", self.encode_text(self.class_names), persistent=False)
 
     @property
@@ -201,9 +230,62 @@ class CLIPNet(nn.Module):
             feats = F.normalize(feats.view(len(texts), len(templates), -1).mean(dim=1), dim=-1)
         return feats.cpu()
 
+    # ---- the adapter hook -----------------------------------------------------------------
+    def set_adapter(self, adapter: Optional[nn.Module], prototypes: torch.Tensor, owner: str = "") -> None:
+        """Install a feature adapter: from now on ``forward`` classifies ``g(v)`` against
+        ``prototypes`` (see the module docstring); replaces any adapter installed before.
+
+        The adapter is not registered as a sub-module (``state_dict()`` and ``net.to()`` stay
+        CLIP's); it runs on the device of ``prototypes``.
+        """
+        prototypes = prototypes.detach().float()
+        if prototypes.ndim != 2 or prototypes.shape[1] != self.embed_dim:
+            raise ValueError(f"adapter prototypes must have shape [C, {self.embed_dim}], got "
+                             f"{tuple(prototypes.shape)}")
+        if prototypes.shape[0] != len(self.class_names):
+            raise ValueError(f"{prototypes.shape[0]} adapter prototypes for {len(self.class_names)} "
+                             "ID classes: one per class, in label order")
+        if adapter is not None:
+            adapter.eval()
+        self.adapter_hook = AdapterHook(adapter, F.normalize(prototypes, dim=-1), owner)
+        log.info("adapter hook installed on the net by %s: forward() now classifies adapted "
+                 "features", owner or "a caller")
+
+    def clear_adapter(self) -> None:
+        """Remove the adapter hook: ``forward`` is zero-shot CLIP again (no-op without one)."""
+        if self.adapter_hook is not None:
+            log.info("adapter hook of %s removed: forward() is zero-shot CLIP again",
+                     self.adapter_hook.owner or "a caller")
+        self.adapter_hook = None
+
+    @contextmanager
+    def adapted(self, adapter: Optional[nn.Module], prototypes: torch.Tensor,
+                owner: str = "") -> Iterator["CLIPNet"]:
+        """``with net.adapted(g, mu): ...`` installs the hook and restores the previous state
+        (zero-shot or another hook) on exit."""
+        previous = self.adapter_hook
+        self.set_adapter(adapter, prototypes, owner)
+        try:
+            yield self
+        finally:
+            self.adapter_hook = previous
+
+    @torch.no_grad()
+    def classify_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, features used)`` for raw unit image features: ``(scale * cos(v, t_c), v)``
+        zero-shot, ``(scale * cos(g(v), mu_c), g(v))`` with the adapter hook; what ``forward``
+        returns after ``encode_image`` (so cached features give OpenOOD's ACC too)."""
+        hook = self.adapter_hook
+        if hook is None:
+            feats = features.float().to(self.device)
+            return self.logit_scale.to(feats.device) * feats @ self.class_text_features.T, feats
+        feats = features.float().to(hook.prototypes.device)
+        if hook.adapter is not None:
+            feats = F.normalize(hook.adapter(feats).float(), dim=-1)
+        return self.logit_scale.to(feats.device) * feats @ hook.prototypes.T, feats
+
     def forward(self, x: torch.Tensor, return_feature: bool = False):
-        feats = self.encode_image(x)
-        logits = self.logit_scale * feats @ self.class_text_features.T
+        logits, feats = self.classify_features(self.encode_image(x))
         return (logits, feats) if return_feature else logits
 
 

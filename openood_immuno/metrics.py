@@ -9,6 +9,8 @@ Convention (OpenOOD v1.5): OOD is the positive class and ``conf`` is higher for 
 * AUPR_IN: precision-recall AUC with ID positive and score ``conf``;
   AUPR_OUT: with OOD positive and score ``-conf``.
 * ACC: top-1 accuracy over the ID samples (``label != -1``).
+* F1@tau (:func:`f1_at_threshold`, postprocessors that decide): F1 of OOD detection when every
+  sample with ``conf`` below the postprocessor's threshold is rejected.
 
 All values are fractions in [0, 1]; tables multiply by 100 like OpenOOD.
 """
@@ -42,3 +44,17 @@ def compute_all_metrics(conf: np.ndarray, label: np.ndarray, pred: np.ndarray,
     id_mask = label != -1
     acc = float(np.mean(pred[id_mask] == label[id_mask]))
     return [fpr, auroc, aupr_in, aupr_out, acc]
+
+
+def f1_at_threshold(conf: np.ndarray, label: np.ndarray, threshold: float) -> float:
+    """F1 of OOD detection (OOD positive) when samples with ``conf < threshold`` are rejected:
+    ``2 TP / (2 TP + FP + FN)``, TP = OOD rejected, FP = ID rejected, FN = OOD accepted."""
+    conf = np.asarray(conf, dtype=np.float64)
+    is_ood = np.asarray(label) == -1
+    if is_ood.all() or not is_ood.any():
+        raise ValueError("F1@tau needs both ID (label >= 0) and OOD (label == -1) samples")
+    rejected = conf < threshold
+    tp = int(np.sum(rejected & is_ood))
+    fp = int(np.sum(rejected & ~is_ood))
+    fn = int(np.sum(~rejected & is_ood))
+    return 2 * tp / (2 * tp + fp + fn)

@@ -65,6 +65,9 @@ class ImmunoPostprocessor(BasePostprocessor):
 
     method: ClassVar[str] = ""
     params_class: ClassVar[type[Params]] = Params
+    #: ``fit`` trains with ``params.seed`` (a ``seed`` parameter): the runner refits once per
+    #: ``--seeds`` value, so a reported std covers the training randomness.
+    trains: ClassVar[bool] = False
 
     def __init__(self, config):
         super().__init__(config)
@@ -84,7 +87,14 @@ class ImmunoPostprocessor(BasePostprocessor):
 
     # ---- the method -------------------------------------------------------------------
     def fit(self, net, id_features: Mapping[str, FeatureSet]) -> "ImmunoPostprocessor":
-        """Prepare the scorer (text banks, training, calibration). Returns ``self``."""
+        """Prepare the scorer (text banks, training, calibration). Returns ``self``.
+
+        Removes any adapter hook left on the net (``net.clear_adapter()``) by a postprocessor
+        fitted before: ``net(x)`` is zero-shot again unless this one installs its own.
+        """
+        clear = getattr(net, "clear_adapter", None)
+        if clear is not None:
+            clear()
         self.net = net
         return self
 
@@ -99,6 +109,11 @@ class ImmunoPostprocessor(BasePostprocessor):
     def artifacts(self) -> dict:
         """Arrays worth keeping beside the results (e.g. per-class thresholds); none here."""
         return {}
+
+    def decision_threshold(self) -> Optional[float]:
+        """The ``conf`` below which this postprocessor itself rejects a sample as OOD (results
+        then carry F1@tau), or ``None`` for a score without a decision rule (here)."""
+        return None
 
     def status(self) -> dict:
         """What a run should report beside its metrics (online state, degradation); empty here."""

@@ -25,8 +25,10 @@ from .cache import atomic_write_text
 from .results import MANIFEST
 
 log = logging.getLogger(__name__)
+# OpenOOD's leaderboard columns (results/imagenet1k_ood.csv), then ours: frozen CLIP's accuracy
+# beside ID_Accuracy (the postprocessor's own predictions); drop it to paste rows into OpenOOD's.
 LEADERBOARD_COLUMNS = ("Training", "Postprocessor", "Near-OOD_AUROC", "Far-OOD_AUROC", "ID_Accuracy",
-                       "Outlier_Data", "Arch", "Additional_Description")
+                       "Outlier_Data", "Arch", "Additional_Description", "ID_Accuracy_zeroshot")
 _PUBLISHED = Path(__file__).with_name("data") / "published_results.json"
 # what a damaged, truncated or foreign file raises when read
 _PLOT_NAME = re.compile(r".+-[0-9a-f]{12}_(roc_hist|evt_thresholds)\.png$")
@@ -105,18 +107,29 @@ def _arch(run: dict) -> tuple[str, str]:
     return model, os.path.splitext(os.path.basename(str(meta.get("pretrained", "")).rstrip("/")))[0]
 
 
+def _cell(row: dict, column: str) -> str:
+    """A value of an ``ood.csv`` row, ``-`` where the column is absent (older runs, scorers
+    without a decision rule)."""
+    return row.get(column) or "-"
+
+
 def leaderboard_rows(runs: list[dict]) -> list[dict]:
-    """Rows in the OpenOOD leaderboard CSV format (``results/imagenet1k_ood.csv``)."""
+    """Rows in the OpenOOD leaderboard CSV format (``results/imagenet1k_ood.csv``), plus
+    ``ID_Accuracy_zeroshot``. ``Training`` names a trained adapter for postprocessors that train."""
     out = []
     for r in runs:
         arch, weights = _arch(r)
         rows = r["rows"]
-        out.append({"Training": f"CLIP zero-shot ({weights})" if weights else "CLIP zero-shot",
+        clip = f"CLIP ({weights})" if weights else "CLIP"
+        training = f"{clip} + trained adapter" if r["meta"].get("trains") else \
+            (f"CLIP zero-shot ({weights})" if weights else "CLIP zero-shot")
+        out.append({"Training": training,
                     "Postprocessor": r["name"],
                     "Near-OOD_AUROC": rows["nearood"]["AUROC"], "Far-OOD_AUROC": rows["farood"]["AUROC"],
                     "ID_Accuracy": rows["nearood"]["ACC"], "Outlier_Data": "No", "Arch": arch,
                     "Additional_Description": f"openood-immuno, {r['protocol']} protocol, FPR@95 OpenOOD "
-                                              f"v1.5, run {r['run']}"})
+                                              f"v1.5, run {r['run']}",
+                    "ID_Accuracy_zeroshot": _cell(rows["nearood"], "ACC_zeroshot")})
     return out
 
 
@@ -124,15 +137,20 @@ def markdown_report(runs: list[dict], problems: list[str] = ()) -> str:
     lines = ["# openood-immuno results", "",
              "FPR@95 here is OpenOOD v1.5's: share of ID flagged OOD at 95% OOD recall (lower is better).", "",
              "## Our runs", "",
-             "| run | postprocessor | protocol | near FPR@95 | near AUROC | far FPR@95 | far AUROC | ID acc | other sets (AUROC) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "ID acc is the accuracy of the postprocessor's own predictions (OpenOOD's ACC with the "
+             "net's adapter hook), zero-shot acc frozen CLIP's; F1@tau is the F1 of OOD detection at "
+             "the postprocessor's own reject decision (only for those that decide).", "",
+             "| run | postprocessor | protocol | near FPR@95 | near AUROC | far FPR@95 | far AUROC | ID acc | "
+             "zero-shot acc | near F1@tau | far F1@tau | other sets (AUROC) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     core = {"ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood"}
     for r in runs:
         rows = r["rows"]
         extra = ", ".join(f"{k} {v['AUROC']}" for k, v in rows.items() if k not in core) or "-"
         lines.append(f"| {r['run']} | {r['name']} | {r['protocol']} | {rows['nearood']['FPR@95']} | "
                      f"{rows['nearood']['AUROC']} | {rows['farood']['FPR@95']} | {rows['farood']['AUROC']} | "
-                     f"{rows['nearood']['ACC']} | {extra} |")
+                     f"{rows['nearood']['ACC']} | {_cell(rows['nearood'], 'ACC_zeroshot')} | "
+                     f"{_cell(rows['nearood'], 'F1@tau')} | {_cell(rows['farood'], 'F1@tau')} | {extra} |")
     pub = published_results()
     lines += ["", "## Published (CLIP ViT-B/16, ImageNet-1K)", "", pub["note"], "",
               "| method | benchmark | numbers | source |", "|---|---|---|---|"]

@@ -139,7 +139,8 @@ class RunSpec:
     """Everything that defines one run; :meth:`key` is the content key of it.
 
     ``pp_overrides`` (the ``--pp-arg`` values) are recorded but not keyed separately: they are
-    part of ``pp_args``, the resolved arguments. ``seeds`` count only for the stream protocol.
+    part of ``pp_args``, the resolved arguments. ``seeds`` count for the stream protocol and for
+    a postprocessor that trains (``trains``: it is refitted once per seed).
     """
 
     id_name: str
@@ -156,6 +157,7 @@ class RunSpec:
     aps: bool = False
     score_batch_size: int = 256
     pp_overrides: Mapping[str, Any] = field(default_factory=dict)
+    trains: bool = False
 
     def defining(self) -> dict:
         return {"id": self.id_name, "net": self.net_identity,
@@ -163,7 +165,7 @@ class RunSpec:
                 "data_root": os.path.abspath(self.data_root), "lists": self.lists,
                 "postprocessor": self.postprocessor, "pp_args": self.pp_args, "aps": self.aps,
                 "protocol": self.protocol,
-                "seeds": list(self.seeds) if self.protocol == "stream" else [],
+                "seeds": list(self.seeds) if self.protocol == "stream" or self.trains else [],
                 "engine": self.engine, "score_batch_size": self.score_batch_size}
 
     def key(self) -> str:
@@ -217,7 +219,7 @@ def write_run(output_dir: str, spec: RunSpec, result, timings: Optional[Mapping[
                     "postprocessor": spec.postprocessor, "pp_args": spec.pp_args,
                     "pp_overrides": spec.pp_overrides, "aps": spec.aps,
                     "hyperparams": result.hyperparams, "protocol": spec.protocol,
-                    "seeds": list(spec.seeds), "engine": spec.engine,
+                    "seeds": list(spec.seeds), "trains": spec.trains, "engine": spec.engine,
                     "score_batch_size": spec.score_batch_size,
                     "status": {**status.as_dict(), "postprocessor_status": result.status},
                     "timings": dict(timings or {}), "versions": versions(),

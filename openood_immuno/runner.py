@@ -13,9 +13,23 @@ K postprocessors cost one backbone pass. Two protocols:
   each stream. Several seeds give a mean and a standard deviation. For stateless scorers the
   two protocols give the same numbers.
 
+**Seeds.** ``seeds`` reshuffle the streams (``stream``) and, for postprocessors that train
+(``pp.trains``), are the training seed: ``pp`` is refitted once per seed with its ``seed``
+parameter set to it (in the ``stream`` protocol that fit scores the streams of the same seed),
+so the reported std covers training in both protocols. ``seeds=None``: one fit with the
+postprocessor's own ``seed`` (and stream seed 0).
+
 Rows and columns match ``Evaluator.eval_ood()``: near sets, ``nearood`` (their mean), far
-sets, ``farood`` (their mean); FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC, in percent. ACC is the
-zero-shot accuracy of the net's classifier on the ID test set, as OpenOOD reports it.
+sets, ``farood`` (their mean); FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC, in percent, then
+
+* ``ACC_zeroshot``: frozen CLIP's top-1 accuracy on the ID test set (``argmax_c cos(v, t_c)``);
+* ``F1@tau`` (only for postprocessors that decide, ``pp.decision_threshold()`` not ``None``):
+  F1 of OOD detection at the postprocessor's own reject threshold.
+
+``ACC`` is the accuracy of the postprocessor's own predictions on the ID test set: what
+OpenOOD reports with the net's adapter hook installed (``immuno``: the vaccinated
+classifier); for stateless scorers that predict with the net's classifier it equals
+``ACC_zeroshot``. The net's adapter hook is removed after each postprocessor.
 """
 from __future__ import annotations
 
@@ -35,12 +49,14 @@ import torch
 from .benchmarks import BENCHMARKS, NUM_CLASSES, Benchmark
 from .data import ImglistDataset, ListSpec, make_loader, read_imglist
 from .features import FeatureSet, LazyFeatures, extract_features
-from .metrics import METRIC_NAMES, compute_all_metrics
+from .metrics import METRIC_NAMES, compute_all_metrics, f1_at_threshold
 from .postprocessor_base import ImmunoPostprocessor
 from .results import RunStatus, run_status
 
 log = logging.getLogger(__name__)
 PROTOCOLS = ("openood", "stream")
+RESULT_COLUMNS = (*METRIC_NAMES, "ACC_zeroshot")
+DECISION_COLUMN = "F1@tau"
 RESERVED_SET_NAMES = ("id", "nearood", "farood")  # a table row or scores_id.npz
 
 
@@ -216,7 +232,8 @@ def hyperparam_search(pp: ImmunoPostprocessor, id_val: FeatureSet, ood_val: Feat
 
 @dataclass
 class EvalResult:
-    """Metrics table (percent) of one postprocessor: ``rows[name] = [FPR@95, AUROC, ...]``."""
+    """Metrics table (percent) of one postprocessor: ``rows[name]`` holds one value per
+    ``columns`` entry (FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC, ACC_zeroshot[, F1@tau])."""
 
     postprocessor: str
     rows: dict[str, list[float]]
@@ -225,6 +242,7 @@ class EvalResult:
     status: dict = field(default_factory=dict)
     artifacts: dict = field(default_factory=dict)
     scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    columns: tuple[str, ...] = RESULT_COLUMNS
 
     @property
     def run_status(self) -> RunStatus:
@@ -235,7 +253,7 @@ class EvalResult:
         width = 10 if self.std is None else 15  # "100.00±100.00" must never be cut
         lines = [] if self.run_status.ok else [f"{self.run_status.tag(self.postprocessor)}: not "
                                                f"{self.postprocessor}'s own numbers"]
-        lines.append(f"{'':<14}" + "".join(f"{m:>{width}}" for m in METRIC_NAMES))
+        lines.append(f"{'':<14}" + "".join(f"{m:>{width}}" for m in self.columns))
         for name, vals in self.rows.items():
             cells = [f"{v:.2f}" if self.std is None else f"{v:.2f}±{s:.2f}"
                      for v, s in zip(vals, (self.std or {}).get(name, vals))]
@@ -245,15 +263,16 @@ class EvalResult:
     def write_files(self, folder: str) -> list[str]:
         """Write the result into ``folder`` (``results.write_run`` gives a fresh one); file names.
 
-        ``ood.csv`` in OpenOOD's results layout (dataset, FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC;
-        stream runs add ``std_*``) plus a last ``status`` column (``ok`` or ``DEGRADED: ...``)
-        on every row; ``scores_<set>.npz``; ``artifacts.npz`` if any.
+        ``ood.csv`` in OpenOOD's results layout (dataset, FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC),
+        then ACC_zeroshot (and F1@tau for postprocessors that decide; runs over several seeds
+        add ``std_*``) and a last ``status`` column (``ok`` or ``DEGRADED: ...``) on every row;
+        ``scores_<set>.npz``; ``artifacts.npz`` if any.
         """
         os.makedirs(folder, exist_ok=True)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["dataset", *METRIC_NAMES]
-                        + (["std_" + m for m in METRIC_NAMES] if self.std else []) + ["status"])
+        writer.writerow(["dataset", *self.columns]
+                        + (["std_" + m for m in self.columns] if self.std else []) + ["status"])
         label = self.run_status.label
         for name, vals in self.rows.items():
             extra = [f"{s:.2f}" for s in self.std[name]] if self.std else []
@@ -270,8 +289,25 @@ class EvalResult:
         return files
 
 
+def zero_shot_accuracy(net, id_fs: FeatureSet) -> float:
+    """Frozen CLIP's top-1 accuracy on ``id_fs`` (``ACC_zeroshot``): ``argmax_c cos(v, t_c)``
+    with the net's class text features, never through an adapter hook."""
+    logits = id_fs.features.float() @ net.class_text_features.float().cpu().T
+    return float((logits.argmax(1) == id_fs.labels).double().mean())
+
+
+def set_metrics(pred: np.ndarray, conf: np.ndarray, label: np.ndarray,
+                threshold: Optional[float]) -> list[float]:
+    """``[FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC]`` (fractions) of one ID + OOD set, and
+    F1@tau when the postprocessor decides (``threshold``: its reject threshold on conf)."""
+    out = compute_all_metrics(conf, label, pred)
+    return out + ([f1_at_threshold(conf, label, threshold)] if threshold is not None else [])
+
+
 def _table(per_set: Mapping[str, list[float]], near: Sequence[str], far: Sequence[str],
-           extra: Sequence[str], acc: float) -> dict[str, list[float]]:
+           extra: Sequence[str], acc_zeroshot: float) -> dict[str, list[float]]:
+    """Rows in percent: each set's metrics (the ACC of the postprocessor's own predictions),
+    the group means, ACC_zeroshot inserted after ACC."""
     rows: dict[str, list[float]] = {}
     for group, names in (("nearood", near), ("farood", far)):
         if not names:  # an OOD preset without near-OOD sets (the MOS four)
@@ -281,49 +317,77 @@ def _table(per_set: Mapping[str, list[float]], near: Sequence[str], far: Sequenc
         rows[group] = list(np.mean([per_set[n] for n in names], axis=0))
     for n in extra:
         rows[n] = per_set[n]
-    return {k: [100 * x for x in v[:4]] + [100 * acc] for k, v in rows.items()}
+    return {k: [100 * x for x in v[:5]] + [100 * acc_zeroshot] + [100 * x for x in v[5:]]
+            for k, v in rows.items()}
 
 
-def evaluate(pp: ImmunoPostprocessor, store: FeatureStore, protocol: str = "openood",
-             seeds: Sequence[int] = (0,), batch_size: int = 256) -> EvalResult:
-    """Fit ``pp``, search its hyper-parameters if ``APS_mode``, and score every OOD set."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}: use one of {PROTOCOLS}")
-    lists = store.lists
-    pp.fit(store.net, store.id_features())
-    hyper = None
-    if pp.APS_mode and pp.args_dict and not pp.hyperparam_search_done:
-        hyper = dict(zip(pp.args_dict, hyperparam_search(
-            pp, store.get("val_imagenet", lists.id["val"]), store.get("val_ood", lists.ood_val), batch_size)))
-    id_fs = store.get("test_imagenet", lists.id["test"])
-    acc = float((torch.argmax(id_fs.features @ store.net.class_text_features.cpu().T, 1)
-                 == id_fs.labels).float().mean())
-    ood_sets = {n: store.get(n, spec) for n, spec in lists.ood.items()}
-    scores = {}
+def _score(pp: ImmunoPostprocessor, id_fs: FeatureSet, ood_sets: Mapping[str, FeatureSet],
+           protocol: str, stream_seed: int, batch_size: int,
+           threshold: Optional[float]) -> tuple[dict[str, list[float]], dict]:
+    """Metrics per OOD set of the fitted ``pp`` and the scores behind them."""
+    metrics, scores = {}, {}
     if protocol == "openood":
         pp.reset()
         id_scores = scores["id"] = pp.score_feature_set(id_fs, batch_size)
-        per_seed = [{}]
         for name, fs in ood_sets.items():
             ood = scores[name] = pp.score_feature_set(fs, batch_size)
-            ood_label = -np.ones_like(ood[2])
-            per_seed[0][name] = compute_all_metrics(np.concatenate([id_scores[1], ood[1]]),
-                                                    np.concatenate([id_scores[2], ood_label]),
-                                                    np.concatenate([id_scores[0], ood[0]]))
+            metrics[name] = set_metrics(np.concatenate([id_scores[0], ood[0]]),
+                                        np.concatenate([id_scores[1], ood[1]]),
+                                        np.concatenate([id_scores[2], -np.ones_like(ood[2])]), threshold)
     else:
-        per_seed = []
-        for seed in seeds:
-            metrics = {}
-            for name, fs in ood_sets.items():
-                ood = FeatureSet(fs.name, fs.features, torch.full_like(fs.labels, -1), fs.image_paths)
-                pred, conf, label = score_stream(pp, id_fs, ood, seed, batch_size)
-                metrics[name] = compute_all_metrics(conf, label, pred)
-                if seed == seeds[0]:
-                    scores[name] = (pred, conf, label)  # the whole stream of the first seed
-            per_seed.append(metrics)
-    tables = [_table(m, list(lists.near), list(lists.far), list(lists.extra), acc) for m in per_seed]
+        for name, fs in ood_sets.items():
+            ood = FeatureSet(fs.name, fs.features, torch.full_like(fs.labels, -1), fs.image_paths)
+            pred, conf, label = scores[name] = score_stream(pp, id_fs, ood, stream_seed, batch_size)
+            metrics[name] = set_metrics(pred, conf, label, threshold)
+    return metrics, scores
+
+
+def evaluate(pp: ImmunoPostprocessor, store: FeatureStore, protocol: str = "openood",
+             seeds: Optional[Sequence[int]] = None, batch_size: int = 256) -> EvalResult:
+    """Fit ``pp`` (once per seed if it trains), search its hyper-parameters if ``APS_mode``,
+    and score every OOD set; mean (and std over several seeds) of the tables. Scores and
+    artifacts kept are those of the first seed. The net's adapter hook is removed at the end
+    (``pp`` then holds the fit of the last seed)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: use one of {PROTOCOLS}")
+    lists = store.lists
+    stream_seeds = list(seeds) if seeds is not None else [0]
+    retrain = pp.trains and seeds is not None
+    search = bool(pp.APS_mode and pp.args_dict and not pp.hyperparam_search_done)
+    id_fs = ood_sets = None
+    tables, scores, artifacts, chosen = [], {}, {}, {}
+    try:
+        for fit_seed in (stream_seeds if retrain else [None]):
+            if fit_seed is not None:
+                pp.params = pp.params.replace({"seed": fit_seed}, where=f"postprocessor '{pp.name}'",
+                                              prefix=f"{pp.name}.")
+            pp.fit(store.net, store.id_features())
+            if search:
+                chosen[fit_seed] = dict(zip(pp.args_dict, hyperparam_search(
+                    pp, store.get("val_imagenet", lists.id["val"]), store.get("val_ood", lists.ood_val),
+                    batch_size)))
+            if id_fs is None:
+                id_fs = store.get("test_imagenet", lists.id["test"])
+                ood_sets = {n: store.get(n, spec) for n, spec in lists.ood.items()}
+                acc_zeroshot = zero_shot_accuracy(store.net, id_fs)
+            threshold = pp.decision_threshold()
+            runs = [fit_seed] if retrain else stream_seeds
+            for stream_seed in (runs if protocol == "stream" else runs[:1]):
+                per_set, scored = _score(pp, id_fs, ood_sets, protocol, stream_seed or 0, batch_size,
+                                         threshold)
+                if not tables:
+                    scores, artifacts = scored, pp.artifacts()  # the first seed's
+                tables.append(_table(per_set, list(lists.near), list(lists.far), list(lists.extra),
+                                     acc_zeroshot))
+    finally:
+        clear = getattr(store.net, "clear_adapter", None)
+        if clear is not None:
+            clear()
     rows = {k: list(np.mean([t[k] for t in tables], axis=0)) for k in tables[0]}
     std = ({k: list(np.std([t[k] for t in tables], axis=0)) for k in tables[0]}
            if len(tables) > 1 else None)
-    return EvalResult(pp.name, rows, std, hyper, status=pp.status(), artifacts=pp.artifacts(),
-                      scores=scores)
+    hyper = (None if not chosen else chosen[None] if None in chosen
+             else {f"seed {s}": c for s, c in chosen.items()})
+    columns = RESULT_COLUMNS + ((DECISION_COLUMN,) if threshold is not None else ())
+    return EvalResult(pp.name, rows, std, hyper, status=pp.status(), artifacts=artifacts,
+                      scores=scores, columns=columns)

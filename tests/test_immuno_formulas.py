@@ -13,7 +13,7 @@ from openood_immuno.immuno.vaccination import (auto_margin, few_shot_indices, lo
 from openood_immuno.immuno.antigen import class_means, estimate_kappa, geodesic_prototypes, vmf_kappa
 from openood_immuno.immuno.evt import EVTCalibrator, fit_weibull, lower_tail
 from openood_immuno.immuno.filtration import FilterReport, band_pass_mask
-from openood_immuno.immuno.antibody_sources import gaussian_antibodies
+from openood_immuno.immuno.antibody_sources import isotropic_antibodies
 from openood_immuno.immuno.params import ImmunoParams
 from openood_immuno.scores.immuno import dis_score, nonself_score, self_score
 
@@ -200,15 +200,28 @@ def test_evt_per_class_fits_pooled_fallback_and_outputs(caplog):
         EVTCalibrator.fit(torch.tensor([0.1, 0.2]), torch.tensor([0, 0]), 2)
 
 
-def test_auto_margin_and_gaussian_antibodies():
+def test_auto_margin():
     z, ab = unit(6, 8, seed=14), unit(4, 8, seed=15)
     y, owner = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 1, 1, 2])
     own = [float(z[i] @ ab[a]) for i in range(6) for a in range(4) if owner[a] == y[i]]
     assert auto_margin(z, y, ab, owner, 0.75) == pytest.approx(float(np.quantile(own, 0.75)), abs=1e-6)
-    mu = unit(3, 256, seed=16)
-    noise = gaussian_antibodies(mu, torch.tensor([0, 1, 2] * 50), sigma=1.0, seed=0)
-    cos = (noise * mu[torch.tensor([0, 1, 2] * 50)]).sum(1)
-    assert cos.mean().item() == pytest.approx(1 / math.sqrt(2), abs=0.03)
+
+
+@pytest.mark.parametrize("d", [64, 512])
+def test_isotropic_antibodies_are_uniform_on_the_sphere_not_near_the_prototypes(d):
+    """Thm 3.5's classic negatives: cos to the owner's prototype ~ 0 (within 3/sqrt(d)),
+    spread ~ 1/sqrt(d), unit norm, no preferred direction, seeded."""
+    mu = unit(3, d, seed=16)
+    owner = torch.tensor([0, 1, 2] * 200)
+    noise = isotropic_antibodies(owner, d, seed=0)
+    cos = (noise * mu[owner]).sum(1)
+    assert noise.shape == (600, d) and torch.allclose(noise.norm(dim=1), torch.ones(600), atol=1e-5)
+    assert abs(cos.mean().item()) < 3 / math.sqrt(d)
+    assert cos.abs().max().item() < 6 / math.sqrt(d)   # none lands near its prototype
+    assert cos.std().item() == pytest.approx(1 / math.sqrt(d), rel=0.15)
+    assert noise.mean(0).norm().item() < 3 / math.sqrt(600)   # mean direction ~ 0
+    assert torch.equal(noise, isotropic_antibodies(owner, d, seed=0))
+    assert not torch.equal(noise, isotropic_antibodies(owner, d, seed=1))
 
 
 def test_adapter_checkpoint_is_cached_by_content(tmp_path):

@@ -81,8 +81,9 @@ def test_variants_are_their_base_plus_what_differs():
     assert build_postprocessor("ants_ens").params == ANTSParams(mode="far_only")
     assert build_postprocessor("ants_vsnl").params == ANTSParams(mode="near_only")
     assert list(build_postprocessor("ants_vsnl").args_dict) == ["vsnl_top_k", "group_size", "vsnl_interval"]
-    assert build_postprocessor("immuno_ablation_noise").params == ImmunoParams(antibody_source="gaussian_noise")
-    assert build_postprocessor("immuno_ablation_unfiltered").params == ImmunoParams(delta_low=-1.0, delta_high=1.0)
+    assert build_postprocessor("immuno_ablation_noise").params == ImmunoParams(antibody_source="gaussian_noise",
+                                                                                band_pass=False)
+    assert build_postprocessor("immuno_ablation_unfiltered").params == ImmunoParams(band_pass=False)
     assert "delta_low" not in build_postprocessor("immuno_ablation_unfiltered").args_dict
     assert type(build_postprocessor("immuno_dis").params) is ImmunoDISParams
     assert set(build_postprocessor("immuno_zeroshot").args_dict) == {"lambda", "delta_low", "delta_high"}

@@ -22,7 +22,8 @@ def test_cli_eval_prints_table_and_caches_features(minibench, tmp_path, capsys, 
     with open(run / "ood.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["dataset"] for r in rows] == ROWS
-    assert set(rows[0]) == {"dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC", "status"}
+    assert set(rows[0]) == {"dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC", "ACC_zeroshot",
+                            "status"}
     assert {r["status"] for r in rows} == {"ok"}
     assert (run / "run.json").is_file()
     caplog.clear()
@@ -39,7 +40,7 @@ def test_stream_protocol_equals_openood_protocol_for_stateless_scorer(tiny_net, 
     b = evaluate(build_postprocessor("mcm"), store, "stream", seeds=[0, 1])
     for row in ROWS:
         assert a.rows[row] == pytest.approx(b.rows[row], abs=1e-6)
-        assert b.std[row] == pytest.approx([0] * 5, abs=1e-6)
+        assert b.std[row] == pytest.approx([0] * 6, abs=1e-6)
 
 
 def test_aps_searches_sweep_on_validation(tiny_net, minibench):

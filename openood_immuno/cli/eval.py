@@ -13,7 +13,9 @@ OOD_PRESETS = ("openood", "mos")  # openood_immuno.benchmarks.OOD_PRESETS (torch
 DESCRIPTION = """\
 Score one or more postprocessors on an OpenOOD v1.5 data_root and print and write, per
 postprocessor, the table of Evaluator.eval_ood() (FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC per
-OOD set, near and far means) to OUTPUT_DIR/<run>/<postprocessor>/ood.csv.
+OOD set, near and far means; ACC = the postprocessor's own predictions) plus ACC_zeroshot
+(frozen CLIP) and, for postprocessors that decide (immuno), F1@tau, to
+OUTPUT_DIR/<run>/<postprocessor>/ood.csv.
 
 Image features are computed once per model and list and cached, so several postprocessors
 cost one backbone pass. Flags, postprocessor names, --pp-arg and the data_root's image lists
@@ -37,7 +39,11 @@ def add_parser(subparsers) -> None:
                         "docs/openood.md)")
     p.add_argument("--protocol", default="openood", choices=PROTOCOLS,
                    help="openood: ID test then each OOD set; stream: shuffled ID+OOD stream per OOD set")
-    p.add_argument("--seeds", default="0", help="stream seeds, comma-separated (mean and std reported)")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated seeds (mean and std reported): stream shuffles and, for "
+                        "postprocessors that train (immuno), the training seed, one fit per seed "
+                        "(default: stream seed 0, each postprocessor's own seed; implies --engine "
+                        "builtin under auto)")
     p.add_argument("--engine", default="auto", choices=["auto", "openood", "builtin"],
                    help="auto: OpenOOD's Evaluator when installed (openood protocol), else builtin")
     p.add_argument("--aps", action="store_true", help="force OpenOOD's automatic parameter search")
@@ -56,15 +62,15 @@ def add_parser(subparsers) -> None:
 
 
 def _engine(args) -> str:
-    if args.engine == "openood" and (args.protocol != "openood" or args.extra_ood):
-        raise UsageError("--engine openood supports only --protocol openood without --extra-ood: "
-                         "use --engine builtin")
+    if args.engine == "openood" and (args.protocol != "openood" or args.extra_ood or args.seeds):
+        raise UsageError("--engine openood supports only --protocol openood without --extra-ood and "
+                         "--seeds (OpenOOD's Evaluator fits once): use --engine builtin")
     if args.engine != "auto":
         return args.engine
     from ..registry import openood_available
 
     return "openood" if openood_available() and args.protocol == "openood" and not args.extra_ood \
-        else "builtin"
+        and not args.seeds else "builtin"
 
 
 def _needed_lists(lists, pps: dict, engine: str, aps: bool) -> list:
@@ -84,7 +90,7 @@ def _needed_lists(lists, pps: dict, engine: str, aps: bool) -> list:
 
 def run(args) -> int:
     names = parse_postprocessors(args.postprocessors)
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     pp_args = parse_pp_args(args.pp_arg, names)
     check_data_root(args.data_root)
     engine = _engine(args)
@@ -110,12 +116,14 @@ def run(args) -> int:
     for name, pp in pps.items():
         spec = RunSpec(id_name=args.id_name, model=args.model, pretrained=args.pretrained,
                        net_identity=net.identity, data_root=args.data_root, lists=list_keys,
-                       postprocessor=name, pp_args=resolved_args(pp), protocol=args.protocol, seeds=seeds,
-                       engine=engine, aps=bool(pp.APS_mode), score_batch_size=args.score_batch_size,
-                       pp_overrides=pp_args.get(name, {}))
+                       postprocessor=name, pp_args=resolved_args(pp), protocol=args.protocol,
+                       seeds=tuple(seeds or ()), engine=engine, aps=bool(pp.APS_mode),
+                       score_batch_size=args.score_batch_size, pp_overrides=pp_args.get(name, {}),
+                       trains=pp.trains)
         started = time.time()
         print(f"\n== {name} ({engine} engine, {args.protocol} protocol"
-              f"{', seeds ' + args.seeds if args.protocol == 'stream' else ''})", flush=True)
+              f"{', seeds ' + args.seeds if args.seeds and (args.protocol == 'stream' or pp.trains) else ''})",
+              flush=True)
         if engine == "openood":
             from ..openood_bridge import evaluate_with_openood
 

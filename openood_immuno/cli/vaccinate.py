@@ -27,8 +27,9 @@ def add_parser(subparsers) -> None:
                    help="immuno | immuno_dis | an immuno ablation (a shipped postprocessor name)")
     p.add_argument("--bank", default=None,
                    help="antibody bank JSON (default: the config's antibody_bank)")
-    p.add_argument("--shots", type=int, default=None,
-                   help="training images per class, 0 = all (default: the config's shots)")
+    p.add_argument("--shots", type=lambda v: v if v == "all" else int(v), default=None,
+                   help="training images per class, all or 0 = the whole training list (default: "
+                        "the config's shots)")
     add_pp_arg(p, "immuno.margin=0.3 (NAME is --config)")
     add_loader_args(p)
     add_progress_arg(p)

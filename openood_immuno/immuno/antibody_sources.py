@@ -1,11 +1,11 @@
 """Where a run's antibodies come from: the bank named by ``antibody_bank`` (the WordNet bank of
 the ID classes, built on first use and cached, or a bank JSON), or a Table-2 ablation that
 replaces the bank's texts: ``random_words`` (as many random WordNet nouns per class as the bank
-has antibodies) and ``gaussian_noise`` (random unit vectors around each prototype)."""
+has antibodies) and ``gaussian_noise`` (as many isotropic random unit vectors: the "classic"
+artificial immune system of Thm 3.5, not samples around the prototypes)."""
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -80,10 +80,11 @@ def antibody_texts(bank: AntibodyBank, class_names: Sequence[str],
     return [[Antibody(w, "near_ood", "random-wordnet-noun") for w in ws] for ws in words]
 
 
-def gaussian_antibodies(prototypes: torch.Tensor, owner: torch.Tensor, sigma: float,
-                        seed: int) -> torch.Tensor:
-    """Table-2 ablation: ``a = normalise(mu_owner + sigma * eps)``, ``eps ~ N(0, I/d)`` (so
-    ``cos(a, mu) ~ 1 / sqrt(1 + sigma^2)``), one per antibody slot of the bank."""
+def isotropic_antibodies(owner: torch.Tensor, dim: int, seed: int,
+                         device: str | torch.device = "cpu") -> torch.Tensor:
+    """Table-2 row (B), Thm 3.5's isotropic negatives: ``a = normalise(eps)``,
+    ``eps ~ N(0, I_d)``, i.e. uniform on the unit sphere and independent of every prototype
+    (``E cos(a, mu) = 0``, std ``~ 1/sqrt(d)``); one per antibody slot of the bank (``owner``
+    keeps each slot's class), seeded, drawn on the CPU so every device gets the same vectors."""
     gen = torch.Generator().manual_seed(seed)
-    eps = torch.randn(owner.shape[0], prototypes.shape[1], generator=gen) / math.sqrt(prototypes.shape[1])
-    return F.normalize(prototypes[owner.long()].cpu() + sigma * eps, dim=1).to(prototypes.device)
+    return F.normalize(torch.randn(owner.shape[0], dim, generator=gen), dim=1).to(device)

@@ -7,6 +7,9 @@ Antibody ``a`` of class ``c`` is kept iff
 Above ``delta_high`` an antibody is nearly a synonym of the class and would reject its own
 ID images (auto-immunity); below ``delta_low`` it is too far from the class to sharpen its
 boundary and only adds noise to ``S_nonself``.
+
+``band_pass: false`` (the Table-2 "no filter" rows) keeps every antibody: :func:`no_filter_mask`
+and a :class:`FilterReport` that says the filter was off.
 """
 from __future__ import annotations
 
@@ -28,26 +31,36 @@ def band_pass_mask(antibodies: torch.Tensor, owner: torch.Tensor, prototypes: to
     return (cos >= delta_low) & (cos <= delta_high), cos
 
 
+def no_filter_mask(owner: torch.Tensor) -> torch.Tensor:
+    """``keep [M]``, all true: every antibody is used (``band_pass: false``)."""
+    return torch.ones(owner.shape[0], dtype=torch.bool, device=owner.device)
+
+
 @dataclass
 class FilterReport:
-    """Antibodies per class before and after the band-pass filter."""
+    """Antibodies per class before and after the band-pass filter (``enabled=False``: no
+    filter was applied, before == after)."""
 
     before: torch.Tensor
     after: torch.Tensor
     delta_low: float
     delta_high: float
+    enabled: bool = True
 
     @classmethod
     def from_mask(cls, owner: torch.Tensor, keep: torch.Tensor, num_classes: int,
-                  delta_low: float, delta_high: float) -> "FilterReport":
+                  delta_low: float, delta_high: float, enabled: bool = True) -> "FilterReport":
         owner = owner.long().cpu()
         return cls(torch.bincount(owner, minlength=num_classes),
-                   torch.bincount(owner[keep.cpu()], minlength=num_classes), delta_low, delta_high)
+                   torch.bincount(owner[keep.cpu()], minlength=num_classes), delta_low, delta_high,
+                   enabled)
 
     def summary(self) -> str:
         """One line: totals, per-class mean/min/max after filtering, classes left with none."""
         b, a = self.before.float(), self.after.float()
-        return (f"band-pass [{self.delta_low:g}, {self.delta_high:g}]: {int(a.sum())} of "
+        band = f"band-pass [{self.delta_low:g}, {self.delta_high:g}]" if self.enabled else \
+            "band-pass off (band_pass: false)"
+        return (f"{band}: {int(a.sum())} of "
                 f"{int(b.sum())} antibodies survive; per class before mean {b.mean():.1f} "
                 f"(min {int(b.min())}, max {int(b.max())}), after mean {a.mean():.1f} "
                 f"(min {int(a.min())}, max {int(a.max())}); {int((a == 0).sum())} of {len(a)} "

@@ -19,11 +19,11 @@ from ..cache import content_key
 from ..features import check_features
 from ..scores.immuno import dis_score
 from .adapter import RejectionAdapter
-from .antibody_sources import antibody_texts, bank_key, gaussian_antibodies, load_bank
+from .antibody_sources import antibody_texts, bank_key, isotropic_antibodies, load_bank
 from .antigen import class_means, estimate_kappa, geodesic_prototypes
 from .encode import encode_antibodies
 from .evt import EVTCalibrator
-from .filtration import FilterReport, band_pass_mask
+from .filtration import FilterReport, band_pass_mask, no_filter_mask
 from .params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
 from .vaccination import auto_margin, few_shot_indices, load_or_vaccinate
 
@@ -85,6 +85,16 @@ class ImmunoScorer:
         calibrate = self.evt.hazard if self.evt_output == "hazard" else self.evt.cdf
         return pred, calibrate(dis, pred).to(dis.device)
 
+    @torch.no_grad()
+    def accept(self, features: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pred, accepted)``: the paper's EVT decision (Sec. 3.6), reject ``x`` (OOD) when
+        ``F_pred(DIS(x)) < tau``; needs the EVT calibration (``immuno``)."""
+        if self.evt is None:
+            raise ValueError("the EVT decision needs the EVT calibration: use immuno (not "
+                             "immuno_dis/immuno_zeroshot)")
+        pred, dis = self.dis(features)
+        return pred, (self.evt.cdf(dis, pred) >= tau).to(dis.device)
+
 
 def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner: torch.Tensor,
                  params: ImmunoZeroShotParams, train: Optional[tuple[torch.Tensor, torch.Tensor, Sequence[str]]] = None,
@@ -129,10 +139,12 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
         prototypes = F.normalize(text_prototypes.float(), dim=1)
 
     if params.antibody_source == "gaussian_noise":
-        antibodies = gaussian_antibodies(prototypes, owner, params.noise_sigma, params.seed)
+        antibodies = isotropic_antibodies(owner, prototypes.shape[1], params.seed, device)
     antibodies = antibodies.float().to(device)
-    keep, _ = band_pass_mask(antibodies, owner, prototypes, params.delta_low, params.delta_high)
-    report = FilterReport.from_mask(owner, keep, num_classes, params.delta_low, params.delta_high)
+    keep = (band_pass_mask(antibodies, owner, prototypes, params.delta_low, params.delta_high)[0]
+            if params.band_pass else no_filter_mask(owner))
+    report = FilterReport.from_mask(owner, keep, num_classes, params.delta_low, params.delta_high,
+                                    params.band_pass)
     log.info("%s", report.summary())
     if not bool(keep.any()):
         raise ValueError(f"no antibody survived the band-pass filter [{params.delta_low}, "
@@ -141,7 +153,7 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
     scorer = ImmunoScorer(prototypes, antibodies[keep], owner[keep], params.lam, report=report)
 
     if vaccinate:
-        idx = few_shot_indices(y_train.cpu(), paths, params.shots, params.max_train,
+        idx = few_shot_indices(y_train.cpu(), paths, params.n_shots, params.max_train,
                                params.seed).to(device)
         kappa, n_pooled = estimate_kappa(x_train[idx], y_train[idx], prototypes,
                                          params.kappa_min_samples)
@@ -184,10 +196,10 @@ def _train_features(id_features, params: ImmunoDISParams):
     from the result, which then keeps every image, so both paths train on the same set.
     """
     subset = getattr(id_features, "subset", None)
-    if subset is None or (params.shots <= 0 and params.max_train <= 0):
+    if subset is None or (params.n_shots <= 0 and params.max_train <= 0):
         return id_features["train"]
     return subset("train", lambda labels, paths: few_shot_indices(
-        labels, paths, params.shots, params.max_train, params.seed))
+        labels, paths, params.n_shots, params.max_train, params.seed))
 
 
 def fit_on_net(net, id_features: Mapping[str, Any], params: ImmunoZeroShotParams, vaccinate: bool,
