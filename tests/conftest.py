@@ -9,6 +9,11 @@ import pytest
 SHARED = Path(os.environ.get("OPENOOD_IMMUNO_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 MINIBENCH = SHARED / "data" / "minibench"
 os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
+# Python processes the tests start (console scripts, `python -m`, torchrun workers) run in the
+# repository root; without this, `python -c/-m` would put the root first on sys.path and import
+# the source folder openood_immuno/ (which lacks the mapped postprocessors/ and configs/) instead
+# of the installed package.
+os.environ["PYTHONSAFEPATH"] = "1"
 
 
 @pytest.fixture(scope="session", autouse=True)
