@@ -66,7 +66,15 @@ def run_config(id_name: str, postprocessor: str) -> dict:
     bench = BENCHMARKS[id_name]
     clip = yaml.safe_load(network_yml().read_text(encoding="utf-8"))
     clip["network"]["templates"] = list(bench.templates)
-    pp = json.loads(json.dumps(resolve_postprocessor(postprocessor)))  # ``base:`` applied, plain dicts
+    from .registry import resolved_params
+
+    params, sweep = resolved_params(postprocessor)
+    # every argument written out (OpenOOD's --KEY VALUE overrides only keys a config sets)
+    pp = {**{k: v for k, v in resolve_postprocessor(postprocessor).items()
+             if k not in ("postprocessor_args", "postprocessor_sweep")},
+          "postprocessor_args": params.as_args(),
+          "postprocessor_sweep": {f"{k}_list": list(v) for k, v in sweep.items()}}
+    pp = json.loads(json.dumps(pp))  # plain lists and dicts for yaml
     return {"exp_name": EXP_NAME, "output_dir": "./results/", "data_root": "./data",
             "save_output": True, "merge_option": "merge", "mark": "default", "seed": 0,
             "num_gpus": 1, "num_workers": 0, "num_machines": 1, "machine_rank": 0,

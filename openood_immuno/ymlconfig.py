@@ -108,4 +108,5 @@ def resolve_postprocessor(name: str, _chain: tuple[str, ...] = ()) -> dict[str, 
 def load_postprocessor_config(name: str, id_name: str = "imagenet") -> Config:
     """The shipped config of ``name`` (``base:`` applied) with ``dataset.name = id_name`` (as
     OpenOOD merges it)."""
-    return Config({"postprocessor": resolve_postprocessor(name), "dataset": {"name": id_name}})
+    section = {"postprocessor_args": {}, "postprocessor_sweep": {}, **resolve_postprocessor(name)}
+    return Config({"postprocessor": section, "dataset": {"name": id_name}})
