@@ -63,7 +63,7 @@ def _weights_identity(pretrained: str | None, seed: int) -> str:
         return f"random-init-seed{seed}"
     if os.path.isfile(pretrained):
         st = os.stat(pretrained)
-        return f"file:{os.path.abspath(pretrained)}:{st.st_size}:{int(st.st_mtime)}"
+        return f"file:{os.path.abspath(pretrained)}:{st.st_size}:{st.st_mtime_ns}"
     return f"tag:{pretrained}"
 
 

@@ -21,6 +21,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+from .textfiles import read_utf8_file
+
 log = logging.getLogger(__name__)
 
 
@@ -39,24 +41,10 @@ class ListSpec:
 
 def read_list_text(path: str) -> str:
     """A list file's text: UTF-8 (a BOM is dropped with a warning naming the file), else one
-    error naming the file, the encoding found and the ``iconv`` command that fixes it."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image list {path!r} not found: check --data-root (it must hold "
-                                "OpenOOD's benchmark_imglist/ folder)")
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
-        raise ValueError(f"image list {path!r} is UTF-16, not UTF-8: convert it with "
-                         f"`iconv -f UTF-16 -t UTF-8 {path} > {path}.utf8` and use that file")
-    if raw.startswith(b"\xef\xbb\xbf"):
-        log.warning("image list %s starts with a UTF-8 byte-order mark; it is ignored", path)
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        lineno = raw[:exc.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[exc.start]:02x}; Latin-1?): "
-                         f"convert the list with `iconv -f LATIN1 -t UTF-8 {path} > {path}.utf8`")
+    error naming the file, the encoding found and the ``iconv`` command that fixes it
+    (:func:`openood_immuno.textfiles.read_utf8_file`)."""
+    return read_utf8_file(path, "image list", "check --data-root (it must hold OpenOOD's "
+                                              "benchmark_imglist/ folder)")
 
 
 def read_imglist(path: str, num_classes: Optional[int] = None,

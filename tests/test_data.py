@@ -79,8 +79,8 @@ def test_list_encodings_are_named_with_the_fix(tmp_path, caplog):
     assert "bom.txt starts with a UTF-8 byte-order mark" in caplog.text
     latin = tmp_path / "latin.txt"
     latin.write_bytes("a.jpg 0\ncaf\u00e9.jpg 1\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"latin\.txt:2: not UTF-8 \(byte 0xe9; Latin-1\?\): convert "
-                                         r"the list with `iconv -f LATIN1 -t UTF-8 .*latin\.txt >"):
+    with pytest.raises(ValueError, match=r"latin\.txt', line 2: not UTF-8 \(byte 0xe9; Latin-1\?\): convert "
+                                         r"it with `iconv -f LATIN1 -t UTF-8 .*latin\.txt >"):
         read_imglist(str(latin))
     utf16 = tmp_path / "utf16.txt"
     utf16.write_bytes("a.jpg 0\n".encode("utf-16"))

@@ -74,8 +74,8 @@ def run(args) -> int:
         raise UsageError(f"--msp-temperature must be > 0, got {args.msp_temperature}")
     check_data_root(args.data_root)
 
+    from ..benchmarks import NUM_CLASSES, get_benchmark
     from ..cache import cache_root
-    from ..data import NUM_CLASSES
     from ..immuno.falsification import (DEFAULT_VARIANTS, check_variants, data_from_store,
                                         run_falsification, write_falsification)
     from ..results import check_writable
@@ -86,7 +86,7 @@ def run(args) -> int:
         check_variants(variants, extra)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    lists = BenchmarkLists()
+    lists = BenchmarkLists.of(get_benchmark(args.id_name))  # OpenOOD v1.5's near and far sets
     check_lists(args.data_root, [*lists.id.values(), *lists.ood.values()])
     validate_benchmark(args.data_root, lists, NUM_CLASSES.get(args.id_name))
     check_writable(args.output_dir, "--output-dir")
