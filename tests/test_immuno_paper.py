@@ -382,6 +382,7 @@ def test_ood_csv_report_and_leaderboard_carry_both_accuracies_and_f1(tmp_path):
                                                                                          "33.30", "ok")
     meta = json.loads((run / "run.json").read_text())
     assert meta["trains"] is True and meta["seeds"] == [0, 1]
+    assert meta["id_accuracy"] == {"ACC": 12.5, "ACC_zeroshot": 10.0} and meta["columns"][-1] == "F1@tau"
     assert spec.key() != RunSpec(**{**spec.__dict__, "seeds": (0,)}).key()  # seeds key a training run
     md = write_report(str(tmp_path / "res"), str(tmp_path / "out")).read_text()
     assert "| 12.50 | 10.00 | 33.30 | 33.30 |" in md  # ID acc, zero-shot acc, near and far F1@tau
