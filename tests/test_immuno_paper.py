@@ -399,3 +399,16 @@ def test_console_table_has_the_extra_columns():
 
     table = EvalResult("immuno", {"ninco": [1.0] * 7}, columns=RESULT_COLUMNS + (DECISION_COLUMN,)).format()
     assert "ACC_zeroshot" in table.splitlines()[0] and "F1@tau" in table.splitlines()[0]
+
+
+def test_eval_seeds_choose_the_builtin_engine():
+    """OpenOOD's Evaluator fits once: --seeds (a refit per training seed) runs in our runner."""
+    from argparse import Namespace
+
+    from openood_immuno.cli.args import UsageError
+    from openood_immuno.cli.eval import _engine
+
+    args = Namespace(engine="auto", protocol="openood", extra_ood=[], seeds="0,1,2")
+    assert _engine(args) == "builtin"
+    with pytest.raises(UsageError, match="--engine openood supports only .* --seeds"):
+        _engine(Namespace(engine="openood", protocol="openood", extra_ood=[], seeds="0,1"))
