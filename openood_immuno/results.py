@@ -198,6 +198,15 @@ def _fresh_dir(parent: Path, prefix: str) -> Path:
     return path
 
 
+def id_accuracy(result) -> dict:
+    """``{"ACC": ..., "ACC_zeroshot": ...}`` (percent, the columns a result has) of the ID test
+    set: the mean over the OOD-set rows (one value in the openood protocol, where every row has
+    the same ID predictions; the mean over the streams in the stream protocol)."""
+    sets = [v for k, v in result.rows.items() if k not in ("nearood", "farood")]
+    return {c: round(sum(v[i] for v in sets) / len(sets), 6)
+            for i, c in enumerate(result.columns) if c in ("ACC", "ACC_zeroshot") and sets}
+
+
 def write_run(output_dir: str, spec: RunSpec, result, timings: Optional[Mapping[str, float]] = None,
               extra: Optional[Mapping[str, Any]] = None) -> Path:
     """Write ``result`` (an ``EvalResult``) as the complete run folder of ``spec``; its path.
@@ -222,6 +231,7 @@ def write_run(output_dir: str, spec: RunSpec, result, timings: Optional[Mapping[
                     "seeds": list(spec.seeds), "trains": spec.trains, "engine": spec.engine,
                     "score_batch_size": spec.score_batch_size,
                     "status": {**status.as_dict(), "postprocessor_status": result.status},
+                    "columns": list(result.columns), "id_accuracy": id_accuracy(result),
                     "timings": dict(timings or {}), "versions": versions(),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, **(extra or {})}
         atomic_write_json(json.loads(json.dumps(manifest, default=str)), tmp / MANIFEST)

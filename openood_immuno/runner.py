@@ -233,7 +233,8 @@ def hyperparam_search(pp: ImmunoPostprocessor, id_val: FeatureSet, ood_val: Feat
 @dataclass
 class EvalResult:
     """Metrics table (percent) of one postprocessor: ``rows[name]`` holds one value per
-    ``columns`` entry (FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC, ACC_zeroshot[, F1@tau])."""
+    ``columns`` entry: OpenOOD's FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC (the default), and in
+    :func:`evaluate`'s results ACC_zeroshot[, F1@tau] after them."""
 
     postprocessor: str
     rows: dict[str, list[float]]
@@ -242,7 +243,14 @@ class EvalResult:
     status: dict = field(default_factory=dict)
     artifacts: dict = field(default_factory=dict)
     scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
-    columns: tuple[str, ...] = RESULT_COLUMNS
+    columns: tuple[str, ...] = METRIC_NAMES
+
+    def __post_init__(self) -> None:
+        bad = {k: len(v) for k, v in self.rows.items() if len(v) != len(self.columns)}
+        bad.update({f"std of {k}": len(v) for k, v in (self.std or {}).items() if len(v) != len(self.columns)})
+        if bad:
+            raise ValueError(f"result of {self.postprocessor}: rows must have one value per column "
+                             f"{list(self.columns)}, got {bad}")
 
     @property
     def run_status(self) -> RunStatus:

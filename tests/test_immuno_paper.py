@@ -360,3 +360,55 @@ def test_runner_acc_equals_openood_acc(tiny_net, minibench, tmp_path, store):
     ours = evaluate(build_postprocessor("immuno"), store)
     acc = ours.columns.index("ACC")
     assert frame["ACC"].tolist() == pytest.approx([ours.rows[row][acc] for row in frame.index], abs=1e-9)
+
+
+def test_ood_csv_report_and_leaderboard_carry_both_accuracies_and_f1(tmp_path):
+    import csv
+    import json
+
+    from openood_immuno.report import write_report
+    from openood_immuno.results import RunSpec, write_run
+    from openood_immuno.runner import DECISION_COLUMN, RESULT_COLUMNS, EvalResult
+
+    rows = {r: [50.0, 60.0, 70.0, 40.0, 12.5, 10.0, 33.3]
+            for r in ("ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood")}
+    result = EvalResult("immuno", rows, columns=RESULT_COLUMNS + (DECISION_COLUMN,))
+    spec = RunSpec("imagenet", "ViT-B-16", "openai", "ViT-B-16|tag:openai", "/data", {}, "immuno", {},
+                   "openood", seeds=(0, 1), trains=True)
+    run = write_run(str(tmp_path / "res"), spec, result)
+    with open(run / "ood.csv") as fh:
+        first = next(csv.DictReader(fh))
+    assert (first["ACC"], first["ACC_zeroshot"], first["F1@tau"], first["status"]) == ("12.50", "10.00",
+                                                                                         "33.30", "ok")
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["trains"] is True and meta["seeds"] == [0, 1]
+    assert meta["id_accuracy"] == {"ACC": 12.5, "ACC_zeroshot": 10.0} and meta["columns"][-1] == "F1@tau"
+    assert spec.key() != RunSpec(**{**spec.__dict__, "seeds": (0,)}).key()  # seeds key a training run
+    md = write_report(str(tmp_path / "res"), str(tmp_path / "out")).read_text()
+    assert "| 12.50 | 10.00 | 33.30 | 33.30 |" in md  # ID acc, zero-shot acc, near and far F1@tau
+    with open(tmp_path / "out" / "leaderboard.csv") as fh:
+        (board,) = list(csv.DictReader(fh))
+    assert board["ID_Accuracy"] == "12.50" and board["ID_Accuracy_zeroshot"] == "10.00"
+    assert board["Training"] == "CLIP (openai) + trained adapter"
+    with pytest.raises(ValueError, match="one value per column"):
+        EvalResult("immuno", {"ninco": [1.0, 2.0]})
+
+
+def test_console_table_has_the_extra_columns():
+    from openood_immuno.runner import DECISION_COLUMN, RESULT_COLUMNS, EvalResult
+
+    table = EvalResult("immuno", {"ninco": [1.0] * 7}, columns=RESULT_COLUMNS + (DECISION_COLUMN,)).format()
+    assert "ACC_zeroshot" in table.splitlines()[0] and "F1@tau" in table.splitlines()[0]
+
+
+def test_eval_seeds_choose_the_builtin_engine():
+    """OpenOOD's Evaluator fits once: --seeds (a refit per training seed) runs in our runner."""
+    from argparse import Namespace
+
+    from openood_immuno.cli.args import UsageError
+    from openood_immuno.cli.eval import _engine
+
+    args = Namespace(engine="auto", protocol="openood", extra_ood=[], seeds="0,1,2")
+    assert _engine(args) == "builtin"
+    with pytest.raises(UsageError, match="--engine openood supports only .* --seeds"):
+        _engine(Namespace(engine="openood", protocol="openood", extra_ood=[], seeds="0,1"))

@@ -70,3 +70,17 @@ def test_no_top_level_postprocessors_module():
     import importlib.util
 
     assert importlib.util.find_spec("postprocessors") is None
+
+
+def test_immuno_paper_variants_are_shipped_names_of_the_immuno_method():
+    """The Table-2 rows, the antibody-free control and the paper's regime run by name (OpenOOD:
+    tests/test_immuno_paper.py::test_paper_variants_run_by_name_in_openood; runner:
+    ::test_table2_rows_run_by_name_in_the_runner)."""
+    names = ("immuno_ablation_noise", "immuno_ablation_random_words", "immuno_ablation_unfiltered",
+             "immuno_no_antibodies", "immuno_paper")
+    assert set(names) <= set(available_postprocessors())
+    for name in names:
+        config = load_postprocessor_config(name)
+        assert postprocessor_class(config).method == "immuno" and config.postprocessor.name == name
+        pp = build_postprocessor(name)
+        assert pp.trains and pp.decision_threshold() is not None
