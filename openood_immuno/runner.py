@@ -283,9 +283,6 @@ class EvalResult:
                         + (["std_" + m for m in self.columns] if self.std else []) + ["status"])
         label = self.run_status.label
         for name, vals in self.rows.items():
-            if len(vals) != len(self.columns):  # a shifted row would put its status under a metric
-                raise ValueError(f"result row {name!r} of {self.postprocessor} has {len(vals)} values "
-                                 f"for the {len(self.columns)} columns {list(self.columns)}")
             extra = [f"{s:.2f}" for s in self.std[name]] if self.std else []
             writer.writerow([name, *[f"{v:.2f}" for v in vals], *extra, label])
         with open(os.path.join(folder, "ood.csv"), "w", encoding="utf-8", newline="") as fh:

@@ -135,7 +135,7 @@ def test_run_json_records_what_defines_the_run_and_pp_args_change_the_key(small_
 def _result():
     import numpy as np
 
-    rows = {r: [50.0, 60.0, 70.0, 40.0, 1.0, 1.0] for r in ("ssb_hard", "nearood", "textures", "farood")}
+    rows = {r: [50.0, 60.0, 70.0, 40.0, 1.0] for r in ("ssb_hard", "nearood", "textures", "farood")}
     scores = {"id": (np.zeros(5, int), np.linspace(0, 1, 5), np.zeros(5, int)),
               "ssb_hard": (np.zeros(5, int), np.linspace(0, 1, 5), -np.ones(5, int))}
     return EvalResult("mcm", rows, None, None, {}, {}, scores)
