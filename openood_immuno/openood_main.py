@@ -14,9 +14,9 @@ called and OpenOOD's own pipeline runs (``get_pipeline(config).run()`` under
 ``config.yml``, ``log.txt``, ``ood.csv`` and ``scores/<dataset>.npz``.
 
 On a CPU: ``network.name: clip`` places the net on ``network.device`` and never calls
-``.cuda()``; OpenOOD's ``test_ood`` pipeline and ``OODEvaluator`` touch images only through
+``Tensor.cuda``; OpenOOD's ``test_ood`` pipeline and ``OODEvaluator`` touch images only through
 ``postprocessor.inference``, which ours run on the net's device. Nothing of OpenOOD is patched.
-OpenOOD's own postprocessors (``msp``, ...) still move batches with ``.cuda()`` and need a GPU.
+OpenOOD's own postprocessors (``msp``, ...) still move batches with ``Tensor.cuda`` and need a GPU.
 
 Before anything is loaded, every image list of the config must exist, and the results folder
 must not hold an ``ood.csv`` already (OpenOOD would append this run's rows to it).

@@ -18,7 +18,7 @@ wraps both (other names go to OpenOOD's originals) and rebinds them in those mod
       device: auto               # auto = cuda when available, else cpu
       seed: 0                    # seed of the random initialisation (pretrained: none)
 
-The net is placed on ``device`` and never moved with ``.cuda()`` (it ignores ``num_gpus``), so a
+The net is placed on ``device`` and never moved with ``Tensor.cuda`` (it ignores ``num_gpus``), so a
 ``main.py`` run with our postprocessors, whose ``inference`` uses the net's device, runs on a CPU.
 ``preprocessor.name: clip`` gives every split (train included: the backbone is frozen) the
 transform of that CLIP model (``net.preprocess``), so it needs ``network.name: clip``. One net
