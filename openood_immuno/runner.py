@@ -258,7 +258,8 @@ class EvalResult:
         return run_status(self.status)
 
     def format(self) -> str:
-        width = 10 if self.std is None else 15  # "100.00±100.00" must never be cut
+        # "100.00±100.00" must never be cut, nor a column name run into its neighbour
+        width = max(10 if self.std is None else 15, *(len(m) + 2 for m in self.columns))
         lines = [] if self.run_status.ok else [f"{self.run_status.tag(self.postprocessor)}: not "
                                                f"{self.postprocessor}'s own numbers"]
         lines.append(f"{'':<14}" + "".join(f"{m:>{width}}" for m in self.columns))
