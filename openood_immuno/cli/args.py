@@ -125,6 +125,10 @@ def add_id_arg(parser: argparse.ArgumentParser) -> None:
                         help="ID benchmark (its class names and image lists)")
 
 
+def add_data_root_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", required=True, help="OpenOOD data_root (holds benchmark_imglist/)")
+
+
 def add_progress_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

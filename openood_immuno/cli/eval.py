@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import time
 
-from .args import (HelpFormatter, UsageError, add_id_arg, add_loader_args, add_model_args, add_pp_arg,
+from .args import (HelpFormatter, UsageError, add_data_root_arg, add_id_arg, add_loader_args, add_model_args, add_pp_arg,
                    add_progress_arg, check_data_root, check_lists, net_from_args, parse_postprocessors,
                    parse_pp_args, parse_seeds, postprocessor_names)
 
@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
                               description=DESCRIPTION, formatter_class=HelpFormatter)
     add_model_args(p)
     add_id_arg(p)
-    p.add_argument("--data-root", required=True, help="OpenOOD data_root (holds benchmark_imglist/)")
+    add_data_root_arg(p)
     p.add_argument("--postprocessors", default="mcm",
                    help=f"comma-separated, from: {', '.join(postprocessor_names())}")
     p.add_argument("--benchmark", default="openood", choices=OOD_PRESETS,

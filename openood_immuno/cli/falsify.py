@@ -2,7 +2,7 @@
 (:mod:`openood_immuno.immuno.falsification`) on an OpenOOD data_root."""
 from __future__ import annotations
 
-from .args import (HelpFormatter, UsageError, add_id_arg, add_loader_args, add_model_args,
+from .args import (HelpFormatter, UsageError, add_data_root_arg, add_id_arg, add_loader_args, add_model_args,
                    add_progress_arg, check_data_root, check_lists, did_you_mean, net_from_args,
                    parse_seeds)
 
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
                               description=DESCRIPTION, formatter_class=HelpFormatter)
     add_model_args(p)
     add_id_arg(p)
-    p.add_argument("--data-root", required=True, help="OpenOOD data_root (holds benchmark_imglist/)")
+    add_data_root_arg(p)
     p.add_argument("--seeds", default="0,1,2,3,4", help="training seeds, comma-separated")
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help="comma-separated subset, immuno first (the reference of the deltas)")

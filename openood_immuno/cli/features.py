@@ -2,7 +2,7 @@
 many (``torchrun --nproc_per_node N -m openood_immuno.cli features ...``)."""
 from __future__ import annotations
 
-from .args import HelpFormatter, add_id_arg, add_loader_args, add_model_args, resolve_device
+from .args import HelpFormatter, add_data_root_arg, add_id_arg, add_loader_args, add_model_args, resolve_device
 
 DESCRIPTION = """\
 Compute and cache the CLIP image features of OpenOOD image lists, so that a later
@@ -20,7 +20,7 @@ DECODE_BACKENDS = ("pil", "tensor")
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("features", help="cache image features (torchrun: spread over processes)",
                               description=DESCRIPTION, formatter_class=HelpFormatter)
-    p.add_argument("--data-root", required=True, help="OpenOOD data_root (holds benchmark_imglist/)")
+    add_data_root_arg(p)
     p.add_argument("--lists", default="all",
                    help="comma-separated list names (train_imagenet, val_imagenet, test_imagenet, "
                         "val_openimage_o, the OOD sets, --extra-ood names), or 'all'")

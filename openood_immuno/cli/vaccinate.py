@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from .args import (HelpFormatter, UsageError, add_id_arg, add_loader_args, add_model_args, add_pp_arg,
+from .args import (HelpFormatter, UsageError, add_data_root_arg, add_id_arg, add_loader_args, add_model_args, add_pp_arg,
                    add_progress_arg, check_data_root, check_lists, did_you_mean, net_from_args,
                    parse_pp_args, postprocessor_names)
 
@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
                               description=DESCRIPTION, formatter_class=HelpFormatter)
     add_model_args(p)
     add_id_arg(p)
-    p.add_argument("--data-root", required=True, help="OpenOOD data_root (holds benchmark_imglist/)")
+    add_data_root_arg(p)
     p.add_argument("--config", default="immuno",
                    help="immuno | immuno_dis | an immuno ablation (a shipped postprocessor name)")
     p.add_argument("--bank", default=None,
