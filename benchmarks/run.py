@@ -116,7 +116,7 @@ def backbone_seconds_per_image(device, batch: int, repeat: int) -> float:
 
 
 class BenchTextNet(torch.nn.Module):
-    """The text side of a :class:`~openood_immuno.clip_net.CLIPNet` at ImageNet scale.
+    """The text side of a :class:`~openood_immuno.models.clip_net.CLIPNet` at ImageNet scale.
 
     ``encode_text`` returns unit random vectors, deterministic per (texts, templates): scoring
     cost depends on the bank sizes, not on what the vectors mean.
@@ -133,7 +133,7 @@ class BenchTextNet(torch.nn.Module):
         return self._device
 
     def encode_text(self, texts, templates=None):
-        from openood_immuno.cache import content_key
+        from openood_immuno.core.cache import content_key
 
         seed = int(content_key(list(texts), None if templates is None else list(templates))[:8], 16)
         return unit(len(texts), self.embed_dim, seed, self._device)
@@ -152,7 +152,7 @@ def synthetic_labels(workdir: str, n_neg: int) -> str:
 
 def synthetic_inputs(workdir: str, class_names, n_neg: int, n_antibodies: int) -> dict:
     """A negative-label file and an antibody bank of the benchmark sizes."""
-    from openood_immuno.immuno.antibodies import Antibody, AntibodyBank
+    from openood_immuno.methods.immuno.antibodies import Antibody, AntibodyBank
 
     labels = synthetic_labels(workdir, n_neg)
     per_class = n_antibodies // len(class_names)
@@ -168,7 +168,7 @@ def synthetic_inputs(workdir: str, class_names, n_neg: int, n_antibodies: int) -
 
 
 def synthetic_split(n: int, dim: int, num_classes: int, seed: int, device):
-    from openood_immuno.features import FeatureSet
+    from openood_immuno.data.features import FeatureSet
 
     labels = torch.arange(n) % num_classes
     return FeatureSet(f"synthetic{n}", unit(n, dim, seed).to(device), labels, [""] * n)
@@ -216,7 +216,7 @@ def vaccination_paper_scale(device, quick: bool) -> dict:
     (fp32, batch 256) and the paper-scale setting (bf16 autocast, batch 4096), and the
     implied time of 1.28M features x 10 epochs. On a GPU the epoch runs on all 1.28M
     features; on a CPU on 20,000 (``quick``) or 100,000 and is scaled."""
-    from openood_immuno.immuno.vaccination import VaccinationConfig, vaccinate
+    from openood_immuno.methods.immuno.vaccination import VaccinationConfig, vaccinate
 
     gpu = device.type == "cuda"
     n = PAPER_TRAIN if gpu else (20_000 if quick else 100_000)
@@ -241,7 +241,7 @@ def vaccination_paper_scale(device, quick: bool) -> dict:
 def repeated_jpeg_list(workdir: str, data_root: str, n_images: int) -> tuple[str, int]:
     """A list file of ``n_images`` lines cycling through every image of the minibench lists
     (real JPEGs on disk; paths relative to ``data_root``). Returns (path, distinct images)."""
-    from openood_immuno.benchmarks import BENCHMARKS
+    from openood_immuno.data.benchmarks import BENCHMARKS
 
     bench = BENCHMARKS["imagenet"]
     lines = []
@@ -266,7 +266,7 @@ def stage_times(net, dataset, device, n: int) -> dict:
     import torchvision.transforms as T
     from PIL import Image
 
-    from openood_immuno.decode import TensorPreprocess, read_bytes
+    from openood_immuno.data.decode import TensorPreprocess, read_bytes
 
     pre = TensorPreprocess.from_transform(net.preprocess)
     paths = [dataset.image_path(i) for i in range(n)]
@@ -306,8 +306,8 @@ def stage_times(net, dataset, device, n: int) -> dict:
 
 def end_to_end(net, dataset, device, options, fresh_cache: str) -> float:
     """Images/s from JPEG files on disk to a cached feature entry (``extract_features``)."""
-    from openood_immuno.decode import make_image_loader
-    from openood_immuno.features import extract_features
+    from openood_immuno.data.decode import make_image_loader
+    from openood_immuno.data.features import extract_features
 
     os.environ["OPENOOD_IMMUNO_CACHE"] = fresh_cache
     loader = make_image_loader(dataset, device, options)
@@ -327,8 +327,9 @@ def throughput_section(args, device, gpu: bool, fig: dict) -> None:
     import warnings
 
     from openood_immuno import build_clip_net
-    from openood_immuno.data import ImglistDataset, ListSpec
-    from openood_immuno.decode import DecodeOptions
+    from openood_immuno.data.lists import ImglistDataset
+    from openood_immuno.data.benchmarks import ListSpec
+    from openood_immuno.data.decode import DecodeOptions
 
     model = "ImmunoTiny-ViT" if (args.quick and not gpu) else "ViT-B-16"
     n_images = args.e2e_images or (512 if args.quick else 4096)
@@ -384,10 +385,10 @@ def decode_difference_section(args, fig: dict) -> None:
     import numpy as np
 
     from openood_immuno import build_clip_net
-    from openood_immuno.data import IMAGENET_FAR, IMAGENET_ID, IMAGENET_NEAR, ImglistDataset
-    from openood_immuno.decode import DecodeOptions, make_image_loader
-    from openood_immuno.features import extract_features
-    from openood_immuno.metrics import compute_all_metrics
+    from openood_immuno.data.lists import IMAGENET_FAR, IMAGENET_ID, IMAGENET_NEAR, ImglistDataset
+    from openood_immuno.data.decode import DecodeOptions, make_image_loader
+    from openood_immuno.data.features import extract_features
+    from openood_immuno.core.metrics import compute_all_metrics
     from openood_immuno.scores.mcm import mcm_score
 
     with warnings.catch_warnings():
@@ -468,9 +469,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    from openood_immuno.classnames import resolve_class_names
-    from openood_immuno.immuno.vaccination import VaccinationConfig, vaccinate
-    from openood_immuno.immuno.evt import EVTCalibrator
+    from openood_immuno.data.classnames import resolve_class_names
+    from openood_immuno.methods.immuno.vaccination import VaccinationConfig, vaccinate
+    from openood_immuno.methods.immuno.evt import EVTCalibrator
 
     gpu = device.type == "cuda"
     repeat = 5 if args.quick else 20

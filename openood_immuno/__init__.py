@@ -16,8 +16,9 @@ from importlib import import_module
 __version__ = "0.1.0"
 # public name -> module: imported on first use, so `import openood_immuno.cli` (and so
 # `openood-immuno --help`) loads no torch
-_EXPORTS = {"CLIPNet": ".clip_net", "build_clip_net": ".clip_net", "build_postprocessor": ".registry",
-            "register": ".registry", "available_postprocessors": ".ymlconfig"}
+_EXPORTS = {"CLIPNet": ".models.clip_net", "build_clip_net": ".models.clip_net",
+            "build_postprocessor": ".openood.registry",
+            "register": ".openood.registry", "available_postprocessors": ".core.ymlconfig"}
 __all__ = [*_EXPORTS, "__version__"]
 
 

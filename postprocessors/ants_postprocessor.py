@@ -1,8 +1,8 @@
 """ANTS as OpenOOD postprocessors: ``ants`` (adaptive), ``ants_ens`` (far_only), ``ants_vsnl``
 (near_only). One class, ``method: ants``; each name has its own yml with its ``mode``.
 
-The method is :class:`openood_immuno.ants.ANTSScorer` (over a NegLabel scorer, with the MLLM of
-:func:`openood_immuno.ants.load_mllm`); this adapter defines what one "stream" is:
+The method is :class:`openood_immuno.methods.ants.ANTSScorer` (over a NegLabel scorer, with the MLLM of
+:func:`openood_immuno.methods.ants.load_mllm`); this adapter defines what one "stream" is:
 
 * ``reset_each_list: true`` (default): every scored list (one ``Evaluator.inference`` call, one
   runner ``score_feature_set`` call) is a stream from empty memory;
@@ -20,9 +20,9 @@ import logging
 
 import torch
 
-from openood_immuno.ants import ANTSParams, ANTSScorer, images_from_tensor, load_mllm
-from openood_immuno.neglabel import NegLabelScorer
-from openood_immuno.postprocessor_base import ImmunoPostprocessor
+from openood_immuno.methods.ants import ANTSParams, ANTSScorer, images_from_tensor, load_mllm
+from openood_immuno.methods.neglabel import NegLabelScorer
+from openood_immuno.postprocessors.base import ImmunoPostprocessor
 
 log = logging.getLogger(__name__)
 

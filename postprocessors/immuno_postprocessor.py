@@ -5,7 +5,7 @@
 * ``immuno_dis``: the same without EVT (conf = DIS);
 * ``immuno_zeroshot``: frozen CLIP, text prototypes, no adapter, conf = DIS.
 
-The method is :func:`openood_immuno.immuno.scorer.fit_on_net`; these classes choose the
+The method is :func:`openood_immuno.methods.immuno.scorer.fit_on_net`; these classes choose the
 variant (``vaccinate``, ``calibrate``, the parameter class) and map OpenOOD's calls. The
 Table-2 ablations and ``immuno_no_antibodies`` are the ``immuno`` method with other
 parameters (their ymls).
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import math
 
-from openood_immuno.immuno.params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
-from openood_immuno.immuno.scorer import Memo, fit_on_net
-from openood_immuno.postprocessor_base import ImmunoPostprocessor
+from openood_immuno.methods.immuno.params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
+from openood_immuno.methods.immuno.scorer import Memo, fit_on_net
+from openood_immuno.postprocessors.base import ImmunoPostprocessor
 
 
 class _ImmunoVLMBase(ImmunoPostprocessor):

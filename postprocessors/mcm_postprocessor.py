@@ -1,8 +1,8 @@
-"""MCM as an OpenOOD postprocessor (name ``mcm``): :class:`openood_immuno.mcm.MCMScorer`."""
+"""MCM as an OpenOOD postprocessor (name ``mcm``): :class:`openood_immuno.methods.mcm.MCMScorer`."""
 from __future__ import annotations
 
-from openood_immuno.mcm import MCMParams, MCMScorer
-from openood_immuno.postprocessor_base import ImmunoPostprocessor
+from openood_immuno.methods.mcm import MCMParams, MCMScorer
+from openood_immuno.postprocessors.base import ImmunoPostprocessor
 
 
 class MCMPostprocessor(ImmunoPostprocessor):

@@ -1,12 +1,12 @@
-"""NegLabel as an OpenOOD postprocessor (name ``neglabel``): :class:`openood_immuno.neglabel.NegLabelScorer`.
+"""NegLabel as an OpenOOD postprocessor (name ``neglabel``): :class:`openood_immuno.methods.neglabel.NegLabelScorer`.
 
 Score: :func:`openood_immuno.scores.grouped.negative_label_score` over the labels of
-:func:`openood_immuno.neglabel.negative_labels`.
+:func:`openood_immuno.methods.neglabel.negative_labels`.
 """
 from __future__ import annotations
 
-from openood_immuno.neglabel import NegLabelParams, NegLabelScorer
-from openood_immuno.postprocessor_base import ImmunoPostprocessor
+from openood_immuno.methods.neglabel import NegLabelParams, NegLabelScorer
+from openood_immuno.postprocessors.base import ImmunoPostprocessor
 
 
 class NegLabelPostprocessor(ImmunoPostprocessor):

@@ -1,7 +1,7 @@
 """OpenOOD data_roots of the imagenet200 and cifar10 benchmarks, relabelled from the minibench.
 
 The images are the minibench's (linked, not copied); only the lists are written, in
-OpenOOD's layout for that benchmark (``openood_immuno.benchmarks``):
+OpenOOD's layout for that benchmark (``openood_immuno.data.benchmarks``):
 
 * imagenet200: the minibench's ImageNet photos of the 200 ImageNet-200 classes, labelled with
   their ImageNet-200 index (from the wnid in the file name); OOD lists are the minibench's.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from openood_immuno.benchmarks import BENCHMARKS
-from openood_immuno.classnames import id_class_names, imagenet200_classes
+from openood_immuno.data.benchmarks import BENCHMARKS
+from openood_immuno.data.classnames import id_class_names, imagenet200_classes
 
 CAP = 40
 

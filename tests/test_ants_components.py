@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from openood_immuno.ants import (ANTSParams, ENSBank, NegativeImageMiner, RunningMean, VSNLBank,
+from openood_immuno.methods.ants import (ANTSParams, ENSBank, NegativeImageMiner, RunningMean, VSNLBank,
                                  adaptive_lambda, fuse, histogram_jump_threshold)
 from openood_immuno.scores.ants import balanced_bank_score, bank_score
 from openood_immuno.scores.grouped import grouped_id_mass
@@ -125,8 +125,8 @@ def test_bank_scores_fall_back_and_group_like_the_ants_code():
 
 
 def test_mllm_failure_budget_params_reach_the_backend(monkeypatch):
-    from openood_immuno.ants import scorer as scorer_module
-    from openood_immuno.params import ParamError
+    from openood_immuno.methods.ants import scorer as scorer_module
+    from openood_immuno.core.params import ParamError
 
     built = []
 

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from openood_immuno import build_postprocessor
-from openood_immuno.ants import ANTSParams, NegativeImageMiner, VSNLBank, adaptive_lambda
-from openood_immuno.ants.adaptive import LAMBDA_EPS
-from openood_immuno.ants.ens import dedupe
-from openood_immuno.ants.mining import histogram_jump_threshold, paper_threshold
-from openood_immuno.params import ParamError
+from openood_immuno.methods.ants import ANTSParams, NegativeImageMiner, VSNLBank, adaptive_lambda
+from openood_immuno.methods.ants.adaptive import LAMBDA_EPS
+from openood_immuno.methods.ants.ens import dedupe
+from openood_immuno.methods.ants.mining import histogram_jump_threshold, paper_threshold
+from openood_immuno.core.params import ParamError
 from openood_immuno.scores.ants import bank_score, fused_ants_scores
 from openood_immuno.scores.grouped import group_layout, _permutation
 

@@ -9,7 +9,8 @@ import warnings
 import pytest
 
 from openood_immuno import build_postprocessor
-from openood_immuno.runner import BenchmarkLists, FeatureStore, evaluate
+from openood_immuno.data.benchmarks import BenchmarkLists
+from openood_immuno.experiments.runner import FeatureStore, evaluate
 
 pytestmark = pytest.mark.filterwarnings("ignore:ANTS is using the 'scripted' MLLM")
 ROWS = ["ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood"]
@@ -42,8 +43,8 @@ def test_stock_openood_evaluator_by_name(tiny_net, minibench, tmp_path, monkeypa
     from openood.evaluation_api import Evaluator
 
     import openood_immuno
-    from openood_immuno import registry
-    from openood_immuno.openood_bridge import prefill_id_predictions
+    from openood_immuno.openood import registry
+    from openood_immuno.openood.bridge import prefill_id_predictions
 
     shipped = registry.load_postprocessor_config
 

@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 from openood_immuno import build_postprocessor
-from openood_immuno.ants import adaptive_lambda, fuse
-from openood_immuno.features import FeatureSet
+from openood_immuno.methods.ants import adaptive_lambda, fuse
+from openood_immuno.data.features import FeatureSet
 from openood_immuno.scores.ants import balanced_bank_score, bank_score
-from openood_immuno.ants import images_from_tensor
+from openood_immuno.methods.ants import images_from_tensor
 
 SMALL = dict(n_neg_labels=120, corpus_limit=600, n_groups=12, group_size=10, init_threshold=0.9,
              mine_min_cache=8, ens_max_updates=3, vsnl_start_batch=2, vsnl_interval=2, vsnl_top_k=3)

@@ -6,12 +6,13 @@ import yaml
 from benchmark_fixtures import cifar10_root, imagenet200_root  # noqa: F401  (fixtures)
 
 from openood_immuno import build_clip_net, build_postprocessor
-from openood_immuno.benchmarks import BENCHMARKS, MOS_FOUR, get_benchmark
-from openood_immuno.classnames import (ID_DATASETS, check_label_order, id_class_names,
+from openood_immuno.data.benchmarks import BENCHMARKS, MOS_FOUR, get_benchmark
+from openood_immuno.data.classnames import (ID_DATASETS, check_label_order, id_class_names,
                                        imagenet200_classes, imagenet_classes, resolve_class_names)
-from openood_immuno.ymlconfig import available_postprocessors
-from openood_immuno.openood_configs import config_name, render, shipped_config_dir
-from openood_immuno.runner import BenchmarkLists, FeatureStore, evaluate
+from openood_immuno.core.ymlconfig import available_postprocessors
+from openood_immuno.openood.configs import config_name, render, shipped_config_dir
+from openood_immuno.data.benchmarks import BenchmarkLists
+from openood_immuno.experiments.runner import FeatureStore, evaluate
 
 
 def test_table_is_openood_v15_evaluation_api():
@@ -115,7 +116,7 @@ def test_shipped_run_configs_are_the_generated_ones():
     for name in shipped:
         id_name, pp = name[:-4].split("_clip_")
         text = (shipped_config_dir() / name).read_text()
-        assert text == render(id_name, pp), f"{name} is stale: python -m openood_immuno.openood_configs configs/openood"
+        assert text == render(id_name, pp), f"{name} is stale: python -m openood_immuno.openood.configs configs/openood"
         config = yaml.safe_load(text)
         assert config["network"]["name"] == "clip" and config["preprocessor"]["name"] == "clip"
         assert config["postprocessor"]["name"] == pp and config["dataset"]["name"] == id_name

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import openood_immuno.report
+import openood_immuno.experiments.report
 from openood_immuno.cli import build_parser, main, run
 from openood_immuno.cli.args import parse_pp_args, parse_seeds
 from openood_immuno.cli.errors import one_line, worker_message
-from openood_immuno.results import RunSpec, write_run
-from openood_immuno.runner import EvalResult
+from openood_immuno.experiments.results import RunSpec, write_run
+from openood_immuno.experiments.runner import EvalResult
 
 TINY = ["--model", "ImmunoTiny-ViT", "--pretrained", "none", "--device", "cpu"]
 HEAVY = ("torch", "open_clip", "transformers", "torchvision", "numpy", "PIL")
@@ -92,7 +92,7 @@ def test_help_texts_are_plain_complete_and_print_each_default_once():
 
 def test_python_m_and_the_protocols_of_the_runner():
     from openood_immuno.cli.eval import PROTOCOLS
-    from openood_immuno.runner import PROTOCOLS as RUNNER_PROTOCOLS
+    from openood_immuno.experiments.runner import PROTOCOLS as RUNNER_PROTOCOLS
 
     assert PROTOCOLS == RUNNER_PROTOCOLS
     proc, _ = timed([sys.executable, "-m", "openood_immuno.cli", "report", "--help"])
@@ -100,11 +100,11 @@ def test_python_m_and_the_protocols_of_the_runner():
 
 
 def test_torch_free_choices_match_the_library():
-    from openood_immuno.benchmarks import BENCHMARKS, OOD_PRESETS
+    from openood_immuno.data.benchmarks import BENCHMARKS, OOD_PRESETS
     from openood_immuno.cli.args import ID_BENCHMARKS
     from openood_immuno.cli.eval import OOD_PRESETS as CLI_PRESETS
     from openood_immuno.cli.features import DECODE_BACKENDS
-    from openood_immuno.decode import BACKENDS
+    from openood_immuno.data.decode import BACKENDS
 
     assert ID_BENCHMARKS == tuple(BENCHMARKS) and CLI_PRESETS == OOD_PRESETS
     assert DECODE_BACKENDS == tuple(BACKENDS)
@@ -138,7 +138,7 @@ def test_bad_eval_flags_are_one_line_exit_2(argv, message, tmp_path, capsys):
 
 
 def test_data_root_and_its_lists_are_checked_before_the_model(tmp_path, capsys, monkeypatch):
-    import openood_immuno.clip_net as clip_net
+    import openood_immuno.models.clip_net as clip_net
 
     monkeypatch.setattr(clip_net, "build_clip_net", lambda *a, **k: pytest.fail("model built"))
     assert run(["eval", "--data-root", str(tmp_path / "nowhere"), *TINY]) == 2
@@ -215,9 +215,9 @@ def test_every_exception_type_is_one_line_exit_2(case, tmp_path, capsys, monkeyp
     elif case == "BadZipFile":
         broken = tmp_path / "scores_ninco.npz"
         broken.write_bytes(b"PK\x03\x04 cut short")
-        monkeypatch.setattr(openood_immuno.report, "write_report", lambda *a: _load_npz(broken))
+        monkeypatch.setattr(openood_immuno.experiments.report, "write_report", lambda *a: _load_npz(broken))
     else:
-        monkeypatch.setattr(openood_immuno.report, "write_report", _raise(exc))
+        monkeypatch.setattr(openood_immuno.experiments.report, "write_report", _raise(exc))
     assert run(["report", str(results), "--out", str(out)]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert re.search(message, line), line
@@ -225,7 +225,7 @@ def test_every_exception_type_is_one_line_exit_2(case, tmp_path, capsys, monkeyp
 
 
 def test_verbose_shows_the_traceback(tmp_path, monkeypatch):
-    monkeypatch.setattr(openood_immuno.report, "write_report", _raise(ZeroDivisionError()))
+    monkeypatch.setattr(openood_immuno.experiments.report, "write_report", _raise(ZeroDivisionError()))
     with pytest.raises(ZeroDivisionError):
         run(["--verbose", "report", str(tmp_path)])
 
@@ -281,7 +281,7 @@ def test_worker_message_unwraps_the_original_error():
 
 # ---- Ctrl-C -----------------------------------------------------------------------------------------
 def test_ctrl_c_is_one_line_exit_130(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(openood_immuno.report, "write_report", _raise(KeyboardInterrupt()))
+    monkeypatch.setattr(openood_immuno.experiments.report, "write_report", _raise(KeyboardInterrupt()))
     assert run(["report", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == "openood-immuno: interrupted"
 
@@ -344,7 +344,7 @@ def test_shortfalls_are_one_line_with_the_full_list_in_the_summary(tmp_path, cap
 
 # ---- progress and warnings -----------------------------------------------------------------------------
 def test_text_encoding_shows_a_progress_bar_for_many_texts_only(tiny_net, capsys, monkeypatch):
-    import openood_immuno.clip_net as clip_net
+    import openood_immuno.models.clip_net as clip_net
 
     monkeypatch.setattr(clip_net, "_PROGRESS_MIN_PROMPTS", 300)
     tiny_net.encode_text([f"progress word {i}" for i in range(299)], templates=())
@@ -373,7 +373,7 @@ def test_console_prints_a_warning_as_one_line(tmp_path, capsys, monkeypatch):
         warnings.warn("openood-immuno: a warning the user should see")
         raise ValueError("stop here")
 
-    monkeypatch.setattr(openood_immuno.report, "write_report", warn)
+    monkeypatch.setattr(openood_immuno.experiments.report, "write_report", warn)
     assert run(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "openood-immuno: warning: a warning the user should see"

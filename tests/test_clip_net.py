@@ -6,7 +6,7 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 
 from openood_immuno import build_clip_net
-from openood_immuno.classnames import imagenet_classes, resolve_class_names
+from openood_immuno.data.classnames import imagenet_classes, resolve_class_names
 
 
 def test_imagenet_classes_shipped():

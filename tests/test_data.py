@@ -2,8 +2,9 @@ import pytest
 import torch
 from PIL import Image
 
-from openood_immuno.cache import atomic_torch_save, torch_load_cached
-from openood_immuno.data import ImglistDataset, ListSpec, load_rgb, read_imglist
+from openood_immuno.core.cache import atomic_torch_save, torch_load_cached
+from openood_immuno.data.lists import ImglistDataset, load_rgb, read_imglist
+from openood_immuno.data.benchmarks import ListSpec
 
 
 def _write_list(tmp_path, lines):
@@ -74,7 +75,7 @@ def test_interrupted_cache_write_leaves_nothing_readable(tmp_path, monkeypatch):
 def test_list_encodings_are_named_with_the_fix(tmp_path, caplog):
     bom = tmp_path / "bom.txt"
     bom.write_bytes(b"\xef\xbb\xbfa.jpg 0\nb.jpg 1\n")
-    with caplog.at_level("WARNING", logger="openood_immuno.data"):
+    with caplog.at_level("WARNING", logger="openood_immuno.data.lists"):
         assert read_imglist(str(bom)) == [("a.jpg", 0), ("b.jpg", 1)]  # the BOM is not in the path
     assert "bom.txt starts with a UTF-8 byte-order mark" in caplog.text
     latin = tmp_path / "latin.txt"

@@ -10,13 +10,14 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
-from openood_immuno.benchmarks import BENCHMARKS
-from openood_immuno.data import ImglistDataset, ListSpec
+from openood_immuno.data.benchmarks import BENCHMARKS
+from openood_immuno.data.lists import ImglistDataset
+from openood_immuno.data.benchmarks import ListSpec
 
 IMAGENET_ID, IMAGENET_OOD_VAL = BENCHMARKS["imagenet"].id, BENCHMARKS["imagenet"].ood_val
-from openood_immuno.decode import (DecodeOptions, TensorImageLoader, TensorPreprocess,
+from openood_immuno.data.decode import (DecodeOptions, TensorImageLoader, TensorPreprocess,
                                    make_image_loader, read_bytes)
-from openood_immuno.features import dataset_cache_key, extract_features
+from openood_immuno.data.features import dataset_cache_key, extract_features
 
 
 def _pil_crop(preprocess, path) -> torch.Tensor:

@@ -8,12 +8,12 @@ import sys
 import pytest
 import torch
 
-from openood_immuno.benchmarks import BENCHMARKS
-from openood_immuno.data import ImglistDataset, make_loader
+from openood_immuno.data.benchmarks import BENCHMARKS
+from openood_immuno.data.lists import ImglistDataset, make_loader
 
 IMAGENET_ID, IMAGENET_OOD_VAL = BENCHMARKS["imagenet"].id, BENCHMARKS["imagenet"].ood_val
-from openood_immuno.distributed import extract_lists, shard_bounds, shard_path
-from openood_immuno.features import dataset_cache_key, extract_features
+from openood_immuno.data.distributed import extract_lists, shard_bounds, shard_path
+from openood_immuno.data.features import dataset_cache_key, extract_features
 
 LISTS = {"val_imagenet": IMAGENET_ID["val"], "val_openimage_o": IMAGENET_OOD_VAL}
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from scipy import stats
 
-from openood_immuno.immuno.evt import EVTCalibrator, fit_weibull, fit_weibull_batched
+from openood_immuno.methods.immuno.evt import EVTCalibrator, fit_weibull, fit_weibull_batched
 
 
 def _scipy_fit(x: np.ndarray) -> tuple[float, float]:

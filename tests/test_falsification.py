@@ -1,4 +1,4 @@
-"""The falsification test (openood_immuno.immuno.falsification and ``openood-immuno falsify``):
+"""The falsification test (openood_immuno.experiments.falsification and ``openood-immuno falsify``):
 hand-made statistics, the synthetic world of test_immuno_synthetic (training really varies with
 the seed), and a reduced command-line run on the minibench."""
 import csv
@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from openood_immuno.features import FeatureSet
-from openood_immuno.immuno.falsification import (DEFAULT_VARIANTS, NO_ANTIBODIES, REFERENCE,
+from openood_immuno.data.features import FeatureSet
+from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, NO_ANTIBODIES, REFERENCE,
                                                  FalsificationData, FalsificationResult, Variant,
                                                  check_variants, max_softmax, nearest_antibody_cosine,
                                                  run_falsification, summarize, verdicts,
@@ -126,8 +126,8 @@ def small_minibench(minibench, tmp_path_factory):
 def small_bank(tmp_path_factory):
     """Two antibody texts per ImageNet class in a bank file (the WordNet bank takes ~20 s to
     build per seed; the falsification command is what is tested here)."""
-    from openood_immuno.classnames import resolve_class_names
-    from openood_immuno.immuno.antibodies import Antibody, AntibodyBank
+    from openood_immuno.data.classnames import resolve_class_names
+    from openood_immuno.methods.immuno.antibodies import Antibody, AntibodyBank
 
     names = resolve_class_names("imagenet")
     bank = AntibodyBank(names, {"generator": "test", "model": "-", "prompts": {}, "seed": 0})

@@ -1,9 +1,9 @@
 import torch
 
-from openood_immuno.benchmarks import BENCHMARKS
-from openood_immuno.data import ImglistDataset, make_loader
-from openood_immuno.features import LazyFeatures, extract_features
-from openood_immuno.immuno.vaccination import few_shot_indices
+from openood_immuno.data.benchmarks import BENCHMARKS
+from openood_immuno.data.lists import ImglistDataset, make_loader
+from openood_immuno.data.features import LazyFeatures, extract_features
+from openood_immuno.methods.immuno.vaccination import few_shot_indices
 
 IMAGENET_ID = BENCHMARKS["imagenet"].id
 
@@ -45,7 +45,7 @@ class _Preprocessor:
 def _images(tmp_path, n=3):
     from PIL import Image
 
-    from openood_immuno.data import ListSpec
+    from openood_immuno.data.benchmarks import ListSpec
 
     (tmp_path / "imgs").mkdir(exist_ok=True)
     (tmp_path / "benchmark_imglist").mkdir(exist_ok=True)
@@ -62,13 +62,13 @@ def test_replacing_an_image_in_place_changes_the_features_used(tiny_net, tmp_pat
     loader = lambda: make_loader(ImglistDataset(str(tmp_path), spec, tiny_net.preprocess), 4, 0)  # noqa: E731
     first = extract_features(tiny_net, loader(), progress=False)
     Image.new("RGB", (90, 50), (250, 0, 0)).save(tmp_path / "imgs" / "1.png")  # same name, new pixels
-    with caplog.at_level("INFO", logger="openood_immuno.features"):
+    with caplog.at_level("INFO", logger="openood_immuno.data.features"):
         second = extract_features(tiny_net, loader(), progress=False)
     assert "from cache" not in caplog.text
     assert torch.allclose(first.features[[0, 2]], second.features[[0, 2]], atol=1e-5)
     assert not torch.allclose(first.features[1], second.features[1], atol=1e-3)
     caplog.clear()
-    with caplog.at_level("INFO", logger="openood_immuno.features"):
+    with caplog.at_level("INFO", logger="openood_immuno.data.features"):
         third = extract_features(tiny_net, loader(), progress=False)
     assert "from cache" in caplog.text and torch.equal(third.features, second.features)
 
@@ -76,7 +76,7 @@ def test_replacing_an_image_in_place_changes_the_features_used(tiny_net, tmp_pat
 def test_preprocessing_is_keyed_by_its_output_and_structure(tiny_net, tmp_path):
     import torchvision.transforms as T
 
-    from openood_immuno.features import dataset_cache_key, transform_fingerprint
+    from openood_immuno.data.features import dataset_cache_key, transform_fingerprint
 
     spec = _images(tmp_path)
     key = lambda transform: dataset_cache_key(tiny_net, ImglistDataset(str(tmp_path), spec, transform))  # noqa: E731
@@ -95,7 +95,7 @@ def test_random_transforms_are_never_cached_and_said_once(tiny_net, tmp_path, ca
     import numpy as np
     import torchvision.transforms as T
 
-    from openood_immuno.features import dataset_cache_key, transform_fingerprint
+    from openood_immuno.data.features import dataset_cache_key, transform_fingerprint
 
     class Jitter:  # random without a telling class name: caught by applying it twice
         def __call__(self, img):
@@ -104,7 +104,7 @@ def test_random_transforms_are_never_cached_and_said_once(tiny_net, tmp_path, ca
     spec = _images(tmp_path)
     augment = T.Compose([T.RandomHorizontalFlip(), T.Resize(224), T.CenterCrop(224), T.ToTensor(),
                          T.Normalize([0.5] * 3, [0.5] * 3)])
-    with caplog.at_level("WARNING", logger="openood_immuno.features"):
+    with caplog.at_level("WARNING", logger="openood_immuno.data.features"):
         ds = ImglistDataset(str(tmp_path), spec, augment)
         assert dataset_cache_key(tiny_net, ds) is None
         for _ in range(2):

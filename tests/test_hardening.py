@@ -26,23 +26,25 @@ from torch.utils.data import DataLoader
 
 import openood_immuno
 from openood_immuno import build_clip_net, build_postprocessor
-from openood_immuno import cache as cache_mod
-from openood_immuno.cache import cache_dir
+from openood_immuno.core import cache as cache_mod
+from openood_immuno.core.cache import cache_dir
 from openood_immuno.cli import main
 from openood_immuno.cli.args import UsageError
-from openood_immuno.ymlconfig import load_postprocessor_config
-from openood_immuno.data import ImglistDataset, ListSpec, make_loader
-from openood_immuno.features import FeatureSet, extract_features
-from openood_immuno.immuno.vaccination import load_or_vaccinate
-from openood_immuno.immuno.antibodies import Antibody, AntibodyBank, BankError
-from openood_immuno.immuno.generation import AntibodyGenerator, Generated, GeneratorUnavailable
-from openood_immuno.immuno.generators import build_bank, id_classes
-from openood_immuno.immuno.params import ImmunoParams
-from openood_immuno.neglabel import negative_labels
-from openood_immuno.neglabel import select as select_mod
-from openood_immuno.openood_bridge import evaluate_with_openood
-from openood_immuno.registry import postprocessor_class
-from openood_immuno.runner import BenchmarkLists, FeatureStore, evaluate
+from openood_immuno.core.ymlconfig import load_postprocessor_config
+from openood_immuno.data.lists import ImglistDataset, make_loader
+from openood_immuno.data.benchmarks import ListSpec
+from openood_immuno.data.features import FeatureSet, extract_features
+from openood_immuno.methods.immuno.vaccination import load_or_vaccinate
+from openood_immuno.methods.immuno.antibodies import Antibody, AntibodyBank, BankError
+from openood_immuno.methods.immuno.generation import AntibodyGenerator, Generated, GeneratorUnavailable
+from openood_immuno.methods.immuno.generators import build_bank, id_classes
+from openood_immuno.methods.immuno.params import ImmunoParams
+from openood_immuno.methods.neglabel import negative_labels
+from openood_immuno.methods.neglabel import select as select_mod
+from openood_immuno.experiments.openood_engine import evaluate_with_openood
+from openood_immuno.openood.registry import postprocessor_class
+from openood_immuno.data.benchmarks import BenchmarkLists
+from openood_immuno.experiments.runner import FeatureStore, evaluate
 
 TINY = ["--model", "ImmunoTiny-ViT", "--pretrained", "none", "--device", "cpu"]
 PROV = {"generator": "test", "model": "none", "prompts": {}, "seed": 0, "params": {}}
@@ -521,7 +523,7 @@ def test_interrupted_feature_cache_write(tiny_net, tmp_path, monkeypatch, caplog
     assert listing(folder) == before                  # no half-written file, no temporary file
     fresh = extract_features(tiny_net, loader, progress=False)
     assert len(listing(folder) - before) == 1
-    with caplog.at_level(logging.INFO, logger="openood_immuno.features"):
+    with caplog.at_level(logging.INFO, logger="openood_immuno.data.features"):
         cached = extract_features(tiny_net, loader, progress=False)
     assert "from cache" in caplog.text and torch.equal(cached.features, fresh.features)
 
@@ -643,7 +645,7 @@ def test_incompatible_openood_through_the_openood_engine(tiny_net, minibench, mo
 
 
 def test_openood_that_fails_to_import_runs_standalone_with_a_warning(monkeypatch, caplog):
-    from openood_immuno.postprocessor_base import _openood_base
+    from openood_immuno.postprocessors.base import _openood_base
 
     class Broken(types.ModuleType):
         """A module whose attributes fail as a binary-incompatible import does."""
@@ -731,7 +733,7 @@ def test_immuno_without_train_or_val_split_names_it(tiny_net):
 
 
 def test_damaged_cached_wordnet_bank_is_rebuilt(caplog):
-    from openood_immuno.immuno.antibody_sources import wordnet_bank
+    from openood_immuno.methods.immuno.antibody_sources import wordnet_bank
 
     names = ["tench", "goldfish"]
     first = wordnet_bank(names, 3, 2, 0)

@@ -7,7 +7,7 @@ import torch
 
 import openood_immuno
 from openood_immuno import build_postprocessor
-from openood_immuno.features import FeatureSet
+from openood_immuno.data.features import FeatureSet
 
 
 def _fitted(tiny_net):

@@ -3,13 +3,13 @@ import json
 
 import pytest
 
-from openood_immuno.classnames import imagenet_classes
-from openood_immuno.immuno.antibodies import Antibody, AntibodyBank, BankError
-from openood_immuno.immuno.bank_quality import bank_quality, quality_lines
-from openood_immuno.immuno.generation import AntibodyGenerator, ClassInfo, Generated
-from openood_immuno.immuno.generators import build_bank, id_classes, make_generator
-from openood_immuno.immuno.screening import screen_candidates
-from openood_immuno.immuno.wordnet_gen import (WordNetGenerator, WuPalmer, first_unused, load_wordnet,
+from openood_immuno.data.classnames import imagenet_classes
+from openood_immuno.methods.immuno.antibodies import Antibody, AntibodyBank, BankError
+from openood_immuno.methods.immuno.bank_quality import bank_quality, quality_lines
+from openood_immuno.methods.immuno.generation import AntibodyGenerator, ClassInfo, Generated
+from openood_immuno.methods.immuno.generators import build_bank, id_classes, make_generator
+from openood_immuno.methods.immuno.screening import screen_candidates
+from openood_immuno.methods.immuno.wordnet_gen import (WordNetGenerator, WuPalmer, first_unused, load_wordnet,
                                                random_wordnet_words)
 from openood_immuno.llm.parsing import parse_list
 
@@ -289,7 +289,7 @@ def test_id_class_names_are_dropped_on_load_with_one_info_line(tmp_path, caplog)
     path = tmp_path / "bank.json"
     path.write_text(json.dumps(_bank_json({"tench": ["carp", "Goldfish", " shark. "],
                                            "goldfish": ["koi", "TENCH"]}, ("tench", "goldfish", "shark"))))
-    with caplog.at_level("INFO", logger="openood_immuno.immuno.antibodies"):
+    with caplog.at_level("INFO", logger="openood_immuno.methods.immuno.antibodies"):
         bank = AntibodyBank.load(path)
     assert [a.text for a in bank.antibodies_for("tench")] == ["carp"]
     assert [a.text for a in bank.antibodies_for("goldfish")] == ["koi"]
@@ -298,8 +298,8 @@ def test_id_class_names_are_dropped_on_load_with_one_info_line(tmp_path, caplog)
 
 
 def test_a_bank_covering_under_half_the_classes_is_refused_unless_allowed(tmp_path, caplog):
-    from openood_immuno.immuno.antibody_sources import load_bank
-    from openood_immuno.immuno.params import ImmunoZeroShotParams
+    from openood_immuno.methods.immuno.antibody_sources import load_bank
+    from openood_immuno.methods.immuno.params import ImmunoZeroShotParams
 
     names = ["tench", "goldfish", "shark", "hen", "ostrich"]
     path = tmp_path / "partial.json"
@@ -320,7 +320,7 @@ def test_a_bank_covering_under_half_the_classes_is_refused_unless_allowed(tmp_pa
 
 
 def test_bank_and_label_files_name_a_directory_and_the_encoding(tmp_path):
-    from openood_immuno.neglabel.labelfile import import_labels
+    from openood_immuno.methods.neglabel.labelfile import import_labels
 
     with pytest.raises(BankError, match="is a directory, not a file"):
         AntibodyBank.load(tmp_path)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from openood_immuno import build_postprocessor
-from openood_immuno.benchmarks import BENCHMARKS
-from openood_immuno.data import ImglistDataset, make_loader
-from openood_immuno.immuno.antibodies import AntibodyBank
+from openood_immuno.data.benchmarks import BENCHMARKS
+from openood_immuno.data.lists import ImglistDataset, make_loader
+from openood_immuno.methods.immuno.antibodies import AntibodyBank
 from openood_immuno.cli import main as run
 from openood_immuno.cli.args import UsageError
-from openood_immuno.metrics import compute_all_metrics
+from openood_immuno.core.metrics import compute_all_metrics
 
 IMAGENET_ID = BENCHMARKS["imagenet"].id
 
@@ -107,7 +107,7 @@ def test_openood_evaluator_by_name_trains_in_setup_then_loads_from_cache(tiny_ne
     pytest.importorskip("openood.evaluation_api")
     import openood_immuno
     from openood.evaluation_api import Evaluator
-    from openood_immuno.openood_bridge import prefill_id_predictions
+    from openood_immuno.openood.bridge import prefill_id_predictions
 
     openood_immuno.register()
     frames, infos = [], []

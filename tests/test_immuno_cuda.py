@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from openood_immuno import build_postprocessor
-from openood_immuno.immuno.params import ImmunoParams
-from openood_immuno.immuno.scorer import build_scorer
+from openood_immuno.methods.immuno.params import ImmunoParams
+from openood_immuno.methods.immuno.scorer import build_scorer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

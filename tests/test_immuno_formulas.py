@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from openood_immuno.immuno.adapter import RejectionAdapter
-from openood_immuno.immuno.vaccination import (auto_margin, few_shot_indices, load_or_vaccinate,
+from openood_immuno.methods.immuno.adapter import RejectionAdapter
+from openood_immuno.methods.immuno.vaccination import (auto_margin, few_shot_indices, load_or_vaccinate,
                                                tensor_digest, vaccination_losses)
-from openood_immuno.immuno.antigen import class_means, estimate_kappa, geodesic_prototypes, vmf_kappa
-from openood_immuno.immuno.evt import EVTCalibrator, fit_weibull, lower_tail
-from openood_immuno.immuno.filtration import FilterReport, band_pass_mask
-from openood_immuno.immuno.antibody_sources import isotropic_antibodies
-from openood_immuno.immuno.params import ImmunoParams
+from openood_immuno.methods.immuno.antigen import class_means, estimate_kappa, geodesic_prototypes, vmf_kappa
+from openood_immuno.methods.immuno.evt import EVTCalibrator, fit_weibull, lower_tail
+from openood_immuno.methods.immuno.filtration import FilterReport, band_pass_mask
+from openood_immuno.methods.immuno.antibody_sources import isotropic_antibodies
+from openood_immuno.methods.immuno.params import ImmunoParams
 from openood_immuno.scores.immuno import dis_score, nonself_score, self_score
 
 
@@ -175,7 +175,7 @@ def test_evt_per_class_fits_pooled_fallback_and_outputs(caplog):
     scores = torch.tensor(np.concatenate([rng.normal(0.5, 0.05, 200), rng.normal(0.2, 0.05, 200),
                                           [0.3, 0.4]]))
     labels = torch.tensor([0] * 200 + [1] * 200 + [2, 2])
-    with caplog.at_level(logging.INFO, logger="openood_immuno.immuno.evt"):
+    with caplog.at_level(logging.INFO, logger="openood_immuno.methods.immuno.evt"):
         evt = EVTCalibrator.fit(scores, labels, 4, tail_fraction=0.5, min_samples=5)
     assert evt.pooled.tolist() == [False, False, True, True]
     assert "2 use the pooled fit" in caplog.text

@@ -7,9 +7,9 @@ import time
 import pytest
 from fake_endpoint import QuietJSONHandler, base_url, dead_port, serving
 
-from openood_immuno.immuno.antibodies import AntibodyBank
-from openood_immuno.immuno.generation import GeneratorUnavailable
-from openood_immuno.immuno.generators import build_bank, id_classes, make_generator
+from openood_immuno.methods.immuno.antibodies import AntibodyBank
+from openood_immuno.methods.immuno.generation import GeneratorUnavailable
+from openood_immuno.methods.immuno.generators import build_bank, id_classes, make_generator
 
 CLASSES = id_classes(["tench", "goldfish", "magpie"])
 
@@ -72,7 +72,7 @@ def test_openai_good_answers_fill_the_bank(server, tmp_path):
 
 def test_openai_garbage_is_logged_and_the_run_continues(server, tmp_path, caplog):
     server.mode = "garbage"
-    with caplog.at_level(logging.WARNING, logger="openood_immuno.immuno.generators"):
+    with caplog.at_level(logging.WARNING, logger="openood_immuno.methods.immuno.generators"):
         bank = build_bank(openai_gen(server, retries=1), CLASSES, tmp_path / "b.json", progress=False)
     assert sorted(bank.short) == ["goldfish", "magpie", "tench"] and not bank.missing()
     assert len(server.requests) == 3 * 2 * 2  # classes x kinds x (1 + retries)

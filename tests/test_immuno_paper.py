@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from openood_immuno import build_clip_net, build_postprocessor
-from openood_immuno.features import FeatureSet
-from openood_immuno.immuno.params import ImmunoParams
-from openood_immuno.metrics import f1_at_threshold
-from openood_immuno.params import ParamError
+from openood_immuno.data.features import FeatureSet
+from openood_immuno.methods.immuno.params import ImmunoParams
+from openood_immuno.core.metrics import f1_at_threshold
+from openood_immuno.core.params import ParamError
 
 CLASSES = ["tench", "goldfish", "great white shark"]
 TABLE2 = {  # shipped name -> what differs from the full method (immuno)
@@ -50,7 +50,7 @@ def _images(n=4):
 
 # ---- the adapter hook ---------------------------------------------------------------------------
 def test_hook_adapts_forward_only_and_clears(small_net):
-    from openood_immuno.immuno.adapter import RejectionAdapter
+    from openood_immuno.methods.immuno.adapter import RejectionAdapter
 
     net, x = small_net, _images()
     raw = net.encode_image(x)
@@ -234,7 +234,7 @@ def _openood_evaluator(net, minibench, tmp_path, name, monkeypatch=None):
     pytest.importorskip("openood.evaluation_api")
     import openood_immuno
     from openood.evaluation_api import Evaluator
-    from openood_immuno.openood_bridge import prefill_id_predictions
+    from openood_immuno.openood.bridge import prefill_id_predictions
 
     openood_immuno.register()
     evaluator = Evaluator(net, id_name="imagenet", data_root=str(minibench),
@@ -248,8 +248,8 @@ def _openood_evaluator(net, minibench, tmp_path, name, monkeypatch=None):
 
 
 def test_openood_acc_is_the_vaccinated_accuracy(tiny_net, minibench, tmp_path, monkeypatch):
-    from openood_immuno.features import extract_features
-    from openood_immuno.openood_bridge import prefill_id_predictions
+    from openood_immuno.data.features import extract_features
+    from openood_immuno.openood.bridge import prefill_id_predictions
 
     evaluator, frame = _openood_evaluator(tiny_net, minibench, tmp_path, "immuno", monkeypatch)
     assert tiny_net.adapter_hook is not None and tiny_net.adapter_hook.owner == "immuno"
@@ -279,7 +279,8 @@ def test_paper_variants_run_by_name_in_openood(tiny_net, minibench, tmp_path):
 # ---- two accuracies, seeds and F1@tau in the runner (minibench, tiny random model) ---------------
 @pytest.fixture(scope="module")
 def store(tiny_net, minibench):
-    from openood_immuno.runner import BenchmarkLists, FeatureStore
+    from openood_immuno.data.benchmarks import BenchmarkLists
+    from openood_immuno.experiments.runner import FeatureStore
 
     return FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)
 
@@ -290,7 +291,7 @@ def _column(result, name):
 
 def test_stateless_scorers_report_acc_equal_to_acc_zeroshot(store):
     """Stateless scorers that classify with the net's own prompt ('a photo of a {}.')."""
-    from openood_immuno.runner import RESULT_COLUMNS, evaluate
+    from openood_immuno.experiments.runner import RESULT_COLUMNS, evaluate
 
     for name in ("mcm", "immuno_zeroshot"):
         result = evaluate(build_postprocessor(name), store)
@@ -300,7 +301,7 @@ def test_stateless_scorers_report_acc_equal_to_acc_zeroshot(store):
 
 def test_acc_is_each_postprocessors_own_prediction_accuracy(store):
     """NegLabel classifies with its own ID prompt ('The nice {}.'): its ACC is that classifier's."""
-    from openood_immuno.runner import evaluate
+    from openood_immuno.experiments.runner import evaluate
 
     result = evaluate(build_postprocessor("neglabel"), store)
     pred, _, label = result.scores["id"]
@@ -308,7 +309,7 @@ def test_acc_is_each_postprocessors_own_prediction_accuracy(store):
 
 
 def test_immuno_acc_is_its_own_prediction_accuracy_and_the_hook_is_removed(store, tiny_net):
-    from openood_immuno.runner import DECISION_COLUMN, evaluate, zero_shot_accuracy
+    from openood_immuno.experiments.runner import DECISION_COLUMN, evaluate, zero_shot_accuracy
 
     pp = build_postprocessor("immuno")
     result = evaluate(pp, store)
@@ -326,7 +327,7 @@ def test_immuno_acc_is_its_own_prediction_accuracy_and_the_hook_is_removed(store
 
 
 def test_seeds_refit_a_postprocessor_that_trains(store):
-    from openood_immuno.runner import evaluate
+    from openood_immuno.experiments.runner import evaluate
 
     pp = build_postprocessor("immuno_dis", epochs=3)
     result = evaluate(pp, store, "openood", seeds=[0, 1, 2])
@@ -342,7 +343,7 @@ def test_seeds_refit_a_postprocessor_that_trains(store):
 
 
 def test_table2_rows_run_by_name_in_the_runner(store, tiny_net):
-    from openood_immuno.runner import evaluate
+    from openood_immuno.experiments.runner import evaluate
 
     for name in sorted(TABLE2) + ["immuno_paper"]:
         result = evaluate(build_postprocessor(name, epochs=2), store)
@@ -353,7 +354,7 @@ def test_table2_rows_run_by_name_in_the_runner(store, tiny_net):
 def test_runner_acc_equals_openood_acc(tiny_net, minibench, tmp_path, store):
     """The done-when: OpenOOD's Evaluator (ACC = argmax net(x) through the hook) and our runner
     report the same vaccinated accuracy."""
-    from openood_immuno.runner import evaluate
+    from openood_immuno.experiments.runner import evaluate
 
     _, frame = _openood_evaluator(tiny_net, minibench, tmp_path, "immuno")
     tiny_net.clear_adapter()
@@ -366,9 +367,9 @@ def test_ood_csv_report_and_leaderboard_carry_both_accuracies_and_f1(tmp_path):
     import csv
     import json
 
-    from openood_immuno.report import write_report
-    from openood_immuno.results import RunSpec, write_run
-    from openood_immuno.runner import DECISION_COLUMN, RESULT_COLUMNS, EvalResult
+    from openood_immuno.experiments.report import write_report
+    from openood_immuno.experiments.results import RunSpec, write_run
+    from openood_immuno.experiments.runner import DECISION_COLUMN, RESULT_COLUMNS, EvalResult
 
     rows = {r: [50.0, 60.0, 70.0, 40.0, 12.5, 10.0, 33.3]
             for r in ("ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood")}
@@ -395,7 +396,7 @@ def test_ood_csv_report_and_leaderboard_carry_both_accuracies_and_f1(tmp_path):
 
 
 def test_console_table_has_the_extra_columns():
-    from openood_immuno.runner import DECISION_COLUMN, RESULT_COLUMNS, EvalResult
+    from openood_immuno.experiments.runner import DECISION_COLUMN, RESULT_COLUMNS, EvalResult
 
     table = EvalResult("immuno", {"ninco": [1.0] * 7}, columns=RESULT_COLUMNS + (DECISION_COLUMN,)).format()
     assert "ACC_zeroshot" in table.splitlines()[0] and "F1@tau" in table.splitlines()[0]

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from openood_immuno import build_postprocessor
-from openood_immuno.features import FeatureSet
-from openood_immuno.immuno.vaccination import evaluate_losses
-from openood_immuno.immuno.antibodies import Antibody, AntibodyBank
-from openood_immuno.metrics import compute_all_metrics
+from openood_immuno.data.features import FeatureSet
+from openood_immuno.methods.immuno.vaccination import evaluate_losses
+from openood_immuno.methods.immuno.antibodies import Antibody, AntibodyBank
+from openood_immuno.core.metrics import compute_all_metrics
 
 C, D, N_AB = 20, 64, 8
 
@@ -188,7 +188,7 @@ def test_immuno_reports_when_the_band_removes_everything(world):
 def _push_study(tmp_path, ood_from):
     """The push term on and off (and 4x stronger), two training seeds, through the falsification
     computation; rows: variant -> metric -> (mean, std)."""
-    from openood_immuno.immuno.falsification import FalsificationData, Variant, run_falsification, summarize
+    from openood_immuno.experiments.falsification import FalsificationData, Variant, run_falsification, summarize
 
     net, bank, id_features, test, ood = make_world(ood_from=ood_from)
     path = str(bank.save(tmp_path / f"bank_{ood_from}.json"))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from openood_immuno.metrics import compute_all_metrics
+from openood_immuno.core.metrics import compute_all_metrics
 
 
 def test_perfect_separation():

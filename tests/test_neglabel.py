@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from openood_immuno import build_postprocessor
-from openood_immuno.neglabel import (export_labels, import_labels, limited_corpus,
+from openood_immuno.methods.neglabel import (export_labels, import_labels, limited_corpus,
                                      mine_negative_labels, negative_labels, quantile_scores,
                                      split_budget, wordnet_corpus)
-from openood_immuno.neglabel import select as select_mod
-from openood_immuno.neglabel.mining import NegativeLabels
+from openood_immuno.methods.neglabel import select as select_mod
+from openood_immuno.methods.neglabel.mining import NegativeLabels
 
 
 class FakeNet:

@@ -13,7 +13,7 @@ openood = pytest.importorskip("openood.evaluation_api")
 
 import openood_immuno  # noqa: E402
 from openood_immuno import build_postprocessor  # noqa: E402
-from openood_immuno.openood_bridge import prefill_id_predictions  # noqa: E402
+from openood_immuno.openood.bridge import prefill_id_predictions  # noqa: E402
 
 ROWS = ["ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood"]
 
@@ -68,7 +68,8 @@ def test_evaluator_by_name_finds_our_yml_without_download(tiny_net, minibench, t
 
 def test_evaluator_with_postprocessor_object_matches_builtin_runner(tiny_net, minibench, tmp_path,
                                                                      no_download):
-    from openood_immuno.runner import BenchmarkLists, FeatureStore, evaluate
+    from openood_immuno.data.benchmarks import BenchmarkLists
+    from openood_immuno.experiments.runner import FeatureStore, evaluate
 
     _, frame = _evaluate(tiny_net, minibench, tmp_path, postprocessor=build_postprocessor("mcm"))
     store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)

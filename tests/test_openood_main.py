@@ -1,7 +1,7 @@
 """OpenOOD's ``main.py`` route against a real OpenOOD v1.5 (skipped where OpenOOD is absent, as in CI).
 
 ``network.name: clip`` through ``get_network``, ``preprocessor.name: clip`` through
-``get_preprocessor``, and the launcher ``python -m openood_immuno.openood_main`` on the minibench
+``get_preprocessor``, and the launcher ``python -m openood_immuno.openood.main`` on the minibench
 (CPU, random ImmunoTiny-ViT), whose scores must equal our builtin runner's. The launcher runs in
 a subprocess, as users run it (OpenOOD's logger replaces ``sys.stdout``); it shares this
 session's feature cache, so the runner's features are read back, not recomputed.
@@ -19,11 +19,12 @@ openood = pytest.importorskip("openood.evaluation_api")
 
 import openood_immuno  # noqa: E402
 from openood_immuno import build_postprocessor  # noqa: E402
-from openood_immuno.classnames import id_class_names  # noqa: E402
-from openood_immuno.metrics import compute_all_metrics  # noqa: E402
-from openood_immuno.openood_configs import network_yml  # noqa: E402
-from openood_immuno.openood_main import build_config, prepare  # noqa: E402
-from openood_immuno.runner import BenchmarkLists, FeatureStore, evaluate  # noqa: E402
+from openood_immuno.data.classnames import id_class_names  # noqa: E402
+from openood_immuno.core.metrics import compute_all_metrics  # noqa: E402
+from openood_immuno.openood.configs import network_yml  # noqa: E402
+from openood_immuno.openood.main import build_config, prepare  # noqa: E402
+from openood_immuno.data.benchmarks import BenchmarkLists
+from openood_immuno.experiments.runner import FeatureStore, evaluate  # noqa: E402
 
 TINY = ["--network.model", "ImmunoTiny-ViT", "--network.pretrained", "none", "--network.device", "cpu"]
 IMAGENET_ROWS = ["ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood"]
@@ -68,8 +69,8 @@ def test_get_preprocessor_gives_clip_transform():
     openood_immuno.register()
     config = _config()
     pre = ds_utils.get_preprocessor(config, "test")
-    assert isinstance(pre, openood_immuno.openood_network.CLIPPreprocessor)
-    assert repr(pre) == repr(openood_immuno.openood_network.clip_net_from_config(config.network).preprocess)
+    assert isinstance(pre, openood_immuno.openood.network.CLIPPreprocessor)
+    assert repr(pre) == repr(openood_immuno.openood.network.clip_net_from_config(config.network).preprocess)
     assert repr(ds_utils.get_preprocessor(config, "train")) == repr(pre)  # frozen backbone: no augmentation
     base = _config(preprocessor="base")
     base.dataset.update({"pre_size": 256, "image_size": 224, "interpolation": "bilinear",
@@ -96,7 +97,7 @@ def test_launcher_checks_lists_and_stale_results_before_loading(minibench, tmp_p
 
 def _launch(args, isolated_cache, cwd):
     env = {**os.environ, "OPENOOD_IMMUNO_CACHE": str(isolated_cache)}
-    proc = subprocess.run([sys.executable, "-m", "openood_immuno.openood_main", *args], cwd=cwd, env=env,
+    proc = subprocess.run([sys.executable, "-m", "openood_immuno.openood.main", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc

@@ -7,14 +7,14 @@ import pytest
 import yaml
 
 from openood_immuno import available_postprocessors, build_postprocessor
-from openood_immuno.ants.params import ANTSParams
-from openood_immuno.immuno.params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
-from openood_immuno.mcm.params import MCMParams
-from openood_immuno.neglabel.params import NegLabelParams
-from openood_immuno.param_docs import DOC_TABLES, stale_docs
-from openood_immuno.params import ParamError, markdown_table
-from openood_immuno.registry import _with_shipped_defaults, postprocessor_class
-from openood_immuno.ymlconfig import Config, config_dir, load_postprocessor_config
+from openood_immuno.methods.ants.params import ANTSParams
+from openood_immuno.methods.immuno.params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
+from openood_immuno.methods.mcm.params import MCMParams
+from openood_immuno.methods.neglabel.params import NegLabelParams
+from openood_immuno.experiments.param_docs import DOC_TABLES, stale_docs
+from openood_immuno.core.params import ParamError, markdown_table
+from openood_immuno.openood.registry import _with_shipped_defaults, postprocessor_class
+from openood_immuno.core.ymlconfig import Config, config_dir, load_postprocessor_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = [MCMParams, NegLabelParams, ANTSParams, ImmunoZeroShotParams, ImmunoDISParams, ImmunoParams]
@@ -217,7 +217,7 @@ def test_every_default_is_valid_and_every_field_is_documented():
 
 # ---- yml inheritance ------------------------------------------------------------------------------
 def test_base_chain_errors_name_the_file(tmp_path, monkeypatch):
-    import openood_immuno.ymlconfig as ymlconfig
+    import openood_immuno.core.ymlconfig as ymlconfig
 
     (tmp_path / "a.yml").write_text("base: b\npostprocessor: {name: a}\n")
     (tmp_path / "b.yml").write_text("base: a\npostprocessor: {name: b}\n")
@@ -232,12 +232,12 @@ def test_base_chain_errors_name_the_file(tmp_path, monkeypatch):
 # ---- docs -----------------------------------------------------------------------------------------
 def test_doc_tables_are_generated_from_the_dataclasses():
     stale = stale_docs(ROOT)
-    assert not stale, f"parameter tables out of date in {stale}: run python -m openood_immuno.param_docs --write-docs"
+    assert not stale, f"parameter tables out of date in {stale}: run python -m openood_immuno.experiments.param_docs --write-docs"
     assert {ref.rpartition(":")[2] for _, _, ref, _ in DOC_TABLES} == {c.__name__ for c in PARAMS}
 
 
 def test_values_can_be_checked_without_building_anything():
-    from openood_immuno.registry import resolved_params
+    from openood_immuno.openood.registry import resolved_params
 
     params, sweep = resolved_params("ants_ens", {"eta": 0.3})
     assert params == ANTSParams(mode="far_only", eta=0.3) and "vsnl_top_k" not in sweep

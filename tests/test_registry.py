@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from openood_immuno import available_postprocessors, build_postprocessor
-from openood_immuno.ymlconfig import config_dir, load_postprocessor_config
-from openood_immuno.registry import postprocessor_class
+from openood_immuno.core.ymlconfig import config_dir, load_postprocessor_config
+from openood_immuno.openood.registry import postprocessor_class
 
 
 def test_every_shipped_yml_builds_its_class():

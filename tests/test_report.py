@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from openood_immuno.cli import main
-from openood_immuno.report import LEADERBOARD_COLUMNS, published_results, write_report
-from openood_immuno.results import RunSpec, write_run
-from openood_immuno.runner import EvalResult
+from openood_immuno.experiments.report import LEADERBOARD_COLUMNS, published_results, write_report
+from openood_immuno.experiments.results import RunSpec, write_run
+from openood_immuno.experiments.runner import EvalResult
 
 ROWS = ["ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood"]
 
@@ -75,7 +75,7 @@ def test_report_reads_only_complete_runs_and_names_unreadable_files(tmp_path, ca
     (legacy / "run.json").unlink()
     badjson = _write(res, _result("neglabel"))
     (badjson / "run.json").write_text("{")
-    with caplog.at_level(logging.WARNING, logger="openood_immuno.report"):
+    with caplog.at_level(logging.WARNING, logger="openood_immuno.experiments.report"):
         md = write_report(str(res), str(tmp_path / "out")).read_text()
     assert f"/{good.name} | mcm |" in md and f"/{broken.name} | immuno |" in md
     assert "| neglabel" not in md and "| ants" not in md

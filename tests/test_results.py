@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from openood_immuno.cli.args import UsageError
-from openood_immuno import results as results_mod
+from openood_immuno.experiments import results as results_mod
 from openood_immuno.cli import main
-from openood_immuno.results import (DEGRADED, OK, PARTIAL, RunSpec, check_writable, run_status,
+from openood_immuno.experiments.results import (DEGRADED, OK, PARTIAL, RunSpec, check_writable, run_status,
                                     write_run)
-from openood_immuno.runner import EvalResult
+from openood_immuno.experiments.runner import EvalResult
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*with RANDOM weights")
 TINY = ["--model", "ImmunoTiny-ViT", "--device", "cpu"]
@@ -64,7 +64,7 @@ def test_run_status_reads_the_documented_keys(status, state, reason):
 
 
 def test_degraded_run_is_marked_everywhere_and_exits_non_zero(small_root, tmp_path, capsys, monkeypatch):
-    import openood_immuno.registry as registry
+    import openood_immuno.openood.registry as registry
 
     def degraded(*args, **kwargs):
         pp = build(*args, **kwargs)
@@ -202,7 +202,7 @@ def test_failed_run_writes_nothing(small_root, tmp_path):
 
 
 def test_inputs_are_checked_before_the_model_is_built(small_root, tmp_path, monkeypatch):
-    import openood_immuno.clip_net as clip_net
+    import openood_immuno.models.clip_net as clip_net
 
     monkeypatch.setattr(clip_net, "build_clip_net", lambda *a, **k: pytest.fail("model built before checks"))
     test_list = small_root / "benchmark_imglist" / "imagenet" / "test_imagenet.txt"

@@ -5,7 +5,8 @@ import pytest
 
 from openood_immuno import build_postprocessor
 from openood_immuno.cli import main
-from openood_immuno.runner import BenchmarkLists, FeatureStore, evaluate, parse_extra_ood
+from openood_immuno.data.benchmarks import BenchmarkLists, parse_extra_ood
+from openood_immuno.experiments.runner import FeatureStore, evaluate
 
 ROWS = ["ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood"]
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from openood_immuno.immuno.adapter import RejectionAdapter
-from openood_immuno.immuno.vaccination import VaccinationConfig, vaccinate, vaccination_losses
+from openood_immuno.methods.immuno.adapter import RejectionAdapter
+from openood_immuno.methods.immuno.vaccination import VaccinationConfig, vaccinate, vaccination_losses
 
 C, D, M, N = 50, 128, 2000, 1024
 

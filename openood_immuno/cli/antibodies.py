@@ -53,9 +53,9 @@ def _summary_path(out: str) -> Path:
 
 
 def run(args) -> int:
-    from ..cache import atomic_write_json
-    from ..immuno.bank_quality import bank_quality, quality_lines
-    from ..immuno.generators import build_bank, id_classes, make_generator
+    from openood_immuno.core.cache import atomic_write_json
+    from openood_immuno.methods.immuno.bank_quality import bank_quality, quality_lines
+    from openood_immuno.methods.immuno.generators import build_bank, id_classes, make_generator
 
     classes = id_classes(args.id_spec)
     options = {}
@@ -101,8 +101,8 @@ def _filter_summary(args, bank, rows: list[dict]) -> dict:
     The bank is the product and is saved already: when the CLIP net cannot be built (no
     weights offline), the summary is skipped with one line saying why and how to get it.
     """
-    from ..immuno.encode import encode_antibodies
-    from ..immuno.filtration import FilterReport, band_pass_mask
+    from openood_immuno.methods.immuno.encode import encode_antibodies
+    from openood_immuno.methods.immuno.filtration import FilterReport, band_pass_mask
     from .errors import one_line
 
     names = [r["class"] for r in rows]

@@ -33,7 +33,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-# the ID benchmarks of openood_immuno.benchmarks.BENCHMARKS (OpenOOD v1.5), written here so the
+# the ID benchmarks of openood_immuno.data.benchmarks.BENCHMARKS (OpenOOD v1.5), written here so the
 # parser imports no torch; a test checks they agree
 ID_BENCHMARKS = ("imagenet", "imagenet200", "cifar10", "cifar100")
 
@@ -148,7 +148,7 @@ def resolve_device(device: str) -> str:
 
 def net_from_args(args, class_names=None):
     """The CLIP net of ``--model/--pretrained/--device`` for ``class_names`` (default ``--id``)."""
-    from ..clip_net import build_clip_net
+    from openood_immuno.models.clip_net import build_clip_net
 
     return build_clip_net(args.model, args.pretrained, args.id_name if class_names is None else class_names,
                           device=resolve_device(args.device), progress=not args.no_progress)
@@ -169,7 +169,7 @@ def check_lists(data_root: str, specs: Iterable) -> None:
     """Every list of ``specs`` (``ListSpec``) that this run needs exists under ``data_root``.
 
     Run before any model is built (the lists' content is checked by
-    :func:`openood_immuno.runner.validate_benchmark`).
+    :func:`openood_immuno.experiments.runner.validate_benchmark`).
     """
     specs = list(specs)
     missing = [s.imglist for s in specs if not os.path.isfile(os.path.join(data_root, s.imglist))]

@@ -9,7 +9,7 @@ from .args import (HelpFormatter, UsageError, add_data_root_arg, add_id_arg, add
                    parse_pp_args, parse_seeds, postprocessor_names)
 
 PROTOCOLS = ("openood", "stream")
-OOD_PRESETS = ("openood", "mos")  # openood_immuno.benchmarks.OOD_PRESETS (torch-free parser)
+OOD_PRESETS = ("openood", "mos")  # openood_immuno.data.benchmarks.OOD_PRESETS (torch-free parser)
 DESCRIPTION = """\
 Score one or more postprocessors on an OpenOOD v1.5 data_root and print and write, per
 postprocessor, the table of Evaluator.eval_ood() (FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC per
@@ -67,7 +67,7 @@ def _engine(args) -> str:
                          "--seeds (OpenOOD's Evaluator fits once): use --engine builtin")
     if args.engine != "auto":
         return args.engine
-    from ..registry import openood_available
+    from openood_immuno.openood.registry import openood_available
 
     return "openood" if openood_available() and args.protocol == "openood" and not args.extra_ood \
         and not args.seeds else "builtin"
@@ -95,11 +95,12 @@ def run(args) -> int:
     check_data_root(args.data_root)
     engine = _engine(args)
 
-    from ..cache import cache_root
-    from ..benchmarks import NUM_CLASSES, get_benchmark
-    from ..registry import build_postprocessor
-    from ..results import RunSpec, check_writable, resolved_args, write_run
-    from ..runner import BenchmarkLists, FeatureStore, evaluate, parse_extra_ood, validate_benchmark
+    from openood_immuno.core.cache import cache_root
+    from openood_immuno.data.benchmarks import NUM_CLASSES, get_benchmark
+    from openood_immuno.openood.registry import build_postprocessor
+    from openood_immuno.experiments.results import RunSpec, check_writable, resolved_args, write_run
+    from openood_immuno.data.benchmarks import BenchmarkLists, parse_extra_ood
+    from openood_immuno.experiments.runner import FeatureStore, evaluate, validate_benchmark
 
     lists = BenchmarkLists.of(get_benchmark(args.id_name, args.benchmark), parse_extra_ood(args.extra_ood))
     pps = {name: build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None,
@@ -125,7 +126,7 @@ def run(args) -> int:
               f"{', seeds ' + args.seeds if args.seeds and (args.protocol == 'stream' or pp.trains) else ''})",
               flush=True)
         if engine == "openood":
-            from ..openood_bridge import evaluate_with_openood
+            from openood_immuno.experiments.openood_engine import evaluate_with_openood
 
             result = evaluate_with_openood(net, pp, args.data_root, args.id_name, args.batch_size,
                                            args.num_workers)

@@ -1,5 +1,5 @@
 """``openood-immuno falsify``: the falsification test of Immuno-VLM's antibodies
-(:mod:`openood_immuno.immuno.falsification`) on an OpenOOD data_root."""
+(:mod:`openood_immuno.experiments.falsification`) on an OpenOOD data_root."""
 from __future__ import annotations
 
 from .args import (HelpFormatter, UsageError, add_data_root_arg, add_id_arg, add_loader_args, add_model_args,
@@ -74,12 +74,13 @@ def run(args) -> int:
         raise UsageError(f"--msp-temperature must be > 0, got {args.msp_temperature}")
     check_data_root(args.data_root)
 
-    from ..benchmarks import NUM_CLASSES, get_benchmark
-    from ..cache import cache_root
-    from ..immuno.falsification import (DEFAULT_VARIANTS, check_variants, data_from_store,
+    from openood_immuno.data.benchmarks import NUM_CLASSES, get_benchmark
+    from openood_immuno.core.cache import cache_root
+    from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, check_variants, data_from_store,
                                         run_falsification, write_falsification)
-    from ..results import check_writable
-    from ..runner import BenchmarkLists, FeatureStore, validate_benchmark
+    from openood_immuno.experiments.results import check_writable
+    from openood_immuno.data.benchmarks import BenchmarkLists
+    from openood_immuno.experiments.runner import FeatureStore, validate_benchmark
 
     variants = [v for n in names for v in DEFAULT_VARIANTS if v.label == n]
     try:

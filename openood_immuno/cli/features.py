@@ -13,7 +13,7 @@ one cache entry eval reads. Every rank must see the same cache folder ($OPENOOD_
 
   torchrun --nproc_per_node 8 -m openood_immuno.cli features --data-root DATA --lists all"""
 
-# the choices of openood_immuno.decode.BACKENDS, written here so the parser imports no torch
+# the choices of openood_immuno.data.decode.BACKENDS, written here so the parser imports no torch
 DECODE_BACKENDS = ("pil", "tensor")
 
 
@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     add_loader_args(p)
     p.add_argument("--decode", default="pil", choices=DECODE_BACKENDS,
                    help="pil: the reference preprocessing (the entries eval reads); tensor: "
-                        "openood_immuno.decode's tensor path, cached under its own key")
+                        "openood_immuno.data.decode's tensor path, cached under its own key")
     p.add_argument("--decode-device", default="cpu", choices=["cpu", "cuda"],
                    help="where the tensor path decodes JPEGs")
     p.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"],
@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..distributed import run_features
+    from openood_immuno.experiments.features import run_features
 
     args.device = resolve_device(args.device)
     return run_features(args)

@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
 
 def mining_params(args) -> dict:
     """The mining parameters: the neglabel postprocessor's values, with the flags that were set."""
-    from ..registry import build_postprocessor
+    from openood_immuno.openood.registry import build_postprocessor
 
     defaults = build_postprocessor("neglabel", args.id_name).args
     return {key: defaults[key] if getattr(args, key) is None else getattr(args, key)
@@ -51,7 +51,7 @@ def mining_params(args) -> dict:
 
 
 def run(args) -> int:
-    from ..neglabel import export_labels, import_labels, negative_labels
+    from openood_immuno.methods.neglabel import export_labels, import_labels, negative_labels
 
     if args.check:
         labels = import_labels(args.check)

@@ -1,5 +1,5 @@
 """``openood-immuno openood-main``: OpenOOD's own ``main.py`` with our postprocessors, the CLIP
-network and CLIP's preprocessing registered (:mod:`openood_immuno.openood_main`)."""
+network and CLIP's preprocessing registered (:mod:`openood_immuno.openood.main`)."""
 from __future__ import annotations
 
 from .args import HelpFormatter
@@ -24,6 +24,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..openood_main import main
+    from openood_immuno.openood.main import main
 
     return main(args.passthrough_args)

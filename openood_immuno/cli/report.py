@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..report import write_report
+    from openood_immuno.experiments.report import write_report
 
     path = write_report(args.results_dir, args.out)
     print(path.read_text(encoding="utf-8"))

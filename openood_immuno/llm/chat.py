@@ -112,7 +112,7 @@ class TransformersChatBackend(ChatBackend):
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
     def _complete(self, prompt: str, seed: int) -> str:
-        from ..seeding import seeded
+        from openood_immuno.core.seeding import seeded
 
         torch = self._torch
         inputs = self._inputs(prompt)

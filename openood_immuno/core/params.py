@@ -1,0 +1,415 @@
+"""Method parameters as frozen dataclasses: the single source of names, types, defaults, sweep
+lists and help of every postprocessor parameter.
+
+A method declares its parameters once (``openood_immuno/<method>/params.py``)::
+
+    @dataclass(frozen=True)
+    class MCMParams(Params):
+        ALIASES = {"tau": "T"}                                   # OpenOOD's own mcm.yml key
+        T: float = param(1.0, "softmax temperature on raw cosines", low=0, low_open=True,
+                         sweep=(0.01, 0.1, 0.5, 1.0, 2.0))
+        templates: Tuple[str, ...] = param(("a photo of a {}.",), "ID prompts", placeholder="{}")
+
+Values are validated and typed once, when the instance is built (``__post_init__``; so
+``dataclasses.replace`` validates too): an ``int`` field takes integers (an integral float such
+as ``2.0`` becomes ``2``; ``2.5``, ``True`` and ``'abc'`` are refused), a ``float`` field takes
+finite numbers (not NaN, not inf, not a bool), a ``Tuple[str, ...]`` field takes a list of
+strings (a single string is refused: it would be read character by character), a template must
+contain its placeholder, and ``low``/``high``/``choices`` bound the value. Every refusal is one
+line that names the postprocessor, the key as the user wrote it (``immuno.epochs``), the
+expected type or range and the value given.
+
+A field's name is its yml name, except where that is a Python keyword (``lam``, yml ``lambda``:
+``param(..., yml="lambda")``). ``ALIASES`` maps other spellings of a yml name to it (and
+``<alias>_list`` to ``<name>_list`` in sweeps).
+
+:func:`markdown_table` renders a class's parameter table; ``python -m
+openood_immuno.experiments.param_docs --write-docs`` writes those tables into the docs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import numbers
+import re
+import typing
+from typing import Any, ClassVar, Iterable, Mapping, Optional, Sequence, Tuple
+
+_MISSING = object()
+
+
+class ParamError(ValueError):
+    """A parameter value or name that cannot be used; the message names the key and the fix."""
+
+
+def param(default: Any, help: str, *, yml: Optional[str] = None, choices: Optional[Sequence[Any]] = None,
+          low: Optional[float] = None, high: Optional[float] = None, low_open: bool = False,
+          high_open: bool = False, also: Sequence[str] = (), placeholder: Optional[str] = None,
+          pattern: Optional[str] = None, nonempty: bool = False,
+          sweep: Optional[Sequence[Any]] = None) -> Any:
+    """A dataclass field with its validation rules and documentation.
+
+    Args:
+        default: the default (lists as tuples: the dataclass is frozen).
+        help: one line for the docs' parameter table.
+        yml: the yml name when it differs from the field name (Python keywords).
+        choices: the allowed values.
+        low, high: bounds of a number (inclusive unless ``low_open``/``high_open``).
+        also: words accepted instead of a number (``margin: auto``).
+        placeholder: a text (or each text of a list) must contain it and format with it
+            (``'{}'`` = the class name, ``'{class_name}'`` = a named one).
+        pattern: a regular expression every text (of a list) must match in full.
+        nonempty: a text or list must not be empty.
+        sweep: the default OpenOOD APS list of this parameter (``<name>_list``).
+    """
+    meta = {"help": help, "yml": yml, "choices": tuple(choices) if choices is not None else None,
+            "low": low, "high": high, "low_open": low_open, "high_open": high_open,
+            "also": tuple(also), "placeholder": placeholder, "pattern": pattern, "nonempty": nonempty,
+            "sweep": tuple(sweep) if sweep is not None else None}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _repr(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+class _Spec:
+    """One field: its yml name, Python type and rules (from the annotation and ``param``)."""
+
+    def __init__(self, f: dataclasses.Field, hint: Any):
+        meta = f.metadata
+        self.field, self.attr = f, f.name
+        self.name = meta.get("yml") or f.name
+        self.hint, self.meta = hint, meta
+        self.default = f.default
+        self.help = meta.get("help", "")
+        self.sweep = meta.get("sweep")
+
+    # ---- checking ---------------------------------------------------------------------------
+    def coerce(self, value: Any) -> Any:
+        """``value`` converted to the field's type, or ParamError('must be ..., got ...')."""
+        hint, meta = self.hint, self.meta
+        if meta.get("also") and isinstance(value, str):
+            if value in meta["also"]:
+                return value
+            raise ParamError(f"must be a number or {' or '.join(map(repr, meta['also']))}, got {value!r}")
+        if meta.get("also") and not _is_number(value):
+            raise ParamError(f"must be a number or {' or '.join(map(repr, meta['also']))}, got {value!r}")
+        original = value
+        base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+        if base is bool:
+            if not isinstance(value, bool):
+                raise ParamError(f"must be true or false, got {value!r}")
+            return value
+        if base is int:
+            value = self._int(value)
+        elif base is float:
+            value = self._float(value)
+        elif base is str:
+            if not isinstance(value, str):
+                raise ParamError(f"must be a text, got {value!r}")
+            self._text(value)
+        elif typing.get_origin(base) is tuple:
+            value = self._texts(value)
+        else:  # pragma: no cover - a declaration error, caught by the tests of every class
+            raise TypeError(f"parameter {self.name}: unsupported type {hint!r}")
+        return self._bounded(value, original, "an integer" if base is int else "a number")
+
+    def _int(self, value: Any) -> int:
+        if isinstance(value, bool) or not _is_number(value):
+            raise ParamError(f"must be an integer{self._range_text()}, got {value!r}")
+        if not isinstance(value, numbers.Integral):
+            if not math.isfinite(value) or not float(value).is_integer():
+                raise ParamError(f"must be an integer{self._range_text()}, got {value!r}")
+        return int(value)
+
+    def _float(self, value: Any) -> float:
+        if not _is_number(value):
+            raise ParamError(f"must be a number{self._range_text()}, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ParamError(f"must be a finite number{self._range_text()}, got {value!r}")
+        return value
+
+    def _text(self, value: str) -> None:
+        meta = self.meta
+        if meta.get("nonempty") and not value.strip():
+            raise ParamError("must not be empty")
+        holder = meta.get("placeholder")
+        if holder is not None:
+            sample = {"class_name": "tench"} if holder == "{class_name}" else None
+            try:
+                ok = holder in value and (value.format(**sample) if sample else value.format("tench"))
+            except (IndexError, KeyError, ValueError):
+                ok = False
+            if not ok:
+                raise ParamError(f"must be a template with one {holder} (where the class name goes), "
+                                 f"got {value!r}")
+        if meta.get("pattern") and not re.fullmatch(meta["pattern"], value):
+            raise ParamError(f"has an invalid entry {value!r} (expected the form {meta['pattern']})")
+
+    def _texts(self, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            raise ParamError(f"must be a list of texts, got the single text {value!r}: write it as a "
+                             f"list, e.g. [{value}]")
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ParamError(f"must be a list of texts, got {value!r}")
+        if self.meta.get("nonempty") and not value:
+            raise ParamError("must not be an empty list")
+        for v in value:
+            self._text(v)
+        return tuple(value)
+
+    def _range_text(self) -> str:
+        low, high, meta = self.meta.get("low"), self.meta.get("high"), self.meta
+        if low is not None and high is not None:
+            return (f" in {'(' if meta['low_open'] else '['}{low}, {high}"
+                    f"{')' if meta['high_open'] else ']'}")
+        if low is not None:
+            return f" {'>' if meta['low_open'] else '>='} {low}"
+        if high is not None:
+            return f" {'<' if meta['high_open'] else '<='} {high}"
+        return ""
+
+    def _bounded(self, value: Any, original: Any, kind: str) -> Any:
+        meta = self.meta
+        choices = meta.get("choices")
+        if choices is not None and value not in choices:
+            raise ParamError(f"must be one of {choices!r}, got {original!r}")
+        if _is_number(value):
+            low, high = meta.get("low"), meta.get("high")
+            if ((low is not None and (value < low or (meta["low_open"] and value == low)))
+                    or (high is not None and (value > high or (meta["high_open"] and value == high)))):
+                raise ParamError(f"must be {kind}{self._range_text()}, got {original!r}")
+        return value
+
+    # ---- docs ---------------------------------------------------------------------------------
+    def type_text(self) -> str:
+        hint = self.hint
+        base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+        if self.meta.get("choices") is not None:
+            text = " | ".join(str(c) for c in self.meta["choices"])
+        elif typing.get_origin(base) is tuple:
+            text = "list of text"
+        else:
+            text = {bool: "bool", int: "int", float: "float", str: "text"}[base]
+            text += self._range_text().replace("inf", "∞")
+        if self.meta.get("also"):
+            text += " or " + " or ".join(self.meta["also"])
+        return text
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_value_text(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"' if value == "" or value != value.strip() or "{" in value or " " in value else value
+    return repr(value)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """Base of every method's parameter dataclass (see the module docstring)."""
+
+    ALIASES: ClassVar[Mapping[str, str]] = {}
+    SWEEP_EXCLUDE: ClassVar[Tuple[str, ...]] = ()   # inherited fields whose sweep lists do not apply
+
+    # ---- the fields ---------------------------------------------------------------------------
+    @classmethod
+    def specs(cls) -> dict[str, _Spec]:
+        """``yml name -> spec`` in declaration order (base classes first)."""
+        cached = cls.__dict__.get("_specs")
+        if cached is None:
+            hints = typing.get_type_hints(cls)
+            cached = {s.name: s for s in (_Spec(f, hints[f.name]) for f in dataclasses.fields(cls))}
+            type.__setattr__(cls, "_specs", cached)
+        return cached
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return list(cls.specs())
+
+    def __post_init__(self) -> None:
+        for spec in self.specs().values():
+            try:
+                object.__setattr__(self, spec.attr, spec.coerce(getattr(self, spec.attr)))
+            except ParamError as exc:
+                raise ParamError(f"{spec.name} {exc}") from None
+        self.check()
+
+    def check(self) -> None:
+        """Rules between fields (subclasses); raise ParamError('<name> ...')."""
+
+    # ---- building -----------------------------------------------------------------------------
+    @classmethod
+    def _canonical(cls, key: str) -> str:
+        return cls.ALIASES.get(key, key)
+
+    @classmethod
+    def unknown(cls, keys: Iterable[str], sweep_keys: Iterable[str] = ()) -> list[str]:
+        """The keys (and ``<name>_list`` sweep keys) that are not parameters, aliases included."""
+        names = set(cls.specs())
+        bad = [k for k in keys if cls._canonical(k) not in names]
+        bad += [k for k in sweep_keys
+                if not (k.endswith("_list") and cls._canonical(k[:-5]) in names)]
+        return bad
+
+    @classmethod
+    def _unknown_message(cls, bad: Sequence[str], where: str) -> str:
+        names = cls.names()
+        valid = names + [f"{n}_list" for n in names] + list(cls.ALIASES)
+        hints = {k: difflib.get_close_matches(k, valid, n=1, cutoff=0.6) for k in bad}
+        guess = "; ".join(f"did you mean {h[0]!r} for {k!r}?" for k, h in hints.items() if h)
+        return (f"{where}: unknown parameter(s) {sorted(bad)}; valid ones are {sorted(names)} "
+                f"(sweeps as '<name>_list')" + (f"; {guess}" if guess else ""))
+
+    @classmethod
+    def canonical(cls, values: Mapping[str, Any], suffix: str = "") -> dict[str, Any]:
+        """``values`` with aliases replaced by the names they stand for (``tau`` -> ``T``;
+        with ``suffix='_list'``, ``tau_list`` -> ``T_list``); a later key wins."""
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            base = key[:-len(suffix)] if suffix and key.endswith(suffix) else None
+            out[cls._canonical(base) + suffix if base is not None else cls._canonical(key)] = value
+        return out
+
+    @classmethod
+    def _rename(cls, values: Mapping[str, Any], where: str, suffix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        given: dict[str, str] = {}
+        for key, value in values.items():
+            base = key[:-len(suffix)] if suffix else key
+            name = cls._canonical(base) + suffix
+            if name in out:
+                alias = key if key != name else given[name]
+                raise ParamError(f"{where}: both {alias!r} and {name!r} are given ({alias!r} is an "
+                                 f"alias of {name!r}): keep one")
+            out[name], given[name] = value, key
+        return out
+
+    @classmethod
+    def from_mapping(cls, values: Optional[Mapping[str, Any]] = None, where: str = "",
+                     prefix: str = "") -> "Params":
+        """An instance from ``{yml name: value}`` (missing names take their defaults).
+
+        ``where`` names the source in messages (``"postprocessor 'immuno'"``), ``prefix`` is put
+        before each key (``"immuno."``, as in ``--pp-arg immuno.epochs=3``).
+        """
+        where = where or cls.__name__
+        values = dict(values or {})
+        bad = cls.unknown(values)
+        if bad:
+            raise ParamError(cls._unknown_message(bad, where))
+        values = cls._rename(values, where)
+        specs = cls.specs()
+        try:
+            return cls(**{specs[k].attr: v for k, v in values.items()})
+        except ParamError as exc:
+            raise ParamError(f"{where}: {prefix}{exc}") from None
+
+    def replace(self, values: Mapping[str, Any], where: str = "", prefix: str = "") -> "Params":
+        """A copy with ``{yml name: value}`` changed (validated as at load)."""
+        where = where or type(self).__name__
+        bad = self.unknown(values)
+        if bad:
+            raise ParamError(self._unknown_message(bad, where))
+        specs = self.specs()
+        try:
+            return dataclasses.replace(self, **{specs[k].attr: v
+                                                for k, v in self._rename(values, where).items()})
+        except ParamError as exc:
+            raise ParamError(f"{where}: {prefix}{exc}") from None
+
+    @classmethod
+    def sweep_defaults(cls) -> dict[str, list]:
+        """``{yml name: default APS list}`` of the swept parameters, in declaration order."""
+        return {name: list(s.sweep) for name, s in cls.specs().items()
+                if s.sweep is not None and name not in cls.SWEEP_EXCLUDE}
+
+    @classmethod
+    def sweep_from_mapping(cls, sweep: Optional[Mapping[str, Any]] = None, where: str = "",
+                           prefix: str = "") -> dict[str, list]:
+        """``{yml name: list}`` of the APS grid: the dataclass's lists, replaced by the
+        ``<name>_list`` entries of ``sweep``; an entry set to ``null`` drops that parameter.
+        Every value is validated like the parameter itself."""
+        where = where or cls.__name__
+        sweep = dict(sweep or {})
+        bad = cls.unknown((), sweep)
+        if bad:
+            raise ParamError(cls._unknown_message(bad, where))
+        out = cls.sweep_defaults()
+        specs = cls.specs()
+        for key, values in cls._rename(sweep, where, "_list").items():
+            name = key[:-5]
+            if values is None:
+                out.pop(name, None)
+                continue
+            if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not values:
+                raise ParamError(f"{where}: {prefix}{key} must be a non-empty list of values, got "
+                                 f"{values!r}")
+            checked = []
+            for v in values:
+                try:
+                    checked.append(specs[name].coerce(v))
+                except ParamError as exc:
+                    raise ParamError(f"{where}: {prefix}{key} entry {exc}") from None
+            out[name] = checked
+        return out
+
+    @classmethod
+    def from_config(cls, args: Optional[Mapping[str, Any]], sweep: Optional[Mapping[str, Any]],
+                    where: str = "", prefix: str = "") -> tuple["Params", dict[str, list]]:
+        """``(params, sweep)`` from OpenOOD's ``postprocessor_args`` and ``postprocessor_sweep``;
+        unknown names of both are reported in one message."""
+        where = where or cls.__name__
+        bad = cls.unknown(args or {}, sweep or {})
+        if bad:
+            raise ParamError(cls._unknown_message(bad, where))
+        return cls.from_mapping(args, where, prefix), cls.sweep_from_mapping(sweep, where, prefix)
+
+    # ---- reading ------------------------------------------------------------------------------
+    def get(self, name: str) -> Any:
+        """The value of yml name ``name``."""
+        return getattr(self, self.specs()[self._canonical(name)].attr)
+
+    def as_args(self) -> dict[str, Any]:
+        """``{yml name: value}`` of every parameter (lists as lists): the resolved yml args."""
+        return {name: list(v) if isinstance(v, tuple) else v
+                for name, v in ((n, getattr(self, s.attr)) for n, s in self.specs().items())}
+
+    def changed(self, other: "Params", names: Iterable[str]) -> bool:
+        """Whether any of the yml ``names`` differs between ``self`` and ``other``."""
+        return any(self.get(n) != other.get(n) for n in names)
+
+
+# ---- docs -------------------------------------------------------------------------------------
+def markdown_table(cls: type[Params], own: bool = False) -> str:
+    """The parameter table of ``cls`` (``own``: only the fields ``cls`` adds to its bases)."""
+    inherited = set()
+    if own:
+        for base in cls.__mro__[1:]:
+            if base is not Params and dataclasses.is_dataclass(base) and hasattr(base, "specs"):
+                inherited |= set(base.specs())
+    rows = ["| parameter | type | default | sweep | meaning |", "|---|---|---|---|---|"]
+    for name, spec in cls.specs().items():
+        if name in inherited:
+            continue
+        swept = spec.sweep is not None and name not in cls.SWEEP_EXCLUDE
+        sweep = ", ".join(_value_text(v) for v in spec.sweep) if swept else "-"
+        rows.append(f"| `{name}` | {_cell(spec.type_text())} | {_cell(_value_text(spec.default))} | "
+                    f"{_cell(sweep)} | {_cell(spec.help)} |")
+    if cls.ALIASES and not own:
+        rows.append("")
+        rows.append("Aliases: " + ", ".join(f"`{a}` = `{n}`" for a, n in cls.ALIASES.items()) + ".")
+    return "\n".join(rows)

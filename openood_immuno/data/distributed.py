@@ -1,0 +1,136 @@
+"""Feature extraction spread over processes with ``torch.distributed`` (``torchrun``).
+
+    torchrun --nproc_per_node N -m openood_immuno.cli features --data-root DATA --lists all
+    openood-immuno features --data-root DATA --lists test_imagenet,ninco   # 1 process
+
+For every image list (in the order given):
+
+1. all ranks look for the list's final cache entry, ``features/<key>.pt`` with ``key =
+   dataset_cache_key(net, dataset)``: the entry :func:`openood_immuno.data.features.extract_features`
+   writes and ``openood-immuno eval`` reads. If it exists the list is done;
+2. rank ``r`` of ``W`` encodes the contiguous block ``[r n / W, (r + 1) n / W)`` of the list and
+   writes it atomically to ``feature_shards/<key>.rank<r>-of-<W>.pt``; a shard already on disk
+   (an earlier, interrupted run with the same ``W``) is loaded instead of recomputed;
+3. after a barrier, rank 0 concatenates the shards in rank order, writes the final entry
+   atomically and removes the shards; a second barrier ends the list.
+
+The cache folder (``$OPENOOD_IMMUNO_CACHE``) must be one folder every rank sees (on several
+nodes: a shared file system). Backend ``gloo`` on CPU, ``nccl`` on GPUs (rank ``r`` uses
+``cuda:LOCAL_RANK``); without ``torchrun`` the command runs as one process (W = 1). The command
+line is :mod:`openood_immuno.cli.features`; its body is
+:func:`openood_immuno.experiments.features.run_features`.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.distributed as dist
+
+from openood_immuno.core.cache import atomic_torch_save, cache_dir, torch_load_cached
+from .lists import ImglistDataset
+from .decode import DecodeOptions, make_image_loader
+from .features import dataset_cache_key, extract_features
+
+log = logging.getLogger(__name__)
+
+
+def rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(device: torch.device) -> None:
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_backend() == "nccl":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            dist.barrier(device_ids=[index])
+        else:
+            dist.barrier()
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The contiguous block ``[start, stop)`` of ``n`` items that ``rank`` of ``world_size`` owns."""
+    return rank * n // world_size, (rank + 1) * n // world_size
+
+
+def shard_path(key: str, rank: int, world_size: int) -> Path:
+    return cache_dir("feature_shards") / f"{key}.rank{rank}-of-{world_size}.pt"
+
+
+def _shard_dataset(dataset: ImglistDataset, start: int, stop: int) -> ImglistDataset:
+    part = copy.copy(dataset)
+    part.samples, part.imglist = dataset.samples[start:stop], dataset.imglist[start:stop]
+    return part
+
+
+def _encode_shard(net, dataset: ImglistDataset, key: str, rank: int, world_size: int,
+                  options: DecodeOptions, progress: bool) -> None:
+    """Write this rank's shard of ``dataset`` unless a complete one is already on disk."""
+    path = shard_path(key, rank, world_size)
+    start, stop = shard_bounds(len(dataset), rank, world_size)
+    done = torch_load_cached(path)
+    if done is not None and (done.get("start"), done.get("stop")) == (start, stop):
+        log.info("features %s: shard %d/%d (%d images) already on disk", dataset.name, rank,
+                 world_size, stop - start)
+        return
+    if stop > start:
+        loader = make_image_loader(_shard_dataset(dataset, start, stop), net.device, options)
+        fs = extract_features(net, loader, f"{dataset.name} [{rank}/{world_size}]", progress, cache=False)
+        feats, labels, paths = fs.features, fs.labels, fs.image_paths
+    else:  # more ranks than images
+        feats, labels, paths = torch.zeros(0, net.embed_dim), torch.zeros(0, dtype=torch.long), []
+    atomic_torch_save({"features": feats, "labels": labels, "image_paths": paths,
+                       "start": start, "stop": stop}, path)
+
+
+def _assemble(key: str, n: int, world_size: int, final: Path, name: str) -> None:
+    """Rank 0: the final entry from the shards, in rank order; then remove the shards."""
+    parts = []
+    for rank in range(world_size):
+        shard = torch_load_cached(shard_path(key, rank, world_size))
+        if shard is None or (shard["start"], shard["stop"]) != shard_bounds(n, rank, world_size):
+            raise RuntimeError(f"features {name}: shard {rank} of {world_size} is missing from "
+                               f"{cache_dir('feature_shards')}: every rank must see the same cache "
+                               "folder (set OPENOOD_IMMUNO_CACHE to a shared file system)")
+        parts.append(shard)
+    atomic_torch_save({"features": torch.cat([p["features"] for p in parts]),
+                       "labels": torch.cat([p["labels"] for p in parts]),
+                       "image_paths": [q for p in parts for q in p["image_paths"]]}, final)
+    for rank in range(world_size):
+        shard_path(key, rank, world_size).unlink(missing_ok=True)
+
+
+def extract_lists(net, datasets: Mapping[str, ImglistDataset], options: DecodeOptions = DecodeOptions(),
+                  progress: bool = True) -> dict[str, Path]:
+    """Cache the features of every dataset, sharded over the ranks of the default process group.
+
+    Returns ``name -> final cache entry`` (the path ``extract_features`` reads). Works without a
+    process group (one process). Every rank must call it with the same datasets.
+    """
+    rank, world_size = rank_world()
+    device = torch.device(net.device)
+    entries = {}
+    for name, dataset in datasets.items():
+        key = dataset_cache_key(net, make_image_loader(dataset, device, options).dataset)
+        if key is None:
+            raise ValueError(f"image list {name!r} cannot be keyed (no imglist/data_dir): it cannot "
+                             "be cached")
+        final = cache_dir("features") / f"{key}.pt"
+        _barrier(device)
+        if not final.exists():
+            _encode_shard(net, dataset, key, rank, world_size, options, progress and rank == 0)
+            _barrier(device)
+            if rank == 0:
+                _assemble(key, len(dataset), world_size, final, name)
+                log.info("features %s: %d images from %d ranks -> %s", name, len(dataset),
+                         world_size, final)
+            _barrier(device)
+        elif rank == 0:
+            log.info("features %s: already cached (%s)", name, final)
+        entries[name] = final
+    return entries

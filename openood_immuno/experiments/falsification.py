@@ -1,0 +1,471 @@
+"""The falsification test asked for by the review of Immuno-VLM (papers/001, "What would settle
+it"): with the antibodies on and off, over several training seeds, do the antibodies lower the
+confidence on held-out OOD images, and do they cost ID accuracy?
+
+Variants (:data:`DEFAULT_VARIANTS`), each fitted once per training seed on the same cached
+features:
+
+* ``immuno``: the full method (vaccinated adapter, DIS, EVT);
+* ``immuno_no_antibodies``: the same adapter trained by the pull term only and scored without
+  ``S_nonself`` (``beta = 0``, ``lambda = 0``): the antibodies' whole contribution removed;
+* ``immuno_zeroshot``: adapter off (frozen CLIP, text prototypes), antibodies in DIS;
+* ``mcm``: plain MCM, neither antibodies nor adapter.
+
+Per variant and seed (:func:`variant_metrics`), with ``g`` the variant's feature map (its
+adapter, or the identity) and ``mu`` its classifier's prototypes:
+
+* ``ACC``: top-1 accuracy of the variant's own predictions on the ID test set (%);
+* ``AUROC_near``, ``FPR95_near``, ``AUROC_far``, ``FPR95_far``: OpenOOD's metrics (%), the
+  mean over the near (far) OOD sets;
+* ``conf_id``, ``conf_ood/<set>``: mean of the variant's own confidence (each method's scale:
+  EVT hazard, DIS, MCM; compare them within a variant, not across);
+* ``msp_id``, ``msp_ood/<set>``: mean max-softmax of its classifier,
+  ``max_c softmax(cos(g(x), mu_c) / T)`` (one scale for every variant; ``T`` = MCM's);
+* ``abcos_<id|near|far>_<before|after>``: mean nearest-antibody cosine ``max_a cos(z, a)``
+  (before: frozen features ``z``) and ``max_a cos(g(z), a)`` (after vaccination) over the ID
+  test images and the images of the near (far) OOD sets, always against the antibodies of the
+  full method of that seed, so every variant is measured against the same set;
+* ``train_push_before``, ``train_push_after``: the push loss on the adapter's training set
+  before and after vaccination (NaN without an adapter).
+
+:func:`summarize` gives the mean and standard deviation over seeds and the paired deltas
+``variant - immuno`` (per seed, then mean and std); :func:`verdicts` reads the decisive pair
+(``immuno`` vs ``immuno_no_antibodies``) against the rule stated in docs/immuno_vlm.md
+("Falsification"); :func:`write_falsification` writes ``falsification.md``, ``.csv`` and
+``.png`` atomically.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from openood_immuno.core.cache import atomic_write, atomic_write_text
+from openood_immuno.data.features import FeatureSet
+from openood_immuno.methods.mcm.params import MCMParams
+from openood_immuno.methods.mcm.scorer import MCMScorer
+from openood_immuno.core.metrics import compute_all_metrics
+from openood_immuno.methods.immuno.scorer import ImmunoScorer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the test: a shipped postprocessor with parameter overrides."""
+
+    label: str
+    postprocessor: str
+    overrides: Mapping[str, Any]
+    description: str
+
+
+REFERENCE = "immuno"
+NO_ANTIBODIES = "immuno_no_antibodies"
+DEFAULT_VARIANTS = (
+    Variant(REFERENCE, "immuno", {}, "full method: adapter trained by pull + beta * push, DIS, EVT"),
+    Variant(NO_ANTIBODIES, "immuno", {"beta": 0.0, "lambda": 0.0},
+            "no antibodies: adapter trained by the pull term only (beta = 0), DIS without "
+            "S_nonself (lambda = 0), EVT"),
+    Variant("immuno_zeroshot", "immuno_zeroshot", {},
+            "adapter off: frozen CLIP, text prototypes, antibodies in DIS"),
+    Variant("mcm", "mcm", {}, "plain MCM: no antibodies, no adapter"),
+)
+HEADLINE = ("ACC", "AUROC_near", "FPR95_near", "AUROC_far", "FPR95_far", "msp_id", "abcos_id_before",
+            "abcos_id_after", "abcos_near_before", "abcos_near_after", "abcos_far_before",
+            "abcos_far_after", "train_push_before", "train_push_after")
+PLOTTED = ("ACC", "AUROC_near", "AUROC_far", "FPR95_near", "abcos_id_after", "abcos_near_after")
+
+
+@dataclass
+class FalsificationData:
+    """The inputs: a net, its ID splits (``train``/``val``, as ``fit`` takes them) and the
+    features of the ID test set and of every OOD set (``near``/``far`` name the groups)."""
+
+    net: Any
+    id_features: Mapping[str, Any]
+    id_test: FeatureSet
+    ood: Mapping[str, FeatureSet]
+    near: Sequence[str]
+    far: Sequence[str]
+
+    def __post_init__(self):
+        missing = [n for n in (*self.near, *self.far) if n not in self.ood]
+        if missing or not self.near or not self.far:
+            raise ValueError(f"near {list(self.near)} and far {list(self.far)} must be non-empty "
+                             f"and name OOD sets of {sorted(self.ood)}")
+
+
+@dataclass
+class FalsificationResult:
+    """Per-seed metrics ``per_seed[variant][seed][metric]`` and what produced them."""
+
+    variants: Sequence[Variant]
+    seeds: Sequence[int]
+    per_seed: dict[str, dict[int, dict[str, float]]]
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> list[str]:
+        first = self.per_seed[self.variants[0].label][self.seeds[0]]
+        return list(first)
+
+
+# ---- the measurements (pure tensor functions) ------------------------------------------------
+def classifier(pp) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """``(g, prototypes)`` of a fitted postprocessor: its feature map and its classifier's unit
+    class vectors (Immuno: adapter and geodesic/text prototypes; MCM: identity and prompts)."""
+    scorer = getattr(pp, "scorer", None)
+    if isinstance(scorer, ImmunoScorer):
+        return scorer.adapt, scorer.prototypes
+    if isinstance(scorer, MCMScorer):
+        return (lambda z: z.float().to(scorer.class_text.device)), scorer.class_text.float()
+    raise TypeError(f"postprocessor {pp.name!r} has no classifier this test can read (Immuno-VLM "
+                    "and MCM only)")
+
+
+def max_softmax(features: torch.Tensor, prototypes: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``max_c softmax(cos(x, mu_c) / T)`` per row (MCM's score of any cosine classifier)."""
+    logits = features.float() @ prototypes.float().to(features.device).T / temperature
+    return logits.softmax(dim=1).max(dim=1).values
+
+
+def nearest_antibody_cosine(features: torch.Tensor, antibodies: torch.Tensor,
+                            chunk: int = 4096) -> torch.Tensor:
+    """``max_a cos(x, a)`` per row (unit rows), in chunks (no N x M matrix in memory)."""
+    ab = antibodies.float().to(features.device)
+    return torch.cat([(features[i:i + chunk].float() @ ab.T).max(dim=1).values
+                      for i in range(0, features.shape[0], chunk)])
+
+
+@torch.no_grad()
+def _mapped(g, fs: FeatureSet, batch_size: int) -> torch.Tensor:
+    return torch.cat([g(x) for x, _, _ in fs.batches(batch_size)]) if len(fs) else fs.features.float()
+
+
+@torch.no_grad()
+def variant_metrics(pp, data: FalsificationData, antibodies: torch.Tensor, temperature: float,
+                    batch_size: int = 1024) -> dict[str, float]:
+    """The metrics of one fitted postprocessor (see the module docstring)."""
+    g, prototypes = classifier(pp)
+    id_pred, id_conf, id_label = pp.score_feature_set(data.id_test, batch_size)
+    out = {"ACC": 100 * float(np.mean(id_pred == id_label))}
+    per_set, conf, msp = {}, {}, {}
+    mapped = {"id": _mapped(g, data.id_test, batch_size)}
+    for name, fs in data.ood.items():
+        pred, c, _ = pp.score_feature_set(fs, batch_size)
+        per_set[name] = compute_all_metrics(np.concatenate([id_conf, c]),
+                                            np.concatenate([id_label, -np.ones(len(c), dtype=int)]),
+                                            np.concatenate([id_pred, pred]))
+        conf[name] = float(np.mean(c))
+        mapped[name] = _mapped(g, fs, batch_size)
+        msp[name] = float(max_softmax(mapped[name], prototypes, temperature).mean())
+    for group, names in (("near", data.near), ("far", data.far)):
+        out[f"AUROC_{group}"] = 100 * float(np.mean([per_set[n][1] for n in names]))
+        out[f"FPR95_{group}"] = 100 * float(np.mean([per_set[n][0] for n in names]))
+    out["conf_id"] = float(np.mean(id_conf))
+    out.update({f"conf_ood/{n}": v for n, v in conf.items()})
+    out["msp_id"] = float(max_softmax(mapped["id"], prototypes, temperature).mean())
+    out.update({f"msp_ood/{n}": v for n, v in msp.items()})
+    groups = {"id": [("id", data.id_test)], "near": [(n, data.ood[n]) for n in data.near],
+              "far": [(n, data.ood[n]) for n in data.far]}
+    for group, sets in groups.items():
+        before = torch.cat([nearest_antibody_cosine(fs.features.float(), antibodies) for _, fs in sets])
+        after = torch.cat([nearest_antibody_cosine(mapped[n], antibodies) for n, _ in sets])
+        out[f"abcos_{group}_before"] = float(before.mean())
+        out[f"abcos_{group}_after"] = float(after.mean())
+    info = getattr(getattr(pp, "scorer", None), "vaccination", None) or {}
+    out["train_push_before"] = float(info["before"]["push"]) if info else math.nan
+    out["train_push_after"] = float(info["after"]["push"]) if info else math.nan
+    return out
+
+
+# ---- the run ---------------------------------------------------------------------------------
+def variant_overrides(variant: Variant, params_names: Sequence[str], seed: int,
+                      extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides of ``variant`` at training ``seed``: its own, then those of ``extra`` that
+    are parameters of its method (``epochs``, ``antibody_bank``...), then ``seed``."""
+    names = set(params_names)
+    out = {**variant.overrides, **{k: v for k, v in extra.items() if k in names}}
+    if "seed" in names:
+        out["seed"] = seed
+    return out
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """``seeds`` as integers; at least one, all distinct."""
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"training seeds must be distinct and at least one, got {seeds}")
+    return seeds
+
+
+def check_variants(variants: Sequence[Variant], extra: Mapping[str, Any]) -> None:
+    """Validate every variant's overrides and ``extra`` before any work (one line per error)."""
+    from openood_immuno.openood.registry import resolved_params
+
+    labels = [v.label for v in variants]
+    if REFERENCE not in labels or labels[0] != REFERENCE or len(set(labels)) != len(labels):
+        raise ValueError(f"variants {labels}: {REFERENCE!r} must come first (the reference of the "
+                         "deltas and of the antibody set), labels must be distinct")
+    used = set()
+    for v in variants:
+        names = resolved_params(v.postprocessor)[0].names()
+        used |= set(extra) & set(names)
+        resolved_params(v.postprocessor, variant_overrides(v, names, 0, extra))
+    unused = sorted(set(extra) - used)
+    if unused:
+        raise ValueError(f"--set {unused}: not a parameter of any variant "
+                         f"({', '.join(v.postprocessor for v in variants)})")
+
+
+def run_falsification(data: FalsificationData, seeds: Sequence[int],
+                      variants: Sequence[Variant] = DEFAULT_VARIANTS,
+                      extra: Optional[Mapping[str, Any]] = None, temperature: Optional[float] = None,
+                      batch_size: int = 1024, provenance: Optional[dict] = None) -> FalsificationResult:
+    """Fit every variant at every training seed on ``data`` and measure it.
+
+    A variant whose method has no ``seed`` parameter (MCM) is fitted once: nothing of it
+    differs by seed except the antibody set its nearest-antibody cosines are measured against.
+    """
+    from openood_immuno.openood.registry import build_postprocessor, resolved_params
+
+    extra = dict(extra or {})
+    seeds = check_seeds(seeds)
+    check_variants(variants, extra)
+    temperature = MCMParams().T if temperature is None else float(temperature)
+    per_seed: dict[str, dict[int, dict[str, float]]] = {v.label: {} for v in variants}
+    unseeded: dict[str, Any] = {}  # fitted once: their training does not depend on the seed
+    for seed in seeds:
+        antibodies = None
+        for v in variants:
+            names = resolved_params(v.postprocessor)[0].names()
+            pp = unseeded.get(v.label)
+            if pp is None:
+                pp = build_postprocessor(v.postprocessor, **variant_overrides(v, names, seed, extra))
+                pp.fit(data.net, data.id_features)
+                if "seed" not in names:
+                    unseeded[v.label] = pp
+            if antibodies is None:  # the reference (first) variant's filtered antibodies
+                antibodies = pp.scorer.antibodies
+            per_seed[v.label][seed] = variant_metrics(pp, data, antibodies, temperature, batch_size)
+            log.info("falsification seed %d %s: ACC %.2f AUROC near %.2f far %.2f", seed, v.label,
+                     per_seed[v.label][seed]["ACC"], per_seed[v.label][seed]["AUROC_near"],
+                     per_seed[v.label][seed]["AUROC_far"])
+    prov = {"msp_temperature": temperature, "extra_overrides": extra, **(provenance or {})}
+    return FalsificationResult(list(variants), seeds, per_seed, prov)
+
+
+# ---- statistics ------------------------------------------------------------------------------
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    if np.isnan(a).all():
+        return math.nan, math.nan
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def summarize(result: FalsificationResult) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
+    """``{"value": {variant: {metric: (mean, std)}}, "delta": {variant: {metric: (mean, std)}}}``:
+    std is the sample standard deviation over seeds (ddof 1); deltas are paired per seed,
+    ``variant - immuno``."""
+    ref = result.per_seed[REFERENCE]
+    out: dict = {"value": {}, "delta": {}}
+    for v in result.variants:
+        rows = result.per_seed[v.label]
+        out["value"][v.label] = {m: _mean_std([rows[s][m] for s in result.seeds]) for m in result.metrics}
+        if v.label != REFERENCE:
+            out["delta"][v.label] = {m: _mean_std([rows[s][m] - ref[s][m] for s in result.seeds])
+                                     for m in result.metrics}
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One question of the test, its measured paired delta and the answer on this run."""
+
+    question: str
+    metric: str
+    delta: tuple[float, float]
+    answer: str
+
+
+def _significant(delta: tuple[float, float], n: int, level: float = 0.05) -> bool:
+    """A two-sided paired t-test of ``mean != 0`` at ``level`` over ``n`` seeds:
+    ``|mean| > t_{1 - level/2, n-1} * std / sqrt(n)``; never with one seed."""
+    from scipy.stats import t
+
+    mean, std = delta
+    if n < 2:
+        return False
+    return abs(mean) > float(t.ppf(1 - level / 2, n - 1)) * std / math.sqrt(n)
+
+
+def verdicts(result: FalsificationResult, acc_tolerance: float = 1.0) -> list[Verdict]:
+    """The decisive questions on the pair ``immuno`` vs ``immuno_no_antibodies`` (deltas =
+    no antibodies - immuno; see docs/immuno_vlm.md, "Falsification"):
+
+    1. do the antibodies improve near-OOD detection? (AUROC_near delta < 0 and significant: yes;
+       delta >= 0: no, the claim is falsified on this run; otherwise inconclusive)
+    2. do they lower the classifier's confidence on OOD? (mean max-softmax over all OOD sets;
+       the ID delta is given beside it: a drop on ID too is no rejection of OOD)
+    3. do they cost ID accuracy? (ACC delta > ``acc_tolerance`` points and significant: yes,
+       the claim is falsified on this run)
+
+    Significant = a two-sided paired t-test over the seeds at 5% (:func:`_significant`).
+    """
+    if NO_ANTIBODIES not in result.per_seed:
+        return []
+    n = len(result.seeds)
+    ref, off = result.per_seed[REFERENCE], result.per_seed[NO_ANTIBODIES]
+    msp_keys = [m for m in result.metrics if m.startswith("msp_ood/")]
+
+    def delta(metric: Callable[[dict], float]) -> tuple[float, float]:
+        return _mean_std([metric(off[s]) - metric(ref[s]) for s in result.seeds])
+
+    out = []
+    d = delta(lambda r: r["AUROC_near"])
+    answer = ("yes" if d[0] < 0 and _significant(d, n) else
+              "no: falsified on this run" if d[0] >= 0 else "inconclusive (not significant)")
+    out.append(Verdict("antibodies improve near-OOD AUROC", "AUROC_near", d, answer))
+    d = delta(lambda r: float(np.mean([r[k] for k in msp_keys])))
+    d_id = delta(lambda r: r["msp_id"])
+    answer = ("yes" if d[0] > 0 and _significant(d, n) else
+              "no" if d[0] <= 0 else "inconclusive (not significant)")
+    answer += f" (ID max-softmax delta {_fmt(*d_id, signed=True)})"
+    out.append(Verdict("antibodies lower the classifier's max-softmax on OOD", "msp_ood (mean)", d, answer))
+    d = delta(lambda r: r["ACC"])
+    cost = (d[0] - acc_tolerance, d[1])
+    answer = ("yes: falsified on this run" if d[0] > acc_tolerance and _significant(cost, n) else
+              "no" if d[0] <= acc_tolerance else "inconclusive (not significant)")
+    out.append(Verdict(f"antibodies cost more than {acc_tolerance:g} point of ID accuracy", "ACC", d, answer))
+    return out
+
+
+# ---- outputs ---------------------------------------------------------------------------------
+def _fmt(mean: float, std: Optional[float] = None, signed: bool = False) -> str:
+    if math.isnan(mean):
+        return "-"
+    digits = 2 if abs(mean) >= 1 else 4
+    text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+    return text if std is None or math.isnan(std) else f"{text} ± {std:.{digits}f}"
+
+
+def falsification_csv(result: FalsificationResult) -> str:
+    """Wide CSV: one row per (variant, seed), then per variant its mean and std, then per
+    non-reference variant the paired deltas' mean and std (``statistic`` column)."""
+    summary = summarize(result)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["variant", "postprocessor", "statistic", "seed", *result.metrics])
+    for v in result.variants:
+        for s in result.seeds:
+            writer.writerow([v.label, v.postprocessor, "value", s,
+                             *[repr(result.per_seed[v.label][s][m]) for m in result.metrics]])
+    for kind, rows in (("", summary["value"]), ("delta_", summary["delta"])):
+        for v in result.variants:
+            if v.label not in rows:
+                continue
+            for i, stat in enumerate(("mean", "std")):
+                writer.writerow([v.label, v.postprocessor, kind + stat, "",
+                                 *[repr(rows[v.label][m][i]) for m in result.metrics]])
+    return buf.getvalue()
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(r) + " |" for r in rows]]
+
+
+def falsification_markdown(result: FalsificationResult) -> str:
+    summary = summarize(result)
+    prov = result.provenance
+    labels = [v.label for v in result.variants]
+    lines = ["# Falsification test of Immuno-VLM's antibodies", "",
+             "Produced by `" + prov.get("command", "openood_immuno.experiments.falsification") + "`.", ""]
+    for key in ("model", "pretrained", "data_root"):
+        if key in prov:
+            lines.append(f"- {key}: `{prov[key]}`")
+    lines += [f"- training seeds: {', '.join(map(str, result.seeds))} (mean ± sample std over seeds)",
+              f"- overrides for every variant: {prov.get('extra_overrides') or 'none'}",
+              f"- classifier max-softmax temperature T = {prov.get('msp_temperature')}", "",
+              "Variants:", ""]
+    lines += [f"- `{v.label}` (`{v.postprocessor}`"
+              + (f", {dict(v.overrides)}" if v.overrides else "") + f"): {v.description}"
+              for v in result.variants]
+    verdict_rows = [[q.question, q.metric, _fmt(*q.delta, signed=True), q.answer] for q in verdicts(result)]
+    if verdict_rows:
+        lines += ["", "## Verdict on this run", "",
+                  f"Paired deltas `{NO_ANTIBODIES} - {REFERENCE}` over seeds (mean ± std); the rule is "
+                  "in docs/immuno_vlm.md, \"Falsification\". With random or untrained weights the "
+                  "answers say nothing about the method.", ""]
+        lines += _table(["question", "metric", "delta", "answer"], verdict_rows)
+    headline = [m for m in HEADLINE if m in result.metrics]
+    lines += ["", "## Values (mean ± std over seeds)", ""]
+    lines += _table(["metric", *labels], [[m, *[_fmt(*summary["value"][l][m]) for l in labels]]
+                                          for m in headline])
+    lines += ["", f"## Deltas vs `{REFERENCE}` (variant - {REFERENCE}, paired per seed)", ""]
+    others = [l for l in labels if l != REFERENCE]
+    lines += _table(["metric", *others], [[m, *[_fmt(*summary["delta"][l][m], signed=True) for l in others]]
+                                          for m in headline])
+    lines += ["", "## Mean confidence per set (mean ± std over seeds)", "",
+              "`conf`: the variant's own confidence (its own scale: compare within a column); "
+              "`msp`: its classifier's max-softmax (one scale for all).", ""]
+    per_set = [m for m in result.metrics if m.startswith(("conf_", "msp_"))]
+    lines += _table(["metric", *labels], [[m, *[_fmt(*summary["value"][l][m]) for l in labels]]
+                                          for m in per_set])
+    lines += ["", "Metrics: ACC, AUROC and FPR@95 in %; `abcos_*`: mean nearest-antibody cosine "
+              "(before: frozen features; after: the variant's adapter) against the full method's "
+              "antibodies of the same seed; `train_push_*`: push loss on the training set before and "
+              "after vaccination.", ""]
+    return "\n".join(lines)
+
+
+def plot_falsification(result: FalsificationResult, path: str | Path) -> Path:
+    """Per-variant bars (mean) with error bars (std over seeds), one panel per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarize(result)["value"]
+    labels = [v.label for v in result.variants]
+    metrics = [m for m in PLOTTED if m in result.metrics]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.1 * len(metrics), 3.6), squeeze=False)
+    x = np.arange(len(labels))
+    for ax, m in zip(axes[0], metrics):
+        means = [summary[l][m][0] for l in labels]
+        stds = [summary[l][m][1] for l in labels]
+        ax.bar(x, means, yerr=stds, capsize=4, color=[f"C{i}" for i in range(len(labels))])
+        ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=8)
+        ax.set_title(m, fontsize=9)
+    fig.suptitle(f"Falsification test, {len(result.seeds)} training seeds (error bars: std)", fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return Path(path)
+
+
+def write_falsification(result: FalsificationResult, output_dir: str | Path) -> list[Path]:
+    """``falsification.md``, ``falsification.csv`` and ``falsification.png`` in ``output_dir``,
+    each written atomically."""
+    out = Path(output_dir)
+    return [atomic_write_text(falsification_markdown(result), out / "falsification.md"),
+            atomic_write_text(falsification_csv(result), out / "falsification.csv"),
+            plot_falsification(result, out / "falsification.png")]
+
+
+def data_from_store(store) -> FalsificationData:
+    """The inputs from a :class:`~openood_immuno.experiments.runner.FeatureStore`: its ID splits (lazy,
+    shared by every fit) and the cached features of its ID test list and OOD lists, so every
+    seed and variant costs no further backbone pass."""
+    lists = store.lists
+    return FalsificationData(store.net, store.id_features(), store.get("test_imagenet", lists.id["test"]),
+                             {n: store.get(n, spec) for n, spec in lists.ood.items()},
+                             list(lists.near), list(lists.far))

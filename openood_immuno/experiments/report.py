@@ -1,0 +1,271 @@
+"""``openood-immuno report RESULTS_DIR``: our runs beside published numbers, leaderboard rows, plots.
+
+RESULTS_DIR is an ``eval --output-dir``. Only complete runs are read: folders
+``<id>_<model>_<weights>/<postprocessor>[_stream]-<key>/`` holding a ``run.json`` (written last,
+see :mod:`openood_immuno.experiments.results`), and of each run only the files its ``run.json`` lists
+(``ood.csv``, ``scores_<set>.npz``, ``artifacts.npz``), so a plot never shows a set of another
+run. Hidden folders (``.tmp-*`` of an interrupted run) and folders without ``run.json`` are
+skipped; a file that cannot be read is named in one warning line and in report.md. A run whose
+status is not ``ok`` is shown as e.g. ``ants [DEGRADED: ...]`` in every table, never as ``ants``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from openood_immuno.core.cache import atomic_write_text
+from .results import MANIFEST
+
+log = logging.getLogger(__name__)
+# OpenOOD's leaderboard columns (results/imagenet1k_ood.csv), then ours: frozen CLIP's accuracy
+# beside ID_Accuracy (the postprocessor's own predictions); drop it to paste rows into OpenOOD's.
+LEADERBOARD_COLUMNS = ("Training", "Postprocessor", "Near-OOD_AUROC", "Far-OOD_AUROC", "ID_Accuracy",
+                       "Outlier_Data", "Arch", "Additional_Description", "ID_Accuracy_zeroshot")
+_PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "published_results.json"
+# what a damaged, truncated or foreign file raises when read
+_PLOT_NAME = re.compile(r".+-[0-9a-f]{12}_(roc_hist|evt_thresholds)\.png$")
+_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, csv.Error, UnicodeDecodeError)
+
+
+def published_results() -> dict:
+    """Published CLIP ViT-B/16 ImageNet-1K numbers with their sources (package data)."""
+    return json.loads(_PUBLISHED.read_text(encoding="utf-8"))
+
+
+def _unreadable(problems: list[str], path: Path, exc: BaseException) -> None:
+    line = f"cannot read {path}: {type(exc).__name__}: {exc}".rstrip(": ")
+    log.warning("report: %s (skipped)", line)
+    problems.append(line)
+
+
+def _read_run(folder: Path, problems: list[str]):
+    path = folder / MANIFEST
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta["postprocessor"]
+        path = folder / "ood.csv"
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = {r["dataset"]: r for r in csv.DictReader(fh)}
+        for needed in ("nearood", "farood"):
+            if needed not in rows:
+                raise ValueError(f"no '{needed}' row")
+    except (*_READ_ERRORS, TypeError) as exc:
+        _unreadable(problems, path, exc)
+        return None
+    states = {r.get("status") or "ok" for r in rows.values()}
+    label = meta.get("status", {}).get("label", "ok")
+    if label == "ok" and states != {"ok"}:  # ood.csv says more than run.json: believe the worse
+        label = sorted(states - {"ok"})[0]
+    pp = meta["postprocessor"]
+    return {"run": f"{folder.parent.name}/{folder.name}", "postprocessor": pp,
+            "name": pp if label == "ok" else f"{pp} [{label}]", "status": label,
+            "protocol": meta.get("protocol", "openood"), "folder": folder, "meta": meta, "rows": rows}
+
+
+def find_runs(results_dir: str, problems: list[str] | None = None) -> list[dict]:
+    """Every complete run (a folder with ``run.json``) under ``results_dir``.
+
+    Unreadable files are appended to ``problems`` (one line each) and their run skipped.
+    """
+    problems = [] if problems is None else problems
+    root = Path(results_dir)
+    runs, incomplete = [], []
+    for folder in sorted(p for p in root.glob("*/*") if p.is_dir()):
+        if folder.name.startswith(".") or folder.parent.name.startswith("."):
+            continue
+        if not (folder / MANIFEST).is_file():
+            if (folder / "ood.csv").exists():
+                incomplete.append(folder)
+            continue
+        run = _read_run(folder, problems)
+        if run is not None:
+            runs.append(run)
+    if incomplete:
+        log.warning("report: %d folder(s) without %s skipped (an interrupted run, or made by an older "
+                    "version: rerun eval), e.g. %s", len(incomplete), MANIFEST, incomplete[0])
+    if not runs:
+        raise FileNotFoundError(f"no complete run (a */*/{MANIFEST} folder) under {results_dir!r}"
+                                + (f" ({len(incomplete)} incomplete folder(s) and "
+                                   f"{len(problems)} unreadable file(s) skipped)" if incomplete or problems
+                                   else "") + ": pass the --output-dir of `openood-immuno eval`")
+    return runs
+
+
+def _arch(run: dict) -> tuple[str, str]:
+    """(model, weights) of a run, from its ``run.json``."""
+    meta = run["meta"]
+    model = os.path.basename(str(meta.get("model", "")))
+    model = os.path.splitext(model)[0] if model.endswith(".json") else model
+    return model, os.path.splitext(os.path.basename(str(meta.get("pretrained", "")).rstrip("/")))[0]
+
+
+def _cell(row: dict, column: str) -> str:
+    """A value of an ``ood.csv`` row, ``-`` where the column is absent (older runs, scorers
+    without a decision rule)."""
+    return row.get(column) or "-"
+
+
+def leaderboard_rows(runs: list[dict]) -> list[dict]:
+    """Rows in the OpenOOD leaderboard CSV format (``results/imagenet1k_ood.csv``), plus
+    ``ID_Accuracy_zeroshot``. ``Training`` names a trained adapter for postprocessors that train."""
+    out = []
+    for r in runs:
+        arch, weights = _arch(r)
+        rows = r["rows"]
+        clip = f"CLIP ({weights})" if weights else "CLIP"
+        training = f"{clip} + trained adapter" if r["meta"].get("trains") else \
+            (f"CLIP zero-shot ({weights})" if weights else "CLIP zero-shot")
+        out.append({"Training": training,
+                    "Postprocessor": r["name"],
+                    "Near-OOD_AUROC": rows["nearood"]["AUROC"], "Far-OOD_AUROC": rows["farood"]["AUROC"],
+                    "ID_Accuracy": rows["nearood"]["ACC"], "Outlier_Data": "No", "Arch": arch,
+                    "Additional_Description": f"openood-immuno, {r['protocol']} protocol, FPR@95 OpenOOD "
+                                              f"v1.5, run {r['run']}",
+                    "ID_Accuracy_zeroshot": _cell(rows["nearood"], "ACC_zeroshot")})
+    return out
+
+
+def markdown_report(runs: list[dict], problems: list[str] = ()) -> str:
+    lines = ["# openood-immuno results", "",
+             "FPR@95 here is OpenOOD v1.5's: share of ID flagged OOD at 95% OOD recall (lower is better).", "",
+             "## Our runs", "",
+             "ID acc is the accuracy of the postprocessor's own predictions (OpenOOD's ACC with the "
+             "net's adapter hook), zero-shot acc frozen CLIP's; F1@tau is the F1 of OOD detection at "
+             "the postprocessor's own reject decision (only for those that decide).", "",
+             "| run | postprocessor | protocol | near FPR@95 | near AUROC | far FPR@95 | far AUROC | ID acc | "
+             "zero-shot acc | near F1@tau | far F1@tau | other sets (AUROC) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    core = {"ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood"}
+    for r in runs:
+        rows = r["rows"]
+        extra = ", ".join(f"{k} {v['AUROC']}" for k, v in rows.items() if k not in core) or "-"
+        lines.append(f"| {r['run']} | {r['name']} | {r['protocol']} | {rows['nearood']['FPR@95']} | "
+                     f"{rows['nearood']['AUROC']} | {rows['farood']['FPR@95']} | {rows['farood']['AUROC']} | "
+                     f"{rows['nearood']['ACC']} | {_cell(rows['nearood'], 'ACC_zeroshot')} | "
+                     f"{_cell(rows['nearood'], 'F1@tau')} | {_cell(rows['farood'], 'F1@tau')} | {extra} |")
+    pub = published_results()
+    lines += ["", "## Published (CLIP ViT-B/16, ImageNet-1K)", "", pub["note"], "",
+              "| method | benchmark | numbers | source |", "|---|---|---|---|"]
+    for row in pub["rows"]:
+        nums = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("method", "benchmark", "source"))
+        lines.append(f"| {row['method']} | {row['benchmark']} | {nums} | {row['source']} |")
+    lines += ["", "## Leaderboard rows", "", "| " + " | ".join(LEADERBOARD_COLUMNS) + " |",
+              "|" + "---|" * len(LEADERBOARD_COLUMNS)]
+    lines += ["| " + " | ".join(str(row[c]) for c in LEADERBOARD_COLUMNS) + " |" for row in leaderboard_rows(runs)]
+    if problems:
+        lines += ["", "## Skipped: files that could not be read", ""] + [f"- {p}" for p in problems]
+    return "\n".join(lines) + "\n"
+
+
+def _load_npz(path: Path, required: tuple[str, ...], problems: list[str]):
+    """The arrays of an ``.npz`` (all of ``required`` must be there); ``None`` if unreadable."""
+    try:
+        with np.load(path) as data:
+            missing = [k for k in required if k not in data]
+            if missing:
+                raise KeyError(f"no array {missing[0]!r}")
+            return {k: np.asarray(data[k]) for k in data.files}
+    except _READ_ERRORS as exc:
+        _unreadable(problems, path, exc)
+        return None
+
+
+def plot_run(run: dict, out_dir: Path, problems: list[str] | None = None) -> list[Path]:
+    """ROC curves per OOD set, ID-vs-OOD score histograms, per-class EVT thresholds (if any).
+
+    Only the files the run's ``run.json`` lists are read; plots are named after the run folder.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    problems = [] if problems is None else problems
+    folder, files = run["folder"], run["meta"].get("files", [])
+    title, stem = run["name"], run["folder"].name
+    scores = {}
+    for name in sorted(f for f in files if f.startswith("scores_") and f.endswith(".npz")):
+        loaded = _load_npz(folder / name, ("conf", "label"), problems)
+        if loaded is not None:
+            scores[name.removeprefix("scores_").removesuffix(".npz")] = loaded
+    written = []
+    id_scores = scores.pop("id", None)
+    if id_scores is None and run["protocol"] != "stream":
+        scores = {}  # OOD lists alone, without their ID scores, make no ROC
+    if scores:
+        fig, (ax_roc, ax_hist) = plt.subplots(1, 2, figsize=(11, 4.2))
+        if id_scores is not None:
+            ax_hist.hist(id_scores["conf"], bins=40, alpha=0.6, density=True, label="ID (test)")
+        for name, s in scores.items():
+            # openood protocol: the OOD list alone (ID from scores_id); stream protocol: a whole
+            # ID + OOD stream (label -1 = OOD)
+            if id_scores is None:
+                conf, is_ood = s["conf"], (s["label"] == -1).astype(int)
+                if name == next(iter(scores)):  # ID scores differ a little from stream to stream
+                    ax_hist.hist(conf[is_ood == 0], bins=40, alpha=0.6, density=True,
+                                 label=f"ID (in the {name} stream)")
+                ood_conf = conf[is_ood == 1]
+            else:
+                conf = np.concatenate([id_scores["conf"], s["conf"]])
+                is_ood = np.concatenate([np.zeros(len(id_scores["conf"])), np.ones(len(s["conf"]))])
+                ood_conf = s["conf"]
+            fpr, tpr, _ = roc_curve(is_ood, -conf)
+            ax_roc.plot(fpr, tpr, label=name)
+            ax_hist.hist(ood_conf, bins=40, alpha=0.35, density=True, histtype="stepfilled", label=name)
+        ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax_roc.set(xlabel="ID flagged OOD (FPR)", ylabel="OOD flagged OOD (TPR)",
+                   title=f"ROC: {title} ({run['protocol']})")
+        ax_hist.set(xlabel="confidence (higher = more ID)", ylabel="density", title="score histograms")
+        ax_roc.legend(fontsize=8)
+        ax_hist.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / f"{stem}_roc_hist.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    data = _load_npz(folder / "artifacts.npz", (), problems) \
+        if "artifacts.npz" in files else None
+    if data:
+        if "evt_threshold" in data:
+            thr = np.asarray(data["evt_threshold"])
+            pooled = np.asarray(data["evt_pooled"]) if "evt_pooled" in data else np.zeros(len(thr), bool)
+            fig, ax = plt.subplots(figsize=(8, 3.5))
+            idx = np.arange(len(thr))
+            ax.plot(idx[~pooled], thr[~pooled], ".", ms=3, label=f"per-class fit ({int((~pooled).sum())})")
+            ax.plot(idx[pooled], thr[pooled], "x", ms=3, label=f"pooled fit ({int(pooled.sum())})")
+            ax.legend(fontsize=8)
+            ax.set(xlabel="ID class index", ylabel="DIS threshold (Weibull CDF = 0.5)",
+                   title=f"per-class EVT thresholds: {title}")
+            fig.tight_layout()
+            path = out_dir / f"{stem}_evt_thresholds.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append(path)
+    return written
+
+
+def write_report(results_dir: str, out_dir: str | None = None) -> Path:
+    """Write ``report.md``, ``leaderboard.csv`` and the plots; returns the markdown path."""
+    problems: list[str] = []
+    runs = find_runs(results_dir, problems)
+    out = Path(out_dir or os.path.join(results_dir, "report"))
+    out.mkdir(parents=True, exist_ok=True)
+    written = {p for r in runs for p in plot_run(r, out, problems)}
+    for stale in out.glob("*.png"):  # plots of runs no longer in results_dir
+        if _PLOT_NAME.match(stale.name) and stale not in written:
+            stale.unlink()
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LEADERBOARD_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(leaderboard_rows(runs))
+    atomic_write_text(buf.getvalue(), out / "leaderboard.csv")
+    return atomic_write_text(markdown_report(runs, problems), out / "report.md")

@@ -1,0 +1,318 @@
+"""An OpenOOD-compatible CLIP classifier built with open_clip.
+
+``net(x)`` returns zero-shot ID logits ``logit_scale * cos(v, t_c)`` and
+``net(x, return_feature=True)`` returns ``(logits, v)`` with ``v`` the L2-normalised
+image feature, which is the ``net`` contract of OpenOOD v1.5's ``Evaluator``.
+
+**Adapter hook.** ``net.set_adapter(g, prototypes, owner)`` makes the classifier a trained
+one: ``net(x)`` then returns ``logit_scale * cos(g(v), mu_c)`` and ``net(x, return_feature=True)``
+returns ``(logits, g(v))`` (``g(v)`` L2-normalised), so OpenOOD's ACC column (``argmax net(x)``)
+is the adapted model's accuracy; ``net.clear_adapter()`` (or leaving ``with net.adapted(...)``)
+restores zero-shot CLIP. Only ``forward`` is adapted: ``encode_image`` always returns the raw
+CLIP feature ``v``, so the feature cache (keyed on ``identity``, which the hook does not change)
+only ever holds raw features, and postprocessors, which score raw features and apply their own
+adapter, never apply one twice.
+
+Class text features are template ensembles (Radford et al., 2021, Sec. 3.1.4):
+``t_c = normalise(mean_k normalise(E_text(template_k(c))))``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision.transforms as T
+from tqdm.auto import tqdm
+
+from openood_immuno.core.cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
+from openood_immuno.data.classnames import resolve_class_names
+from openood_immuno.core.seeding import seeded
+
+log = logging.getLogger(__name__)
+
+MCM_TEMPLATES = ("a photo of a {}.",)
+RANDOM_INIT = ("none", "random", "")
+_MODEL_CONFIG_DIR = Path(__file__).with_name("model_configs")
+_TEXT_BATCH = 256
+_PROGRESS_MIN_PROMPTS = 8 * _TEXT_BATCH  # fewer prompts (1000 ID classes) take seconds: no bar
+
+
+def _register_local_model_configs() -> None:
+    import open_clip
+
+    open_clip.add_model_config(str(_MODEL_CONFIG_DIR))
+
+
+def _model_identity(model: str) -> str:
+    """Name of an open_clip model, or the content hash of a local JSON config."""
+    if model.endswith(".json"):
+        return "config-" + content_key(Path(model).read_text(encoding="utf-8"))
+    return model
+
+
+def _weights_identity(pretrained: str | None, seed: int) -> str:
+    if pretrained is None or pretrained.lower() in RANDOM_INIT:
+        return f"random-init-seed{seed}"
+    if os.path.isfile(pretrained):
+        st = os.stat(pretrained)
+        return f"file:{os.path.abspath(pretrained)}:{st.st_size}:{st.st_mtime_ns}"
+    return f"tag:{pretrained}"
+
+
+@contextmanager
+def _quiet_root_log():
+    """Mute open_clip's root-logger lines ("No pretrained weights loaded", "Failed to download
+    weights"): our warning or error says the same once, with the fix."""
+    root = logging.getLogger()
+    quiet = logging.Filter("openood_immuno")  # passes only our loggers; open_clip logs to root
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
+def _create_open_clip(model: str, pretrained: str | None, seed: int):
+    """Build (model, preprocess) with a clear error for every way loading can fail."""
+    import open_clip
+
+    _register_local_model_configs()
+    name = model
+    if model.endswith(".json"):
+        if not os.path.isfile(model):
+            raise FileNotFoundError(f"model config {model!r} does not exist: pass an open_clip "
+                                    f"model name (see open_clip.list_models()) or a JSON config path")
+        open_clip.add_model_config(model)
+        name = Path(model).stem
+    elif name not in open_clip.list_models():
+        raise ValueError(f"unknown CLIP model {model!r}: use one of open_clip.list_models() "
+                         f"(e.g. 'ViT-B-16') or the path of a local open_clip JSON model config")
+
+    random_init = pretrained is None or pretrained.lower() in RANDOM_INIT
+    if random_init:
+        # one place of warning: Python's default filter shows it once per process and model
+        warnings.warn(f"openood-immuno: building {name} with RANDOM weights (pretrained='none'). "
+                      "Scores are meaningless; use this only for tests and smoke runs.")
+        with seeded(seed), _quiet_root_log():
+            clip, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+        return clip, preprocess
+
+    is_path = os.path.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+    if is_path and not os.path.isfile(pretrained):
+        raise FileNotFoundError(f"CLIP checkpoint {pretrained!r} does not exist: pass an existing "
+                                f"checkpoint file or an open_clip tag such as 'openai' "
+                                f"(open_clip.list_pretrained_tags_by_model({name!r}))")
+    if not is_path:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise ValueError(f"no pretrained weights {pretrained!r} for {name}: known tags are "
+                             f"{tags or 'none'}; or pass a local checkpoint path")
+    try:
+        with _quiet_root_log():
+            clip, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+    except Exception as exc:
+        if is_path:
+            raise RuntimeError(f"could not load CLIP checkpoint {pretrained!r} into {name}: {exc}. "
+                               f"Check that the file is a complete {name} checkpoint") from exc
+        raise RuntimeError(f"could not obtain pretrained weights {name}/{pretrained}: {exc}. "
+                           "Download them once on a machine with internet access (open_clip caches "
+                           "them under ~/.cache/huggingface) or pass --pretrained /path/to/checkpoint"
+                           ) from exc
+    return clip, preprocess
+
+
+@dataclass(frozen=True)
+class AdapterHook:
+    """What ``forward`` uses instead of zero-shot CLIP: ``logits = scale * cos(g(v), mu_c)``.
+
+    ``adapter`` maps unit features ``[B, d]`` to unit features (``None`` = identity, i.e. only
+    the prototypes change); ``prototypes`` ``[C, d]`` are unit class vectors in label order;
+    ``owner`` names who installed it (a postprocessor's name), for logs and checks.
+    """
+
+    adapter: Optional[nn.Module]
+    prototypes: torch.Tensor
+    owner: str = ""
+
+
+class CLIPNet(nn.Module):
+    """CLIP zero-shot classifier with OpenOOD's ``net`` interface.
+
+    Attributes:
+        clip: the open_clip model (frozen).
+        tokenizer: open_clip tokenizer for the model.
+        preprocess: a torchvision ``Compose`` ending in ``Normalize`` (OpenOOD checks this).
+        class_names: ID class names, in label order.
+        templates: prompt templates of the ID classifier.
+        identity: string naming (model, weights); cache keys derive from it (the adapter hook
+            does not change it: it changes ``forward`` only, never ``encode_image``).
+        progress: show a progress bar when encoding many texts (NegLabel's corpus, antibodies).
+        adapter_hook: the installed :class:`AdapterHook`, or ``None`` (zero-shot CLIP).
+    """
+
+    def __init__(self, clip: nn.Module, tokenizer, preprocess: T.Compose, class_names: Sequence[str],
+                 templates: Sequence[str], identity: str, text_cache: bool = True,
+                 progress: bool = True):
+        super().__init__()
+        if not isinstance(preprocess, T.Compose) or not isinstance(preprocess.transforms[-1], T.Normalize):
+            raise TypeError("CLIPNet.preprocess must be a torchvision Compose ending in Normalize")
+        self.clip = clip.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.preprocess = preprocess
+        self.class_names = list(class_names)
+        self.templates = tuple(templates)
+        self.identity = identity
+        self.text_cache = text_cache
+        self.progress = progress
+        self._text_memo: dict[str, torch.Tensor] = {}
+        self.adapter_hook: Optional[AdapterHook] = None
+        self.register_buffer("class_text_features", self.encode_text(self.class_names), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.clip.parameters()).device
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.class_text_features.shape[1])
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale.exp().detach()
+
+    @torch.no_grad()
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image features, float32, shape [B, d]."""
+        feats = self.clip.encode_image(x.to(self.device))
+        return F.normalize(feats.float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
+        """Template-ensembled, L2-normalised text features [N, d] (cached on disk).
+
+        With ``templates=()`` the raw texts are encoded as they are (no template).
+        """
+        texts = list(texts)
+        templates = self.templates if templates is None else tuple(templates)
+        key = content_key("text-v1", self.identity, templates, texts)
+        if key in self._text_memo:
+            return self._text_memo[key].to(self.device)
+        path = cache_dir("text") / f"{key}.pt"
+        feats = torch_load_cached(path) if self.text_cache else None
+        if feats is None:
+            feats = self._encode_text_uncached(texts, templates)
+            if self.text_cache:
+                atomic_torch_save(feats, path)
+        self._text_memo[key] = feats
+        return feats.to(self.device)
+
+    def _encode_text_uncached(self, texts: list[str], templates: tuple[str, ...]) -> torch.Tensor:
+        if not texts:
+            return torch.zeros(0, self.embed_dim)
+        prompts = [t.format(c) for c in texts for t in templates] if templates else texts
+        chunks = []
+        starts = range(0, len(prompts), _TEXT_BATCH)
+        bar = self.progress and len(prompts) >= _PROGRESS_MIN_PROMPTS
+        for i in tqdm(starts, desc=f"text encoding ({len(prompts)} prompts)", unit="batch",
+                      disable=not bar):
+            tokens = self.tokenizer(prompts[i:i + _TEXT_BATCH]).to(self.device)
+            chunks.append(F.normalize(self.clip.encode_text(tokens).float(), dim=-1))
+        feats = torch.cat(chunks)
+        if templates:
+            feats = F.normalize(feats.view(len(texts), len(templates), -1).mean(dim=1), dim=-1)
+        return feats.cpu()
+
+    # ---- the adapter hook -----------------------------------------------------------------
+    def set_adapter(self, adapter: Optional[nn.Module], prototypes: torch.Tensor, owner: str = "") -> None:
+        """Install a feature adapter: from now on ``forward`` classifies ``g(v)`` against
+        ``prototypes`` (see the module docstring); replaces any adapter installed before.
+
+        The adapter is not registered as a sub-module (``state_dict()`` and ``net.to()`` stay
+        CLIP's); it runs on the device of ``prototypes``.
+        """
+        prototypes = prototypes.detach().float()
+        if prototypes.ndim != 2 or prototypes.shape[1] != self.embed_dim:
+            raise ValueError(f"adapter prototypes must have shape [C, {self.embed_dim}], got "
+                             f"{tuple(prototypes.shape)}")
+        if prototypes.shape[0] != len(self.class_names):
+            raise ValueError(f"{prototypes.shape[0]} adapter prototypes for {len(self.class_names)} "
+                             "ID classes: one per class, in label order")
+        if adapter is not None:
+            adapter.eval()
+        self.adapter_hook = AdapterHook(adapter, F.normalize(prototypes, dim=-1), owner)
+        log.info("adapter hook installed on the net by %s: forward() now classifies adapted "
+                 "features", owner or "a caller")
+
+    def clear_adapter(self) -> None:
+        """Remove the adapter hook: ``forward`` is zero-shot CLIP again (no-op without one)."""
+        if self.adapter_hook is not None:
+            log.info("adapter hook of %s removed: forward() is zero-shot CLIP again",
+                     self.adapter_hook.owner or "a caller")
+        self.adapter_hook = None
+
+    @contextmanager
+    def adapted(self, adapter: Optional[nn.Module], prototypes: torch.Tensor,
+                owner: str = "") -> Iterator["CLIPNet"]:
+        """``with net.adapted(g, mu): ...`` installs the hook and restores the previous state
+        (zero-shot or another hook) on exit."""
+        previous = self.adapter_hook
+        self.set_adapter(adapter, prototypes, owner)
+        try:
+            yield self
+        finally:
+            self.adapter_hook = previous
+
+    @torch.no_grad()
+    def classify_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, features used)`` for raw unit image features: ``(scale * cos(v, t_c), v)``
+        zero-shot, ``(scale * cos(g(v), mu_c), g(v))`` with the adapter hook; what ``forward``
+        returns after ``encode_image`` (so cached features give OpenOOD's ACC too)."""
+        hook = self.adapter_hook
+        if hook is None:
+            feats = features.float().to(self.device)
+            return self.logit_scale.to(feats.device) * feats @ self.class_text_features.T, feats
+        feats = features.float().to(hook.prototypes.device)
+        if hook.adapter is not None:
+            feats = F.normalize(hook.adapter(feats).float(), dim=-1)
+        return self.logit_scale.to(feats.device) * feats @ hook.prototypes.T, feats
+
+    def forward(self, x: torch.Tensor, return_feature: bool = False):
+        logits, feats = self.classify_features(self.encode_image(x))
+        return (logits, feats) if return_feature else logits
+
+
+def build_clip_net(model: str = "ViT-B-16", pretrained: str | None = "openai",
+                   class_names: str | Sequence[str] = "imagenet",
+                   templates: Sequence[str] = MCM_TEMPLATES, device: str | torch.device = "cpu",
+                   seed: int = 0, text_cache: bool = True, progress: bool = True) -> CLIPNet:
+    """Build a :class:`CLIPNet`.
+
+    Args:
+        model: open_clip model name (``'ViT-B-16'``) or path to a local open_clip JSON config.
+        pretrained: open_clip tag (``'openai'``), a local checkpoint path, or ``'none'`` for an
+            explicitly requested random initialisation (tests and smoke runs only; it warns).
+        class_names: ``'imagenet'`` (CLIP's cleaned ImageNet-1K names) or a list of names.
+        templates: prompt templates for the ID classifier (MCM: ``'a photo of a {}.'``).
+        device: where the model runs.
+        seed: seed of the random initialisation when ``pretrained='none'``.
+        text_cache: cache text features on disk, keyed by model, weights and prompts.
+        progress: a progress bar while encoding many texts (``CLIPNet.progress``).
+    """
+    import open_clip
+
+    clip, preprocess = _create_open_clip(model, pretrained, seed)
+    _register_local_model_configs()
+    name = Path(model).stem if model.endswith(".json") else model
+    tokenizer = open_clip.get_tokenizer(name)
+    identity = f"{_model_identity(model)}|{_weights_identity(pretrained, seed)}"
+    clip = clip.to(device)
+    return CLIPNet(clip, tokenizer, preprocess, resolve_class_names(class_names), templates,
+                   identity, text_cache=text_cache, progress=progress)
