@@ -42,7 +42,7 @@ from openood_immuno.methods.immuno.params import ImmunoParams
 from openood_immuno.methods.neglabel import negative_labels
 from openood_immuno.methods.neglabel import select as select_mod
 from openood_immuno.experiments.openood_engine import evaluate_with_openood
-from openood_immuno.openood.registry import postprocessor_class
+from openood_immuno.postprocessors.registry import postprocessor_class
 from openood_immuno.data.benchmarks import BenchmarkLists
 from openood_immuno.experiments.runner import FeatureStore, evaluate
 

@@ -97,7 +97,7 @@ def run(args) -> int:
 
     from openood_immuno.core.cache import cache_root
     from openood_immuno.data.benchmarks import NUM_CLASSES, get_benchmark
-    from openood_immuno.openood.registry import build_postprocessor
+    from openood_immuno.postprocessors.registry import build_postprocessor
     from openood_immuno.experiments.results import RunSpec, check_writable, resolved_args, write_run
     from openood_immuno.data.benchmarks import BenchmarkLists, parse_extra_ood
     from openood_immuno.experiments.runner import FeatureStore, evaluate, validate_benchmark

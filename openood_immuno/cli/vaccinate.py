@@ -51,7 +51,7 @@ def run(args) -> int:
     from openood_immuno.data.benchmarks import BENCHMARKS
     from openood_immuno.data.lists import ImglistDataset, make_loader, read_imglist
     from openood_immuno.data.features import LazyFeatures
-    from openood_immuno.openood.registry import build_postprocessor
+    from openood_immuno.postprocessors.registry import build_postprocessor
 
     pp = build_postprocessor(args.config, args.id_name, **overrides)
     if not getattr(pp, "vaccinate", False):

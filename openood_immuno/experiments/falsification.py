@@ -53,6 +53,7 @@ from openood_immuno.methods.mcm.params import MCMParams
 from openood_immuno.methods.mcm.scorer import MCMScorer
 from openood_immuno.core.metrics import compute_all_metrics
 from openood_immuno.methods.immuno.scorer import ImmunoScorer
+from openood_immuno.postprocessors.registry import build_postprocessor, resolved_params
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +210,6 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
 
 def check_variants(variants: Sequence[Variant], extra: Mapping[str, Any]) -> None:
     """Validate every variant's overrides and ``extra`` before any work (one line per error)."""
-    from openood_immuno.openood.registry import resolved_params
-
     labels = [v.label for v in variants]
     if REFERENCE not in labels or labels[0] != REFERENCE or len(set(labels)) != len(labels):
         raise ValueError(f"variants {labels}: {REFERENCE!r} must come first (the reference of the "
@@ -235,8 +234,6 @@ def run_falsification(data: FalsificationData, seeds: Sequence[int],
     A variant whose method has no ``seed`` parameter (MCM) is fitted once: nothing of it
     differs by seed except the antibody set its nearest-antibody cosines are measured against.
     """
-    from openood_immuno.openood.registry import build_postprocessor, resolved_params
-
     extra = dict(extra or {})
     seeds = check_seeds(seeds)
     check_variants(variants, extra)
