@@ -12,6 +12,8 @@ import os
 from importlib import resources
 from typing import Iterable, Sequence
 
+from openood_immuno.data.benchmarks import BENCHMARKS
+
 
 class UsageError(ValueError):
     """Bad command-line input; :func:`openood_immuno.cli.run` prints it in one line (exit 2)."""
@@ -32,10 +34,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             return text
         return f"{text} (default: %(default)s)"
 
-
-# the ID benchmarks of openood_immuno.data.benchmarks.BENCHMARKS (OpenOOD v1.5), written here so the
-# parser imports no torch; a test checks they agree
-ID_BENCHMARKS = ("imagenet", "imagenet200", "cifar10", "cifar100")
 
 def postprocessor_names() -> list[str]:
     """Names of the shipped postprocessors: the yml file names of ``configs/postprocessors/``."""
@@ -121,7 +119,7 @@ def add_model_args(parser: argparse.ArgumentParser, title: str | None = None) ->
 
 
 def add_id_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--id", dest="id_name", default="imagenet", choices=ID_BENCHMARKS,
+    parser.add_argument("--id", dest="id_name", default="imagenet", choices=tuple(BENCHMARKS),
                         help="ID benchmark (its class names and image lists)")
 
 

@@ -7,9 +7,9 @@ import time
 from .args import (HelpFormatter, UsageError, add_data_root_arg, add_id_arg, add_loader_args, add_model_args, add_pp_arg,
                    add_progress_arg, check_data_root, check_lists, net_from_args, parse_postprocessors,
                    parse_pp_args, parse_seeds, postprocessor_names)
+from openood_immuno.data.benchmarks import OOD_PRESETS
+from openood_immuno.experiments.protocols import PROTOCOLS
 
-PROTOCOLS = ("openood", "stream")
-OOD_PRESETS = ("openood", "mos")  # openood_immuno.data.benchmarks.OOD_PRESETS (torch-free parser)
 DESCRIPTION = """\
 Score one or more postprocessors on an OpenOOD v1.5 data_root and print and write, per
 postprocessor, the table of Evaluator.eval_ood() (FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC per

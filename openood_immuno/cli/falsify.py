@@ -5,8 +5,7 @@ from __future__ import annotations
 from .args import (HelpFormatter, UsageError, add_data_root_arg, add_id_arg, add_loader_args, add_model_args,
                    add_progress_arg, check_data_root, check_lists, did_you_mean, net_from_args,
                    parse_seeds)
-
-VARIANTS = ("immuno", "immuno_no_antibodies", "immuno_zeroshot", "mcm")  # falsification.DEFAULT_VARIANTS
+from openood_immuno.experiments.variants import DEFAULT_VARIANTS, VARIANTS
 DESCRIPTION = """\
 The falsification test of Immuno-VLM's antibodies (docs/immuno_vlm.md, "Falsification"): for
 each training seed, the full method (immuno), the same without antibodies (beta = 0, lambda = 0),
@@ -76,8 +75,8 @@ def run(args) -> int:
 
     from openood_immuno.data.benchmarks import NUM_CLASSES, get_benchmark
     from openood_immuno.core.cache import cache_root
-    from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, check_variants, data_from_store,
-                                        run_falsification, write_falsification)
+    from openood_immuno.experiments.falsification import (check_variants, data_from_store, run_falsification,
+                                                          write_falsification)
     from openood_immuno.experiments.results import check_writable
     from openood_immuno.data.benchmarks import BenchmarkLists
     from openood_immuno.experiments.runner import FeatureStore, validate_benchmark

@@ -2,14 +2,9 @@
 it"): with the antibodies on and off, over several training seeds, do the antibodies lower the
 confidence on held-out OOD images, and do they cost ID accuracy?
 
-Variants (:data:`DEFAULT_VARIANTS`), each fitted once per training seed on the same cached
-features:
-
-* ``immuno``: the full method (vaccinated adapter, DIS, EVT);
-* ``immuno_no_antibodies``: the same adapter trained by the pull term only and scored without
-  ``S_nonself`` (``beta = 0``, ``lambda = 0``): the antibodies' whole contribution removed;
-* ``immuno_zeroshot``: adapter off (frozen CLIP, text prototypes), antibodies in DIS;
-* ``mcm``: plain MCM, neither antibodies nor adapter.
+Variants (:data:`~.variants.DEFAULT_VARIANTS`: ``immuno``, ``immuno_no_antibodies``,
+``immuno_zeroshot``, ``mcm``; :mod:`.variants` describes each), each fitted once per training
+seed on the same cached features.
 
 Per variant and seed (:func:`variant_metrics`), with ``g`` the variant's feature map (its
 adapter, or the identity) and ``mu`` its classifier's prototypes:
@@ -54,31 +49,10 @@ from openood_immuno.methods.mcm.scorer import MCMScorer
 from openood_immuno.core.metrics import compute_all_metrics
 from openood_immuno.methods.immuno.scorer import ImmunoScorer
 from openood_immuno.postprocessors.registry import build_postprocessor, resolved_params
+from .variants import DEFAULT_VARIANTS, NO_ANTIBODIES, REFERENCE, Variant
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Variant:
-    """One row of the test: a shipped postprocessor with parameter overrides."""
-
-    label: str
-    postprocessor: str
-    overrides: Mapping[str, Any]
-    description: str
-
-
-REFERENCE = "immuno"
-NO_ANTIBODIES = "immuno_no_antibodies"
-DEFAULT_VARIANTS = (
-    Variant(REFERENCE, "immuno", {}, "full method: adapter trained by pull + beta * push, DIS, EVT"),
-    Variant(NO_ANTIBODIES, "immuno", {"beta": 0.0, "lambda": 0.0},
-            "no antibodies: adapter trained by the pull term only (beta = 0), DIS without "
-            "S_nonself (lambda = 0), EVT"),
-    Variant("immuno_zeroshot", "immuno_zeroshot", {},
-            "adapter off: frozen CLIP, text prototypes, antibodies in DIS"),
-    Variant("mcm", "mcm", {}, "plain MCM: no antibodies, no adapter"),
-)
 HEADLINE = ("ACC", "AUROC_near", "FPR95_near", "AUROC_far", "FPR95_far", "msp_id", "abcos_id_before",
             "abcos_id_after", "abcos_near_before", "abcos_near_after", "abcos_far_before",
             "abcos_far_after", "train_push_before", "train_push_after")
