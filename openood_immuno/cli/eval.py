@@ -47,7 +47,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--engine", default="auto", choices=["auto", "openood", "builtin"],
                    help="auto: OpenOOD's Evaluator when installed (openood protocol), else builtin")
     p.add_argument("--aps", action="store_true", help="force OpenOOD's automatic parameter search")
-    add_pp_arg(p, "ants.mllm=none or immuno.epochs=5")
+    add_pp_arg(p, "ants.mllm=none or immuno.epochs=5", "one of --postprocessors")
     p.add_argument("--extra-ood", action="append", default=[], metavar="NAME=LIST",
                    help="extra OOD list relative to data_root (e.g. imagenet_o=benchmark_imglist/...); "
                         "repeatable")

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--shots", type=lambda v: v if v == "all" else int(v), default=None,
                    help="training images per class, all or 0 = the whole training list (default: "
                         "the config's shots)")
-    add_pp_arg(p, "immuno.margin=0.3 (NAME is --config)")
+    add_pp_arg(p, "immuno.margin=0.3", "the --config")
     add_loader_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)

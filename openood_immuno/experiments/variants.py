@@ -36,3 +36,5 @@ DEFAULT_VARIANTS = (
 )
 VARIANTS = tuple(v.label for v in DEFAULT_VARIANTS)
 """The labels of :data:`DEFAULT_VARIANTS`, in order (``falsify --variants``)."""
+EVERY = "*"
+"""The name that stands for every variant having the key (``falsify --pp-arg '*.KEY=VALUE'``)."""
