@@ -6,6 +6,11 @@ images (200 in the ANTS code), the threshold is recomputed from every ``S_base``
 (:func:`histogram_jump_threshold`, the code's rule; :func:`paper_threshold` is Eq. 5-6 of the
 paper), the cached images go to the MLLM and the cache is cleared; after ``max_updates`` such
 updates (``ens_stop_step`` = 20) caching stops.
+
+``mode`` switches the mining itself (ANTS Table 3): ``adaptive`` (the above, default),
+``fixed`` (the threshold stays ``init_threshold``: Eq. 5 without Eq. 6's adaptation) or
+``off`` (no negative-image mining: every image counts as mined, so every image is cached and
+described, and the "mined" counts of VSNL and lambda cover every image).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import math
 import numpy as np
 import torch
 
-from .params import THRESHOLD_RULES
+from .params import MINING, THRESHOLD_RULES
 
 
 def histogram_jump_threshold(scores: Sequence[float] | np.ndarray | torch.Tensor, eta: float = 0.5,
@@ -72,9 +77,10 @@ def paper_threshold(scores: Sequence[float] | np.ndarray | torch.Tensor, gamma: 
 class NegativeImageMiner:
     """Online state of the mining step (threshold, score history, candidate cache); the
     settings are :class:`~.params.ANTSParams`' ``init_threshold``, ``eta``, ``hist_bins``,
-    ``mine_min_cache``, ``ens_max_updates`` and ``threshold_rule`` (``code``: histogram jump;
-    ``paper``: Eq. 5-6 with ``gamma = init_threshold``). ``upper`` is the bound the threshold
-    was taken under: the histogram jump's bin edge, or ``gamma``."""
+    ``mine_min_cache``, ``ens_max_updates``, ``threshold_rule`` (``code``: histogram jump;
+    ``paper``: Eq. 5-6 with ``gamma = init_threshold``) and ``mining`` (``mode``: adaptive,
+    fixed, off). ``upper`` is the bound the threshold was taken under: the histogram jump's
+    bin edge, or ``gamma``; ``threshold`` is ``None`` with ``mode='off'`` (no threshold)."""
 
     init_threshold: float
     eta: float
@@ -82,7 +88,8 @@ class NegativeImageMiner:
     min_cache: int
     max_updates: int
     rule: str = "code"
-    threshold: float = field(init=False)
+    mode: str = "adaptive"
+    threshold: float | None = field(init=False)
     updates: int = field(init=False)
     upper: float | None = field(init=False)
     history: list[torch.Tensor] = field(init=False)
@@ -98,13 +105,15 @@ class NegativeImageMiner:
             raise ValueError("ens_max_updates and mine_min_cache must be >= 0")
         if self.rule not in THRESHOLD_RULES:
             raise ValueError(f"unknown threshold_rule {self.rule!r}: use one of {THRESHOLD_RULES}")
+        if self.mode not in MINING:
+            raise ValueError(f"unknown mining {self.mode!r}: use one of {MINING}")
         if self.rule == "paper" and not self.eta > 0:
             raise ValueError("threshold_rule: paper needs eta in (0, 1] (Eq. 6 selects a "
                              f"proportion eta of the candidates), got eta={self.eta}")
         self.reset()
 
     def reset(self) -> None:
-        self.threshold = float(self.init_threshold)
+        self.threshold = None if self.mode == "off" else float(self.init_threshold)
         self.updates = 0
         self.upper = None
         self.history = []
@@ -113,14 +122,16 @@ class NegativeImageMiner:
 
     def observe(self, scores: torch.Tensor, preds: torch.Tensor,
                 sources: Sequence[Any] | None) -> torch.Tensor:
-        """Record a batch; returns the mask of mined images (``S_base < threshold``).
+        """Record a batch; returns the mask of mined images (``S_base < threshold``; every
+        image with ``mode='off'``).
 
         Mined images are cached for the MLLM while updates remain and ``sources`` (image
         paths or PIL images) are known.
         """
         scores = scores.detach().float().cpu()
         self.history.append(scores)
-        mined = scores < self.threshold
+        mined = (torch.ones_like(scores, dtype=torch.bool) if self.threshold is None
+                 else scores < self.threshold)
         idx = mined.nonzero().flatten().tolist()
         pred_list = preds.detach().cpu().tolist()
         self.mined_predictions.update(pred_list[i] for i in idx)
@@ -135,12 +146,14 @@ class NegativeImageMiner:
         return self.updates < self.max_updates and len(self.cache) > self.min_cache
 
     def take(self) -> list[tuple[Any, int]]:
-        """Recompute the threshold from every score so far, return and clear the cache."""
-        scores = torch.cat(self.history)
-        if self.rule == "paper":
-            self.threshold, self.upper = paper_threshold(scores, self.init_threshold, self.eta)
-        else:
-            self.threshold, self.upper = histogram_jump_threshold(scores, self.eta, self.n_bins)
+        """Recompute the threshold from every score so far (``mode='adaptive'`` only), return
+        and clear the cache."""
+        if self.mode == "adaptive":
+            scores = torch.cat(self.history)
+            if self.rule == "paper":
+                self.threshold, self.upper = paper_threshold(scores, self.init_threshold, self.eta)
+            else:
+                self.threshold, self.upper = histogram_jump_threshold(scores, self.eta, self.n_bins)
         items, self.cache = self.cache, []
         self.updates += 1
         return items
