@@ -16,6 +16,7 @@ from openood_immuno.methods.ants import NegativeImageMiner, ens_sentences, selec
 from openood_immuno.methods.ants.sentences import describe_images
 
 TEN = [f"s{i}" for i in range(10)]
+QWEN_ENS = "Describe this image in fewer than eight words. Answer:"   # no class name: accepted
 
 
 # ---- Eq. 7 -------------------------------------------------------------------------------------
@@ -147,8 +148,8 @@ def _sent(payload):
 
 @pytest.mark.parametrize("path, kw, image_size, ens_tokens, vsnl_tokens", [
     ("default (LLaVA path)", {}, (24, 24), 30, 100),
-    ("authors' Qwen path", {"mllm_image_size": 56, "ens_max_new_tokens": 10, "vsnl_max_new_tokens": 50},
-     (56, 56), 10, 50)])
+    ("authors' Qwen path", {"mllm_image_size": 56, "ens_max_new_tokens": 10, "vsnl_max_new_tokens": 50,
+                            "ens_prompt": QWEN_ENS}, (56, 56), 10, 50)])
 def test_image_size_and_token_budgets_reach_the_endpoint(tiny_net, stream, endpoint, monkeypatch,  # noqa: F811
                                                          path, kw, image_size, ens_tokens, vsnl_tokens):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -160,3 +161,5 @@ def test_image_size_and_token_budgets_reach_the_endpoint(tiny_net, stream, endpo
     assert described and asked and not pp.status()["degraded"]
     assert set(described) == {(image_size, ens_tokens)}          # the stream's images are 24 x 24
     assert set(asked) == {(None, vsnl_tokens)}
+    texts = {p["messages"][0]["content"][0]["text"] for p, _ in _Endpoint.seen if _sent(p)[0]}
+    assert (texts == {QWEN_ENS}) == ("ens_prompt" in kw)

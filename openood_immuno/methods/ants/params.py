@@ -42,8 +42,9 @@ class ANTSParams(NegLabelParams):
     mllm_failure_budget_s: float = param(FAILURE_BUDGET_S, "give the MLLM up after this many seconds "
                                          "spent in calls without any answer", low=0, low_open=True)
     ens_prompt: str = param("Describe this image in fewer than eight words. Do not include the class "
-                            "name {class_name}.", "ENS question for a mined image",
-                            placeholder="{class_name}")
+                            "name {class_name}.", "ENS question for a mined image; {class_name} (the "
+                            "predicted class) may be left out, as the authors' Qwen prompt does",
+                            nonempty=True)
     ens_max_new_tokens: int = param(30, "token budget of an ENS answer (authors' LLaVA path 30, "
                                     "Qwen path 10)", low=1)
     vsnl_prompt: str = param("Give five different class names that share visual features with "
@@ -111,6 +112,11 @@ class ANTSParams(NegLabelParams):
     """The parameters the MLLM backend depends on (a change reloads it)."""
 
     def check(self) -> None:
+        try:
+            self.ens_prompt.format(class_name="tench")
+        except (IndexError, KeyError, ValueError):
+            raise ParamError(f"ens_prompt must be a text whose only field is {{class_name}} (or none), "
+                             f"got {self.ens_prompt!r}") from None
         if self.mllm.strip().lower() not in ("none", "scripted") and ":" not in self.mllm:
             raise ParamError(f"mllm must be hf:NAME_OR_PATH, openai:MODEL@URL, scripted "
                              f"or none, got {self.mllm!r}")
