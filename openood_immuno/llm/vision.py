@@ -18,9 +18,10 @@ Every backend resizes the images to ``image_size`` x ``image_size`` (bilinear) b
 them when ``image_size > 0`` (the ANTS authors' Qwen2-VL path: 56), and passes them as read
 otherwise (their LLaVA path: the processor's own resize). Every backend batches requests
 (``batch_size``) and keeps a :class:`~.cost.CostLog` logged after each call. A batch whose
-call raises yields ``None`` answers and a warning; it never propagates. After the :class:`~.cost.FailureBudget` is spent (5 batches in a row without any
-answer, or 300 s of them) the backend is given up: later requests are not sent, they count as
-``skipped`` and answer ``None``. Ctrl-C during concurrent requests shuts them at once.
+call raises yields ``None`` answers and a warning; it never propagates. After the
+:class:`~.cost.FailureBudget` is spent (5 batches in a row without any answer, or 300 s of
+them) the backend is given up: later requests are not sent, they count as ``skipped`` and
+answer ``None``. Ctrl-C during concurrent requests shuts them at once.
 """
 from __future__ import annotations
 
