@@ -110,7 +110,11 @@ def test_mining_off_describes_every_image_in_stream_order(tiny_net, stream):  # 
     pp = make(net=tiny_net, mining="off", ens_max_updates=2, vsnl_count_over="mined")
     seen = []
     original = pp.scorer.backend.script
-    pp.scorer.backend.script = lambda prompt, image: (seen.append(image) if image else None) or original(prompt, image)
+    def script(prompt, image):
+        if image is not None:
+            seen.append(image)
+        return original(prompt, image)
+    pp.scorer.backend.script = script
     run(pp, stream)
     # mine_min_cache 8 < 16 = one batch: each of the 2 updates describes one whole batch
     assert len(seen) == 2 * BATCH and pp.status()["threshold"] is None
@@ -163,3 +167,31 @@ def test_image_size_and_token_budgets_reach_the_endpoint(tiny_net, stream, endpo
     assert set(asked) == {(None, vsnl_tokens)}
     texts = {p["messages"][0]["content"][0]["text"] for p, _ in _Endpoint.seen if _sent(p)[0]}
     assert (texts == {QWEN_ENS}) == ("ens_prompt" in kw)
+
+
+def test_qwen_processor_pixels_reach_the_hf_processor(tmp_path, monkeypatch):
+    """The authors' Qwen path builds its processor with min_pixels 256*28*28, max_pixels
+    1280*28*28 (a 56 x 56 image then reaches the model as 448 x 448)."""
+    import transformers
+
+    from openood_immuno.core.params import ParamError
+    from openood_immuno.methods.ants import ANTSParams, load_mllm
+
+    seen = []
+
+    def processor(source, **kwargs):
+        seen.append(kwargs)
+        raise OSError("no weights in this test")
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", processor)
+    qwen = ANTSParams(mllm=f"hf:{tmp_path}", mllm_strict=True, mllm_min_pixels=256 * 28 * 28,
+                      mllm_max_pixels=1280 * 28 * 28)
+    with pytest.raises(RuntimeError, match="no weights in this test"):
+        load_mllm(qwen)
+    with pytest.raises(RuntimeError, match="no weights in this test"):
+        load_mllm(ANTSParams(mllm=f"hf:{tmp_path}", mllm_strict=True))
+    assert (seen[0]["min_pixels"], seen[0]["max_pixels"]) == (200_704, 1_003_520)
+    assert "min_pixels" not in seen[1] and "max_pixels" not in seen[1]       # default: the checkpoint's
+    with pytest.raises(ParamError, match="processor of an hf: model"):
+        ANTSParams(mllm="scripted", mllm_min_pixels=3136)
+    with pytest.raises(ParamError, match="mllm_min_pixels must be <= mllm_max_pixels"):
+        ANTSParams(mllm="hf:x/y", mllm_min_pixels=10, mllm_max_pixels=5)

@@ -155,11 +155,12 @@ class TransformersVLM(MLLMBackend):
     """A transformers image-text-to-text model, by hub name or local folder."""
 
     def __init__(self, source: str, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
-                 **common):
+                 processor_kwargs: Optional[dict] = None, **common):
         import torch
 
         super().__init__(batch_size, **common)
         self.source = source
+        self.processor_kwargs = dict(processor_kwargs or {})   # e.g. Qwen2-VL's min/max_pixels
         self.spec = f"hf:{source}"
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                                    else "cpu" if device == "auto" else device)
@@ -186,7 +187,8 @@ class TransformersVLM(MLLMBackend):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         try:
-            processor = AutoProcessor.from_pretrained(where.source, local_files_only=where.local_files_only)
+            processor = AutoProcessor.from_pretrained(where.source, local_files_only=where.local_files_only,
+                                                      **self.processor_kwargs)
             model = AutoModelForImageTextToText.from_pretrained(
                 where.source, dtype=self.dtype, local_files_only=where.local_files_only)
         except Exception as exc:
@@ -288,17 +290,25 @@ def build_vision_backend(spec: str, batch_size: int = 16, device: str = "auto", 
                          api_key_env: str = DEFAULT_API_KEY_ENV, timeout_s: float = DEFAULT_TIMEOUT_S,
                          give_up_after: int = GIVE_UP_AFTER,
                          failure_budget_s: float = FAILURE_BUDGET_S,
-                         image_size: int = 0) -> Optional[MLLMBackend]:
-    """The backend named by ``spec`` (not loaded yet); ``None`` for ``'none'``."""
+                         image_size: int = 0,
+                         processor_kwargs: Optional[dict] = None) -> Optional[MLLMBackend]:
+    """The backend named by ``spec`` (not loaded yet); ``None`` for ``'none'``.
+
+    ``processor_kwargs`` go to ``AutoProcessor.from_pretrained`` of an ``hf:`` model (e.g.
+    Qwen2-VL's ``min_pixels`` / ``max_pixels``); other backends refuse them (they have no
+    processor)."""
     common = {"give_up_after": give_up_after, "failure_budget_s": failure_budget_s,
               "image_size": image_size}
     parsed = parse_spec(spec or "none", "mllm", SPEC_KEYWORDS)
     if parsed.kind == "none":
         return None
+    if processor_kwargs and parsed.kind != "hf":
+        raise ValueError(f"mllm_min_pixels / mllm_max_pixels set the processor of an hf: model; "
+                         f"mllm {spec!r} has none: set them to 0")
     if parsed.kind == "scripted":
         warnings.warn("ANTS is using the 'scripted' MLLM: canned deterministic answers for tests, "
                       "not a model. Its numbers are not ANTS results.", stacklevel=2)
         return ScriptedBackend(batch_size=batch_size, image_size=image_size)
     if parsed.kind == "hf":
-        return TransformersVLM(parsed.name, device, dtype, batch_size, **common)
+        return TransformersVLM(parsed.name, device, dtype, batch_size, processor_kwargs, **common)
     return OpenAIVision(parsed.name, parsed.url, api_key_env, timeout_s, batch_size, **common)

@@ -56,6 +56,12 @@ class ANTSParams(NegLabelParams):
     mllm_image_size: int = param(0, "0: images reach the MLLM as read (its processor resizes: the "
                                  "authors' LLaVA path); > 0: resized to N x N, bilinear, first "
                                  "(the authors' Qwen path: 56)", low=0)
+    mllm_min_pixels: int = param(0, "hf: Qwen2-VL-style processors: the fewest pixels an image is "
+                                 "scaled up to (0: the checkpoint's setting; the authors' Qwen "
+                                 "path: 200704 = 256*28*28)", low=0)
+    mllm_max_pixels: int = param(0, "hf: Qwen2-VL-style processors: the most pixels (0: the "
+                                 "checkpoint's setting; the authors' Qwen path: 1003520 = "
+                                 "1280*28*28)", low=0)
     vsnl_names_per_class: int = param(5, "similar names kept per class", low=1)
     vsnl_template: str = param("the nice {}", "prompt of the VSNL names (class names: like the ID "
                                "prompt)", placeholder="{}")
@@ -108,7 +114,7 @@ class ANTSParams(NegLabelParams):
 
     BACKEND = ("mllm", "mllm_strict", "mllm_batch_size", "mllm_device", "mllm_dtype",
                "mllm_api_key_env", "mllm_timeout_s", "mllm_give_up_after", "mllm_failure_budget_s",
-               "mllm_image_size")
+               "mllm_image_size", "mllm_min_pixels", "mllm_max_pixels")
     """The parameters the MLLM backend depends on (a change reloads it)."""
 
     def check(self) -> None:
@@ -120,6 +126,12 @@ class ANTSParams(NegLabelParams):
         if self.mllm.strip().lower() not in ("none", "scripted") and ":" not in self.mllm:
             raise ParamError(f"mllm must be hf:NAME_OR_PATH, openai:MODEL@URL, scripted "
                              f"or none, got {self.mllm!r}")
+        low, high = self.mllm_min_pixels, self.mllm_max_pixels
+        if (low or high) and not self.mllm.strip().lower().startswith("hf:"):
+            raise ParamError(f"mllm_min_pixels / mllm_max_pixels set the processor of an hf: model; "
+                             f"mllm {self.mllm!r} has none: set them to 0")
+        if low and high and low > high:
+            raise ParamError(f"mllm_min_pixels must be <= mllm_max_pixels, got {low} > {high}")
         if self.threshold_rule == "paper" and self.eta == 0:
             raise ParamError("eta must be in (0, 1] with threshold_rule: paper (Eq. 6 keeps a "
                              "proportion eta of the candidates), got 0: raise eta or use "

@@ -58,7 +58,9 @@ def load_mllm(params: ANTSParams, who: str = "ANTS") -> Optional[MLLMBackend]:
     p = params
     backend = build_vision_backend(p.mllm, p.mllm_batch_size, p.mllm_device, p.mllm_dtype,
                                    p.mllm_api_key_env, p.mllm_timeout_s, p.mllm_give_up_after,
-                                   p.mllm_failure_budget_s, p.mllm_image_size)
+                                   p.mllm_failure_budget_s, p.mllm_image_size,
+                                   {k: v for k, v in (("min_pixels", p.mllm_min_pixels),
+                                                      ("max_pixels", p.mllm_max_pixels)) if v})
     if backend is None:
         log.info("%s: mllm=none, scoring exactly as NegLabel", who)
         return None

@@ -36,9 +36,9 @@ def select_sentences(sentences: Sequence[str], m: int, generator: torch.Generato
     return [sentences[i] for i in keep.tolist()]
 
 
-def ens_sentences(describe: Callable[[], list[Optional[str]]], parse: Callable[[list[Optional[str]]], list[str]],
-                  n_images: int, selection: str, m: int,
-                  generator: torch.Generator) -> tuple[list[str], int]:
+def ens_sentences(describe: Callable[[], list[Optional[str]]],
+                  parse: Callable[[list[Optional[str]]], list[str]], n_images: int,
+                  selection: str, m: int, generator: torch.Generator) -> tuple[list[str], int]:
     """``(sentences, rounds)`` of one ENS update.
 
     ``describe()`` prompts the MLLM once for every mined image (one answer each, ``None`` on

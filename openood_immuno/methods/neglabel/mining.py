@@ -7,9 +7,10 @@ For a candidate word ``n_j`` with text feature ``e_j`` and ID class features ``t
 i.e. a candidate is as "ID-like" as its 5% most similar classes. The candidates with the
 LOWEST d_j are kept (furthest from the ID label space), nouns and adjectives ranked separately:
 M in all, split between them by pool size (:func:`split_budget`, the default), or a fixed
-fraction of each pool (:func:`fraction_budget`: the NegLabel code's ``neg_topk = 0.15``). Prompts follow the NegLabel config (prompt index 85):
-``'the nice {}'`` for ID classes and nouns, ``'This is a {} photo'`` for adjectives. The quantile
-is ``torch.quantile`` with linear interpolation, as in the NegLabel code.
+fraction of each pool (:func:`fraction_budget`: the NegLabel code's ``neg_topk = 0.15``).
+Prompts follow the NegLabel config (prompt index 85): ``'the nice {}'`` for ID classes and
+nouns, ``'This is a {} photo'`` for adjectives. The quantile is ``torch.quantile`` with linear
+interpolation, as in the NegLabel code.
 """
 from __future__ import annotations
 
