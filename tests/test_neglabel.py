@@ -8,7 +8,7 @@ import torch
 from openood_immuno import build_postprocessor
 from openood_immuno.methods.neglabel import (export_labels, import_labels, limited_corpus,
                                      mine_negative_labels, negative_labels, quantile_scores,
-                                     split_budget, wordnet_corpus)
+                                     split_budget, wordnet_corpus, fraction_budget)
 from openood_immuno.methods.neglabel import select as select_mod
 from openood_immuno.methods.neglabel.mining import NegativeLabels
 
@@ -48,6 +48,24 @@ def test_mining_keeps_exactly_the_lowest_quantile_scores():
         assert max(d[words.index(w)] for w in got) <= min(
             d[i] for i, w in enumerate(words) if w not in set(got))
     assert ("This is a {} photo",) in [c[0] for c in net.calls]
+
+
+def test_fraction_rule_keeps_int_fraction_of_each_pool_a_superset_of_the_count_rule():
+    """The NegLabel code's rule (neg_topk = 0.15): int(0.15 * pool) of each pool, the same
+    ascending d_j order, so its list extends the count rule's pool by pool."""
+    net = FakeNet([f"class{i}" for i in range(40)])
+    nouns = [f"noun{i}" for i in range(301)]
+    adjectives = [f"adj{i}" for i in range(99)]
+    by_count = mine_negative_labels(net, nouns, adjectives, n_labels=40)
+    by_fraction = mine_negative_labels(net, nouns, adjectives, n_labels=40, fraction=0.15)
+    assert (len(by_count.nouns), len(by_count.adjectives)) == (30, 10)
+    assert (len(by_fraction.nouns), len(by_fraction.adjectives)) == (45, 14)   # int(45.15), int(14.85)
+    assert by_fraction.nouns[:30] == by_count.nouns and by_fraction.adjectives[:10] == by_count.adjectives
+    # this project's WordNet pools, and the pools behind the authors' dump (8,578 + 1,921)
+    assert fraction_budget(0.15, 59_123, 12_354) == (8868, 1853)
+    assert fraction_budget(0.15, 57_187, 12_807) == (8578, 1921)
+    with pytest.raises(ValueError, match="neg_fraction"):
+        fraction_budget(0.001, 300, 100)
 
 
 def test_quantile_scores_match_torch_quantile_rowwise():
@@ -110,6 +128,16 @@ def test_mined_list_is_cached_per_parameters(tiny_net, monkeypatch):
     assert again.meta["model"] == tiny_net.identity
     with pytest.raises(AssertionError, match="mined again"):
         negative_labels(tiny_net, n_labels=120, corpus_limit=600, quantile=0.9)
+
+
+def test_neg_fraction_reaches_mining_and_keys_the_cache(tiny_net):
+    nouns, adjectives = limited_corpus(*wordnet_corpus(), 600)
+    pp = build_postprocessor("neglabel", neg_fraction=0.15, corpus_limit=600, n_groups=12).fit(tiny_net, {})
+    labels = pp.scorer.labels
+    assert (len(labels.nouns), len(labels.adjectives)) == (int(0.15 * len(nouns)), int(0.15 * len(adjectives)))
+    assert str(labels.meta["fraction"]) == "0.15" and pp.scorer.neg_text.shape[0] == len(labels)
+    by_count = negative_labels(tiny_net, n_labels=len(labels) - 5, corpus_limit=600)
+    assert set(by_count.nouns) <= set(labels.nouns) and len(by_count) == len(labels) - 5
 
 
 def test_neglabel_postprocessor_and_file_import(tiny_net, tmp_path):

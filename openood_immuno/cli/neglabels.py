@@ -16,8 +16,8 @@ examples:
   openood-immuno neglabels --check neglabels.txt"""
 
 # the mining flags: each sets the neglabel postprocessor argument of its name
-MINING_PARAMS = ("n_neg_labels", "quantile", "id_template", "noun_template", "adj_template",
-                 "exclude_lexnames", "corpus_limit")
+MINING_PARAMS = ("n_neg_labels", "neg_fraction", "quantile", "id_template", "noun_template",
+                 "adj_template", "exclude_lexnames", "corpus_limit")
 
 
 def add_parser(subparsers) -> None:
@@ -30,6 +30,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--check", metavar="FILE", help="read FILE and print what it holds")
     mining = p.add_argument_group("mining (default: the neglabel postprocessor's values)")
     mining.add_argument("--n-neg-labels", type=int, help="negative labels to keep (M)")
+    mining.add_argument("--neg-fraction", type=float,
+                        help="> 0: keep this fraction of each pool (the NegLabel code: 0.15) "
+                             "instead of --n-neg-labels in all")
     mining.add_argument("--quantile", type=float, help="eta: quantile over ID classes of the similarity")
     mining.add_argument("--id-template", help="prompt of the ID class names")
     mining.add_argument("--noun-template", help="prompt of candidate nouns")
@@ -66,7 +69,8 @@ def run(args) -> int:
     start = time.perf_counter()
     labels = negative_labels(net, params["n_neg_labels"], params["quantile"], params["id_template"],
                              params["noun_template"], params["adj_template"],
-                             tuple(params["exclude_lexnames"]), params["corpus_limit"])
+                             tuple(params["exclude_lexnames"]), params["corpus_limit"],
+                             fraction=params["neg_fraction"])
     path = export_labels(labels, args.out)
     print(f"{len(labels.nouns)} nouns + {len(labels.adjectives)} adjectives "
           f"({time.perf_counter() - start:.1f} s): {path}")

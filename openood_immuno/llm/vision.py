@@ -14,11 +14,14 @@ Select one with :func:`build_vision_backend` and a model reference (:mod:`.spec`
   backend (it is not a model); it warns when built;
 * ``none``: no MLLM (:func:`build_vision_backend` returns ``None``).
 
-Every backend batches requests (``batch_size``) and keeps a :class:`~.cost.CostLog` logged
-after each call. A batch whose call raises yields ``None`` answers and a warning; it never
-propagates. After the :class:`~.cost.FailureBudget` is spent (5 batches in a row without any
-answer, or 300 s of them) the backend is given up: later requests are not sent, they count as
-``skipped`` and answer ``None``. Ctrl-C during concurrent requests shuts them at once.
+Every backend resizes the images to ``image_size`` x ``image_size`` (bilinear) before sending
+them when ``image_size > 0`` (the ANTS authors' Qwen2-VL path: 56), and passes them as read
+otherwise (their LLaVA path: the processor's own resize). Every backend batches requests
+(``batch_size``) and keeps a :class:`~.cost.CostLog` logged after each call. A batch whose
+call raises yields ``None`` answers and a warning; it never propagates. After the
+:class:`~.cost.FailureBudget` is spent (5 batches in a row without any answer, or 300 s of
+them) the backend is given up: later requests are not sent, they count as ``skipped`` and
+answer ``None``. Ctrl-C during concurrent requests shuts them at once.
 """
 from __future__ import annotations
 
@@ -50,10 +53,12 @@ class MLLMBackend:
     spec = "mllm"
 
     def __init__(self, batch_size: int = 16, give_up_after: int = GIVE_UP_AFTER,
-                 failure_budget_s: float = FAILURE_BUDGET_S):
+                 failure_budget_s: float = FAILURE_BUDGET_S, image_size: int = 0):
         if batch_size <= 0:
             raise ValueError(f"mllm_batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+        if image_size < 0:
+            raise ValueError(f"mllm_image_size must be >= 0 (0 = as read), got {image_size}")
+        self.batch_size, self.image_size = batch_size, int(image_size)
         self.cost = CostLog()
         self.budget = FailureBudget(int(give_up_after), float(failure_budget_s))
         self._gave_up_logged = False
@@ -70,6 +75,9 @@ class MLLMBackend:
         """One answer per prompt (``None`` where the backend failed); ``images`` pair with prompts."""
         if images is not None and len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+        if images is not None and self.image_size:
+            size = (self.image_size, self.image_size)
+            images = [im.resize(size, Image.BILINEAR) for im in images]
         answers: list[Optional[str]] = []
         for i in range(0, len(prompts), self.batch_size):
             chunk = list(prompts[i:i + self.batch_size])
@@ -114,8 +122,8 @@ class ScriptedBackend(MLLMBackend):
     spec = "scripted"
 
     def __init__(self, script: Optional[Callable[[str, Optional[Image.Image]], str]] = None,
-                 batch_size: int = 16):
-        super().__init__(batch_size)
+                 batch_size: int = 16, image_size: int = 0):
+        super().__init__(batch_size, image_size=image_size)
         self.script = script or canned_answer
 
     def _generate_batch(self, prompts, images, max_new_tokens):
@@ -147,11 +155,12 @@ class TransformersVLM(MLLMBackend):
     """A transformers image-text-to-text model, by hub name or local folder."""
 
     def __init__(self, source: str, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
-                 **budget):
+                 processor_kwargs: Optional[dict] = None, **common):
         import torch
 
-        super().__init__(batch_size, **budget)
+        super().__init__(batch_size, **common)
         self.source = source
+        self.processor_kwargs = dict(processor_kwargs or {})   # e.g. Qwen2-VL's min/max_pixels
         self.spec = f"hf:{source}"
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                                    else "cpu" if device == "auto" else device)
@@ -178,7 +187,8 @@ class TransformersVLM(MLLMBackend):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         try:
-            processor = AutoProcessor.from_pretrained(where.source, local_files_only=where.local_files_only)
+            processor = AutoProcessor.from_pretrained(where.source, local_files_only=where.local_files_only,
+                                                      **self.processor_kwargs)
             model = AutoModelForImageTextToText.from_pretrained(
                 where.source, dtype=self.dtype, local_files_only=where.local_files_only)
         except Exception as exc:
@@ -228,8 +238,8 @@ class OpenAIVision(MLLMBackend):
     """An OpenAI-compatible ``/chat/completions`` endpoint with image input."""
 
     def __init__(self, model: str, base_url: str, api_key_env: str = DEFAULT_API_KEY_ENV,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, batch_size: int = 8, **budget):
-        super().__init__(batch_size, **budget)
+                 timeout_s: float = DEFAULT_TIMEOUT_S, batch_size: int = 8, **common):
+        super().__init__(batch_size, **common)
         self.client = OpenAIClient(base_url, api_key_env, timeout_s)
         self.model, self.base_url = model, self.client.base_url
         self.spec = f"openai:{model}@{self.base_url}" if model else f"openai:{self.base_url}"
@@ -279,16 +289,26 @@ class OpenAIVision(MLLMBackend):
 def build_vision_backend(spec: str, batch_size: int = 16, device: str = "auto", dtype: str = "auto",
                          api_key_env: str = DEFAULT_API_KEY_ENV, timeout_s: float = DEFAULT_TIMEOUT_S,
                          give_up_after: int = GIVE_UP_AFTER,
-                         failure_budget_s: float = FAILURE_BUDGET_S) -> Optional[MLLMBackend]:
-    """The backend named by ``spec`` (not loaded yet); ``None`` for ``'none'``."""
-    budget = {"give_up_after": give_up_after, "failure_budget_s": failure_budget_s}
+                         failure_budget_s: float = FAILURE_BUDGET_S,
+                         image_size: int = 0,
+                         processor_kwargs: Optional[dict] = None) -> Optional[MLLMBackend]:
+    """The backend named by ``spec`` (not loaded yet); ``None`` for ``'none'``.
+
+    ``processor_kwargs`` go to ``AutoProcessor.from_pretrained`` of an ``hf:`` model (e.g.
+    Qwen2-VL's ``min_pixels`` / ``max_pixels``); other backends refuse them (they have no
+    processor)."""
+    common = {"give_up_after": give_up_after, "failure_budget_s": failure_budget_s,
+              "image_size": image_size}
     parsed = parse_spec(spec or "none", "mllm", SPEC_KEYWORDS)
     if parsed.kind == "none":
         return None
+    if processor_kwargs and parsed.kind != "hf":
+        raise ValueError(f"mllm_min_pixels / mllm_max_pixels set the processor of an hf: model; "
+                         f"mllm {spec!r} has none: set them to 0")
     if parsed.kind == "scripted":
         warnings.warn("ANTS is using the 'scripted' MLLM: canned deterministic answers for tests, "
                       "not a model. Its numbers are not ANTS results.", stacklevel=2)
-        return ScriptedBackend(batch_size=batch_size)
+        return ScriptedBackend(batch_size=batch_size, image_size=image_size)
     if parsed.kind == "hf":
-        return TransformersVLM(parsed.name, device, dtype, batch_size, **budget)
-    return OpenAIVision(parsed.name, parsed.url, api_key_env, timeout_s, batch_size, **budget)
+        return TransformersVLM(parsed.name, device, dtype, batch_size, processor_kwargs, **common)
+    return OpenAIVision(parsed.name, parsed.url, api_key_env, timeout_s, batch_size, **common)

@@ -6,6 +6,11 @@ images (200 in the ANTS code), the threshold is recomputed from every ``S_base``
 (:func:`histogram_jump_threshold`, the code's rule; :func:`paper_threshold` is Eq. 5-6 of the
 paper), the cached images go to the MLLM and the cache is cleared; after ``max_updates`` such
 updates (``ens_stop_step`` = 20) caching stops.
+
+``mode`` switches the mining itself (ANTS Table 3): ``adaptive`` (the above, default),
+``fixed`` (the threshold stays ``init_threshold``: Eq. 5 without Eq. 6's adaptation) or
+``off`` (no negative-image mining: every image counts as mined, so every image is cached and
+described, and the "mined" counts of VSNL and lambda cover every image).
 """
 from __future__ import annotations
 
@@ -66,10 +71,12 @@ class NegativeImageMiner:
     """Online state of the mining step (threshold, score history, candidate cache).
 
     Its settings are read from ``params`` (:class:`~.params.ANTSParams`, validated there):
-    ``init_threshold``, ``eta``, ``hist_bins``, ``mine_min_cache``, ``ens_max_updates`` and
+    ``init_threshold``, ``eta``, ``hist_bins``, ``mine_min_cache``, ``ens_max_updates``,
     ``threshold_rule`` (``code``: histogram jump; ``paper``: Eq. 5-6 with ``gamma =
-    init_threshold``). ``upper`` is the bound the threshold was taken under: the histogram
-    jump's bin edge, or ``gamma``.
+    init_threshold``) and ``mining`` (``adaptive``: the threshold is recomputed at each update;
+    ``fixed``: it stays at ``init_threshold``; ``off``: no threshold, every image counts as
+    mined). ``upper`` is the bound the threshold was taken under: the histogram jump's bin edge,
+    or ``gamma``; ``threshold`` is ``None`` with ``mining: off``.
     """
 
     def __init__(self, params: ANTSParams):
@@ -81,7 +88,8 @@ class NegativeImageMiner:
         return self.params.ens_max_updates
 
     def reset(self) -> None:
-        self.threshold = float(self.params.init_threshold)
+        self.threshold: float | None = (None if self.params.mining == "off"
+                                        else float(self.params.init_threshold))
         self.updates = 0
         self.upper: float | None = None
         self.history: list[torch.Tensor] = []
@@ -90,14 +98,16 @@ class NegativeImageMiner:
 
     def observe(self, scores: torch.Tensor, preds: torch.Tensor,
                 sources: Sequence[Any] | None) -> torch.Tensor:
-        """Record a batch; returns the mask of mined images (``S_base < threshold``).
+        """Record a batch; returns the mask of mined images (``S_base < threshold``; every
+        image with ``mining: off``).
 
         Mined images are cached for the MLLM while updates remain and ``sources`` (image
         paths or PIL images) are known.
         """
         scores = scores.detach().float().cpu()
         self.history.append(scores)
-        mined = scores < self.threshold
+        mined = (torch.ones_like(scores, dtype=torch.bool) if self.threshold is None
+                 else scores < self.threshold)
         idx = mined.nonzero().flatten().tolist()
         pred_list = preds.detach().cpu().tolist()
         self.mined_predictions.update(pred_list[i] for i in idx)
@@ -112,12 +122,15 @@ class NegativeImageMiner:
         return self.updates < self.max_updates and len(self.cache) > self.params.mine_min_cache
 
     def take(self) -> list[tuple[Any, int]]:
-        """Recompute the threshold from every score so far, return and clear the cache."""
-        scores, p = torch.cat(self.history), self.params
-        if p.threshold_rule == "paper":
-            self.threshold, self.upper = paper_threshold(scores, p.init_threshold, p.eta)
-        else:
-            self.threshold, self.upper = histogram_jump_threshold(scores, p.eta, p.hist_bins)
+        """Recompute the threshold from every score so far (``mining: adaptive`` only), return
+        and clear the cache."""
+        p = self.params
+        if p.mining == "adaptive":
+            scores = torch.cat(self.history)
+            if p.threshold_rule == "paper":
+                self.threshold, self.upper = paper_threshold(scores, p.init_threshold, p.eta)
+            else:
+                self.threshold, self.upper = histogram_jump_threshold(scores, p.eta, p.hist_bins)
         items, self.cache = self.cache, []
         self.updates += 1
         return items

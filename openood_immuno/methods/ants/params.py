@@ -14,6 +14,8 @@ COUNT_OVER = ("all", "mined")
 ENS_POLICIES = ("code", "fifo")
 THRESHOLD_RULES = ("code", "paper")
 SCORE_GROUPINGS = ("code", "paper_ungrouped")
+MINING = ("adaptive", "fixed", "off")
+ENS_SELECTIONS = ("code", "paper")
 
 
 @dataclass(frozen=True)
@@ -40,18 +42,34 @@ class ANTSParams(NegLabelParams):
     mllm_failure_budget_s: float = param(FAILURE_BUDGET_S, "give the MLLM up after this many seconds "
                                          "spent in calls without any answer", low=0, low_open=True)
     ens_prompt: str = param("Describe this image in fewer than eight words. Do not include the class "
-                            "name {class_name}.", "ENS question for a mined image",
-                            placeholder="{class_name}")
-    ens_max_new_tokens: int = param(30, "token budget of an ENS answer", low=1)
+                            "name {class_name}.", "ENS question for a mined image; {class_name} (the "
+                            "predicted class) may be left out, as the authors' Qwen prompt does",
+                            nonempty=True)
+    ens_max_new_tokens: int = param(30, "token budget of an ENS answer (authors' LLaVA path 30, "
+                                    "Qwen path 10)", low=1)
     vsnl_prompt: str = param("Give five different class names that share visual features with "
                              "{class_name}, excluding {class_name}. Put each numbered class on a "
                              "separate line.", "VSNL question for an active class",
                              placeholder="{class_name}")
-    vsnl_max_new_tokens: int = param(100, "token budget of a VSNL answer", low=1)
+    vsnl_max_new_tokens: int = param(100, "token budget of a VSNL answer (authors' LLaVA path 100, "
+                                     "Qwen path 50)", low=1)
+    mllm_image_size: int = param(0, "0: images reach the MLLM as read (its processor resizes: the "
+                                 "authors' LLaVA path); > 0: resized to N x N, bilinear, first "
+                                 "(the authors' Qwen path: 56)", low=0)
+    mllm_min_pixels: int = param(0, "hf: Qwen2-VL-style processors: the fewest pixels an image is "
+                                 "scaled up to (0: the checkpoint's setting; the authors' Qwen "
+                                 "path: 200704 = 256*28*28)", low=0)
+    mllm_max_pixels: int = param(0, "hf: Qwen2-VL-style processors: the most pixels (0: the "
+                                 "checkpoint's setting; the authors' Qwen path: 1003520 = "
+                                 "1280*28*28)", low=0)
     vsnl_names_per_class: int = param(5, "similar names kept per class", low=1)
     vsnl_template: str = param("the nice {}", "prompt of the VSNL names (class names: like the ID "
                                "prompt)", placeholder="{}")
     # --- negative-image mining ---
+    mining: str = param("adaptive", "adaptive: S_base < threshold, the threshold recomputed at each "
+                        "ENS update (threshold_rule); fixed: S_base < init_threshold throughout "
+                        "(Eq. 5 alone); off: every image is a negative (Table 3 rows without NIM)",
+                        choices=MINING)
     init_threshold: float = param(0.8, "initial mining threshold on S_base", low=0, high=1,
                                   sweep=(0.6, 0.8, 0.9))
     eta: float = param(0.5, "percentile of the scores below the histogram jump", low=0, high=1,
@@ -63,6 +81,12 @@ class ANTSParams(NegLabelParams):
     threshold_rule: str = param("code", "code: eta-percentile below the histogram jump; paper: Eq. 5-6, "
                                 "the largest of the ceil(eta n) lowest scores below init_threshold",
                                 choices=THRESHOLD_RULES)
+    ens_selection: str = param("code", "code: one sentence per mined image; paper: Eq. 7, M = "
+                               "ens_sentences per update (random M if more, else the images "
+                               "prompted again)", choices=ENS_SELECTIONS)
+    ens_sentences: int = param(10_000, "M of Eq. 7: sentences per ENS update with ens_selection: "
+                               "paper", low=1)
+    ens_seed: int = param(0, "seed of Eq. 7's random selection (one generator per stream)", low=0)
     # --- banks ---
     ens_bank_size: int = param(10_000, "rows kept in the ENS bank", low=1)
     ens_bank_policy: str = param("code", "code: new rows in front, last N kept (newest cut when full); "
@@ -89,13 +113,25 @@ class ANTSParams(NegLabelParams):
                                   "memory carries over from list to list")
 
     BACKEND = ("mllm", "mllm_strict", "mllm_batch_size", "mllm_device", "mllm_dtype",
-               "mllm_api_key_env", "mllm_timeout_s", "mllm_give_up_after", "mllm_failure_budget_s")
+               "mllm_api_key_env", "mllm_timeout_s", "mllm_give_up_after", "mllm_failure_budget_s",
+               "mllm_image_size", "mllm_min_pixels", "mllm_max_pixels")
     """The parameters the MLLM backend depends on (a change reloads it)."""
 
     def check(self) -> None:
+        try:
+            self.ens_prompt.format(class_name="tench")
+        except (IndexError, KeyError, ValueError):
+            raise ParamError(f"ens_prompt must be a text whose only field is {{class_name}} (or none), "
+                             f"got {self.ens_prompt!r}") from None
         if self.mllm.strip().lower() not in ("none", "scripted") and ":" not in self.mllm:
             raise ParamError(f"mllm must be hf:NAME_OR_PATH, openai:MODEL@URL, scripted "
                              f"or none, got {self.mllm!r}")
+        low, high = self.mllm_min_pixels, self.mllm_max_pixels
+        if (low or high) and not self.mllm.strip().lower().startswith("hf:"):
+            raise ParamError(f"mllm_min_pixels / mllm_max_pixels set the processor of an hf: model; "
+                             f"mllm {self.mllm!r} has none: set them to 0")
+        if low and high and low > high:
+            raise ParamError(f"mllm_min_pixels must be <= mllm_max_pixels, got {low} > {high}")
         if self.threshold_rule == "paper" and self.eta == 0:
             raise ParamError("eta must be in (0, 1] with threshold_rule: paper (Eq. 6 keeps a "
                              "proportion eta of the candidates), got 0: raise eta or use "

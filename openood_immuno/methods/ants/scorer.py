@@ -6,10 +6,12 @@ ANTS code's ``postprocess``):
 
 1. S_base = NegLabel score, pred = arg-max over ID classes;
 2. mining: images with S_base < threshold are cached (:class:`NegativeImageMiner`; the
-   threshold by ``threshold_rule``);
+   threshold by ``threshold_rule``; ``mining: fixed`` keeps ``init_threshold``, ``mining: off``
+   caches every image);
 3. ENS update when the cache holds more than ``mine_min_cache`` images (at most
    ``ens_max_updates`` per stream): threshold recomputed, the MLLM describes every cached
-   image, sentences encoded raw and added to the ENS bank;
+   image (``ens_selection: paper``: Eq. 7, M sentences, :mod:`.sentences`), sentences encoded
+   raw and added to the ENS bank;
 4. VSNL update at batch ``vsnl_start_batch`` and every ``vsnl_interval`` batches after: the
    most frequent predicted classes (over all predictions: code; over mined images: paper) get
    ``vsnl_names_per_class`` similar names each (asked once per class; the bank in the code's
@@ -42,6 +44,7 @@ from .adaptive import RunningMean, adaptive_lambda, fuse
 from openood_immuno.methods.neglabel.scorer import NegLabelScorer
 from .ens import ENSBank, dedupe
 from .mining import NegativeImageMiner
+from .sentences import describe_images, ens_sentences
 from .params import ANTSParams
 from .vsnl import VSNLBank
 
@@ -55,7 +58,9 @@ def load_mllm(params: ANTSParams, who: str = "ANTS") -> Optional[MLLMBackend]:
     p = params
     backend = build_vision_backend(p.mllm, p.mllm_batch_size, p.mllm_device, p.mllm_dtype,
                                    p.mllm_api_key_env, p.mllm_timeout_s, p.mllm_give_up_after,
-                                   p.mllm_failure_budget_s)
+                                   p.mllm_failure_budget_s, p.mllm_image_size,
+                                   {k: v for k, v in (("min_pixels", p.mllm_min_pixels),
+                                                      ("max_pixels", p.mllm_max_pixels)) if v})
     if backend is None:
         log.info("%s: mllm=none, scoring exactly as NegLabel", who)
         return None
@@ -71,6 +76,10 @@ def load_mllm(params: ANTSParams, who: str = "ANTS") -> Optional[MLLMBackend]:
         warnings.warn(msg, stacklevel=2)
         return None
     return backend
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "none" if value is None else f"{value:.4f}"
 
 
 class ANTSScorer:
@@ -110,6 +119,7 @@ class ANTSScorer:
         self.mean_vsnl.reset()
         self.last_lambda: Optional[float] = None
         self._warned_no_sources = False
+        self.ens_rng = torch.Generator().manual_seed(self.params.ens_seed)   # Eq. 7's selection
 
     def status(self) -> dict:
         return {"batch": self.batch_index, "threshold": self.miner.threshold,
@@ -206,19 +216,24 @@ class ANTSScorer:
             return
         loaded = self._load(items)
         prompts = [p.ens_prompt.format(class_name=c) for _, c in loaded]
-        answers = self.backend.generate(prompts, [img for img, _ in loaded], p.ens_max_new_tokens,
-                                        task="ENS describe")
-        sentences = dedupe(d for d in (parse_description(t, c) for t, (_, c) in zip(answers, loaded)) if d)
+        describe = describe_images(self.backend, [img for img, _ in loaded], prompts,
+                                   p.ens_max_new_tokens)
+
+        def parse(answers):
+            return dedupe(d for d in (parse_description(t, c) for t, (_, c) in zip(answers, loaded)) if d)
+
+        sentences, rounds = ens_sentences(describe, parse, len(loaded), p.ens_selection,
+                                          p.ens_sentences, self.ens_rng)
         if sentences:
             self.ens.add(sentences, self.net.encode_text(sentences, ()).to(self.base.id_text.device))
         else:
             log.warning("ANTS ENS update %d: the MLLM gave no usable description for %d images",
                         self.miner.updates, len(items))
-        log.info("ANTS ENS update %d/%d at batch %d: threshold %.4f (%s rule, below %.2f), "
-                 "%d mined images -> %d sentences, bank %d", self.miner.updates,
-                 self.miner.max_updates, self.batch_index, self.miner.threshold, p.threshold_rule,
-                 self.miner.upper,
-                 len(items), len(sentences), len(self.ens))
+        log.info("ANTS ENS update %d/%d at batch %d: mining %s, threshold %s (%s rule, below %s), "
+                 "%d mined images -> %d sentences (%s selection, %d prompting rounds), bank %d",
+                 self.miner.updates, self.miner.max_updates, self.batch_index, p.mining,
+                 _fmt(self.miner.threshold), p.threshold_rule, _fmt(self.miner.upper), len(items),
+                 len(sentences), p.ens_selection, rounds, len(self.ens))
 
     def _vsnl_classes(self) -> list[int]:
         p = self.params

@@ -4,11 +4,13 @@ For a candidate word ``n_j`` with text feature ``e_j`` and ID class features ``t
 
     d_j = quantile_eta( { cos(e_j, t_i) : i = 1..C } ),   eta = 0.95
 
-i.e. a candidate is as "ID-like" as its 5% most similar classes. The M candidates with the
-LOWEST d_j are kept (furthest from the ID label space), nouns and adjectives ranked separately
-and M split between them by pool size. Prompts follow the NegLabel config (prompt index 85):
-``'the nice {}'`` for ID classes and nouns, ``'This is a {} photo'`` for adjectives. The quantile
-is ``torch.quantile`` with linear interpolation, as in the NegLabel code.
+i.e. a candidate is as "ID-like" as its 5% most similar classes. The candidates with the
+LOWEST d_j are kept (furthest from the ID label space), nouns and adjectives ranked separately:
+M in all, split between them by pool size (:func:`split_budget`, the default), or a fixed
+fraction of each pool (:func:`fraction_budget`: the NegLabel code's ``neg_topk = 0.15``).
+Prompts follow the NegLabel config (prompt index 85): ``'the nice {}'`` for ID classes and
+nouns, ``'This is a {} photo'`` for adjectives. The quantile is ``torch.quantile`` with linear
+interpolation, as in the NegLabel code.
 """
 from __future__ import annotations
 
@@ -75,12 +77,27 @@ def split_budget(n_labels: int, n_nouns: int, n_adjectives: int) -> tuple[int, i
     return m_noun, n_labels - m_noun
 
 
+def fraction_budget(fraction: float, n_nouns: int, n_adjectives: int) -> tuple[int, int]:
+    """``(m_noun, m_adj)`` = ``int(fraction * pool size)`` of each pool, the NegLabel code's rule
+    (``neg_topk``, 0.15 in its ImageNet config; truncated as the code's ``int()``)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"neg_fraction must be in (0, 1) for the per-pool rule, got {fraction}")
+    m_noun, m_adj = int(n_nouns * fraction), int(n_adjectives * fraction)
+    if m_noun + m_adj == 0:
+        raise ValueError(f"neg_fraction={fraction} keeps no candidate of {n_nouns} nouns and "
+                         f"{n_adjectives} adjectives: raise neg_fraction or corpus_limit")
+    return m_noun, m_adj
+
+
 def mine_negative_labels(net, nouns: Sequence[str], adjectives: Sequence[str],
                          n_labels: int = 10_000, quantile: float = 0.95,
                          id_template: str = ID_TEMPLATE, noun_template: str = NOUN_TEMPLATE,
-                         adj_template: str = ADJ_TEMPLATE) -> NegativeLabels:
-    """Keep the ``n_labels`` candidates with the lowest ``d_j`` (nouns and adjectives ranked apart)."""
-    m_noun, m_adj = split_budget(n_labels, len(nouns), len(adjectives))
+                         adj_template: str = ADJ_TEMPLATE, fraction: float = 0.0) -> NegativeLabels:
+    """Keep the candidates with the lowest ``d_j`` (nouns and adjectives ranked apart):
+    ``n_labels`` in all split by pool size, or, with ``fraction > 0``, ``int(fraction * pool)``
+    of each pool (``n_labels`` unused)."""
+    m_noun, m_adj = (fraction_budget(fraction, len(nouns), len(adjectives)) if fraction > 0
+                     else split_budget(n_labels, len(nouns), len(adjectives)))
     id_feats = net.encode_text(net.class_names, (id_template,))
     log.info("NegLabel mining: encoding %d nouns and %d adjectives", len(nouns), len(adjectives))
     picked = []

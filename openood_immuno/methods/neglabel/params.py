@@ -18,6 +18,9 @@ class NegLabelParams(Params):
 
     n_neg_labels: int = param(10_000, "M negative labels, split between nouns and adjectives by pool "
                               "size", low=1, sweep=(5000, 10_000, 20_000))
+    neg_fraction: float = param(0.0, "0: keep n_neg_labels in all, split by pool size; > 0: keep "
+                                "int(neg_fraction * pool size) of each pool, n_neg_labels unused "
+                                "(the NegLabel code's neg_topk: 0.15)", low=0, high=1, high_open=True)
     quantile: float = param(0.95, "eta of d_j = quantile over ID classes of cos(candidate, class)",
                             low=0, high=1, sweep=(0.9, 0.95, 0.99))
     id_template: str = param(ID_TEMPLATE, "prompt of the ID class names", placeholder="{}")
@@ -32,6 +35,6 @@ class NegLabelParams(Params):
     n_groups: int = param(100, "K groups of negatives in the score", low=1, sweep=(10, 50, 100, 200))
     group_seed: int = param(0, "seed of the fixed permutation of the negatives", low=0)
 
-    BANK = ("n_neg_labels", "quantile", "id_template", "noun_template", "adj_template",
+    BANK = ("n_neg_labels", "neg_fraction", "quantile", "id_template", "noun_template", "adj_template",
             "exclude_lexnames", "corpus_limit", "neg_labels_file")
     """The parameters the text banks depend on (the others only change the score)."""

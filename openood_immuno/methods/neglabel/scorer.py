@@ -33,7 +33,7 @@ class NegLabelScorer:
         else:
             self.labels = negative_labels(net, p.n_neg_labels, p.quantile, p.id_template,
                                           p.noun_template, p.adj_template, p.exclude_lexnames,
-                                          p.corpus_limit, p.neg_labels_file)
+                                          p.corpus_limit, p.neg_labels_file, p.neg_fraction)
             self.id_text = net.encode_text(net.class_names, (p.id_template,))
             self.neg_text = self.labels.encode(net, p.noun_template, p.adj_template)
         self._fitted_on = net.identity

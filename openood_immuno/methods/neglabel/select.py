@@ -15,10 +15,13 @@ def negative_labels(net, n_labels: int = 10_000, quantile: float = 0.95,
                     id_template: str = ID_TEMPLATE, noun_template: str = NOUN_TEMPLATE,
                     adj_template: str = ADJ_TEMPLATE,
                     exclude_lexnames: Sequence[str] = NEGLABEL_EXCLUDED_LEXNAMES,
-                    corpus_limit: int = 0, labels_file: str = "") -> NegativeLabels:
+                    corpus_limit: int = 0, labels_file: str = "",
+                    fraction: float = 0.0) -> NegativeLabels:
     """NegLabel's negative labels for ``net`` (its ``class_names`` are the ID classes).
 
-    ``labels_file`` (a file from :func:`export_labels`) bypasses mining. Otherwise the list is
+    ``fraction > 0`` keeps that fraction of each pool instead of ``n_labels`` in all
+    (:func:`~.mining.fraction_budget`). ``labels_file`` (a file from :func:`export_labels`)
+    bypasses mining. Otherwise the list is
     mined once per (model identity, class names, corpus, parameters) and cached.
     """
     if labels_file:
@@ -28,11 +31,13 @@ def negative_labels(net, n_labels: int = 10_000, quantile: float = 0.95,
     nouns, adjectives = limited_corpus(*wordnet_corpus(tuple(exclude_lexnames)), corpus_limit)
     params = {"n_labels": n_labels, "quantile": quantile, "id_template": id_template,
               "noun_template": noun_template, "adj_template": adj_template}
+    if fraction > 0:   # the key of a default (count-rule) list is unchanged
+        params = {**params, "n_labels": 0, "fraction": fraction}
     key = cache_key(net.identity, net.class_names, nouns, adjectives, params)
     labels = cached_labels(key)
     if labels is None:
         labels = mine_negative_labels(net, nouns, adjectives, n_labels, quantile, id_template,
-                                      noun_template, adj_template)
+                                      noun_template, adj_template, fraction)
         labels.meta = {"model": net.identity, "n_classes": len(net.class_names),
                        "candidates": f"{len(nouns)} nouns, {len(adjectives)} adjectives",
                        "excluded_lexnames": ",".join(exclude_lexnames), **params}
