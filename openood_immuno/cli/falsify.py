@@ -7,16 +7,22 @@ from .args import (HelpFormatter, UsageError, add_data_root_arg, add_id_arg, add
                    parse_seeds)
 
 VARIANTS = ("immuno", "immuno_no_antibodies", "immuno_zeroshot", "mcm")  # falsification.DEFAULT_VARIANTS
+#: --regime: training overrides for every variant that trains (the paper's: Sec. 4.3)
+REGIMES = {"default": {}, "paper": {"shots": "all", "epochs": 10}}
 DESCRIPTION = """\
 The falsification test of Immuno-VLM's antibodies (docs/immuno_vlm.md, "Falsification"): for
 each training seed, the full method (immuno), the same without antibodies (beta = 0, lambda = 0),
 the adapter off (immuno_zeroshot) and plain MCM, fitted on the same cached features (one backbone
 pass for all seeds); reports ID accuracy, OOD confidence, AUROC/FPR@95 near and far and
-nearest-antibody cosines, with deltas vs the full method as mean +- std over seeds. Writes
+nearest-antibody cosines, with deltas vs the full method as mean +- std over seeds. A verdict
+needs at least 5 seeds (fewer: "no verdict"); it names the bank and the training regime. Writes
 falsification.md, falsification.csv and falsification.png to OUTPUT_DIR.
 
-example:
-  openood-immuno falsify --data-root ./data --seeds 0,1,2,3,4 --output-dir results/falsify"""
+examples:
+  openood-immuno falsify --data-root ./data --seeds 0,1,2,3,4 --output-dir results/falsify
+  openood-immuno falsify --data-root ./data --bank banks/imagenet_qwen.json --regime paper \
+      --extra-ood imagenet_o=benchmark_imglist/imagenet/test_imagenet_o.txt --near-ood imagenet_o \
+      --output-dir results/falsify_qwen"""
 
 
 def add_parser(subparsers) -> None:
@@ -31,6 +37,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="a parameter for every variant that has it (VALUE read as YAML), e.g. epochs=10 "
                         "or antibody_bank=banks/imagenet_qwen.json; repeatable")
+    p.add_argument("--bank", default=None, metavar="FILE",
+                   help="antibody bank JSON for every variant (e.g. an LLM bank from `openood-immuno "
+                        "antibodies --generator hf:...`); default: the on-the-fly WordNet bank")
+    p.add_argument("--regime", choices=sorted(REGIMES), default="default",
+                   help="training regime: default (the yml's: 16 shots x 20 epochs) or paper (all "
+                        "training images, 10 epochs: Sec. 4.3)")
+    p.add_argument("--extra-ood", action="append", default=[], metavar="NAME=LIST",
+                   help="an extra OOD list (LIST relative to data_root), e.g. "
+                        "imagenet_o=benchmark_imglist/imagenet/test_imagenet_o.txt; repeatable")
+    p.add_argument("--near-ood", default=None, metavar="NAMES",
+                   help="comma-separated OOD sets that form the near-OOD group (default: OpenOOD's "
+                        "ssb_hard,ninco); e.g. imagenet_o, the paper's near set, given by --extra-ood")
     p.add_argument("--msp-temperature", type=float, default=None,
                    help="T of the classifiers' max-softmax (default: MCM's T)")
     add_loader_args(p)
@@ -66,10 +84,38 @@ def _overrides(items) -> dict:
     return out
 
 
+def _regime_and_bank(args, extra: dict) -> dict:
+    """``--regime`` and ``--bank`` as overrides; a conflicting ``--set`` is refused."""
+    import os
+
+    out = dict(REGIMES[args.regime])
+    if args.bank is not None:
+        if not os.path.isfile(args.bank):
+            raise UsageError(f"--bank {args.bank!r}: no such file; build one with `openood-immuno "
+                             "antibodies --out FILE`")
+        out["antibody_bank"] = os.path.abspath(args.bank)
+    clash = sorted(k for k in out if k in extra and extra[k] != out[k])
+    if clash:
+        raise UsageError(f"--set {', '.join(clash)} contradicts --regime/--bank: give it once")
+    return {**extra, **out}
+
+
+def _groups(lists, near_arg):
+    """(near, far) set names: OpenOOD's groups, or ``--near-ood`` (then far is OpenOOD's far)."""
+    if near_arg is None:
+        return list(lists.near), list(lists.far)
+    near = [n.strip() for n in near_arg.split(",") if n.strip()]
+    unknown = [n for n in near if n not in lists.ood]
+    if not near or unknown:
+        raise UsageError(f"--near-ood {near_arg!r}: name OOD sets of {', '.join(lists.ood)} (add a list "
+                         "with --extra-ood NAME=LIST)")
+    return near, [n for n in lists.far if n not in near]
+
+
 def run(args) -> int:
     seeds = parse_seeds(args.seeds)
     names = _variants(args.variants)
-    extra = _overrides(args.overrides)
+    extra = _regime_and_bank(args, _overrides(args.overrides))
     if args.msp_temperature is not None and not args.msp_temperature > 0:
         raise UsageError(f"--msp-temperature must be > 0, got {args.msp_temperature}")
     check_data_root(args.data_root)
@@ -77,9 +123,11 @@ def run(args) -> int:
     from openood_immuno.data.benchmarks import NUM_CLASSES, get_benchmark
     from openood_immuno.core.cache import cache_root
     from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, check_variants, data_from_store,
-                                        run_falsification, write_falsification)
+                                                           overall_verdict, regime_line, run_falsification,
+                                                           write_falsification)
     from openood_immuno.experiments.results import check_writable
-    from openood_immuno.data.benchmarks import BenchmarkLists
+    from openood_immuno.data.benchmarks import BenchmarkLists, parse_extra_ood
+    from openood_immuno.experiments.falsification import FalsificationData
     from openood_immuno.experiments.runner import FeatureStore, validate_benchmark
 
     variants = [v for n in names for v in DEFAULT_VARIANTS if v.label == n]
@@ -87,7 +135,12 @@ def run(args) -> int:
         check_variants(variants, extra)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    lists = BenchmarkLists.of(get_benchmark(args.id_name))  # OpenOOD v1.5's near and far sets
+    try:
+        extra_ood = parse_extra_ood(args.extra_ood)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    lists = BenchmarkLists.of(get_benchmark(args.id_name), extra_ood)  # OpenOOD v1.5's sets + extra
+    near, far = _groups(lists, args.near_ood)
     check_lists(args.data_root, [*lists.id.values(), *lists.ood.values()])
     validate_benchmark(args.data_root, lists, NUM_CLASSES.get(args.id_name))
     check_writable(args.output_dir, "--output-dir")
@@ -98,11 +151,18 @@ def run(args) -> int:
                          progress=not args.no_progress)
     command = (f"openood-immuno falsify --data-root {args.data_root} --model {args.model} --pretrained "
                f"{args.pretrained} --seeds {','.join(map(str, seeds))} --variants {','.join(names)}"
-               + "".join(f" --set {k}={v}" for k, v in extra.items()))
-    result = run_falsification(data_from_store(store), seeds, variants, extra, args.msp_temperature,
+               f" --regime {args.regime}" + (f" --bank {args.bank}" if args.bank else "")
+               + "".join(f" --extra-ood {e}" for e in args.extra_ood)
+               + (f" --near-ood {args.near_ood}" if args.near_ood else "")
+               + "".join(f" --set {k}={v}" for k, v in _overrides(args.overrides).items()))
+    full = data_from_store(store)
+    data = FalsificationData(full.net, full.id_features, full.id_test, full.ood, near, far)
+    result = run_falsification(data, seeds, variants, extra, args.msp_temperature,
                                args.score_batch_size, {"command": command, "model": args.model,
                                                        "pretrained": args.pretrained,
-                                                       "data_root": args.data_root})
+                                                       "data_root": args.data_root,
+                                                       "regime_name": args.regime})
+    print(f"verdict: {overall_verdict(result)} ({regime_line(result.provenance)})")
     for path in write_falsification(result, args.output_dir):
         print(f"written: {path}")
     return 0
