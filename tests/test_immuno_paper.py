@@ -256,8 +256,8 @@ def test_tau_is_validated_and_not_in_the_default_aps_grid():
         ImmunoParams(tau=1.0)
     assert "tau" not in build_postprocessor("immuno").args_dict
     pp = build_postprocessor("immuno")
-    assert ImmunoParams.specs()["tau"].sweep == (0.05, 0.1, 0.2, 0.5)
-    assert pp.params.tau == 0.1
+    assert ImmunoParams.specs()["tau"].sweep == (0.01, 0.05, 0.1, 0.2)
+    assert pp.params.tau == 0.05  # with the censored EVT fit: the share of ID images rejected
 
 
 # ---- real OpenOOD (skipped where it is absent, as in CI) -------------------------------------------
