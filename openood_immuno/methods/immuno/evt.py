@@ -23,10 +23,11 @@ Choices (ours; the paper gives no numbers):
 
 * the tail is the lowest ``max(ceil(tail_fraction * n_c), min(n_c, min_samples))`` scores;
 * ``floor`` (the Weibull location, shared by all classes) is ``min - (max - min)`` of all
-  validation DIS scores, so a test score up to one validation range below the lowest
-  validation score still gets a non-zero confidence;
-* classes with fewer than ``min_samples`` validation images, or whose fit fails, use the
-  pooled fit over all validation scores; how many do is logged.
+  fit-set DIS scores, so a test score up to one fit-set range below the lowest fit-set
+  score still gets a non-zero confidence;
+* classes with fewer than ``min_samples`` fit-set images, or whose fit fails, use the
+  pooled fit over all fit-set scores; how many do is logged (:attr:`EVTCalibrator.all_pooled`
+  says when every class does).
 """
 from __future__ import annotations
 
@@ -209,7 +210,7 @@ class EVTCalibrator:
         failed = int((~ok).sum())
         n_pooled = int(pooled.sum())
         log.info("EVT: per-class Weibull fits for %d of %d classes; %d use the pooled fit (%d with "
-                 "fewer than %d validation samples, %d failed fits; pooled shape %.3g, scale %.3g, "
+                 "fewer than %d fit samples, %d failed fits; pooled shape %.3g, scale %.3g, "
                  "%d samples)", num_classes - n_pooled, num_classes, n_pooled, n_pooled - failed,
                  max(3, min_samples), failed, pooled_fit[0], pooled_fit[1], s.size)
         return cls(torch.from_numpy(shape), torch.from_numpy(scale), floor, torch.from_numpy(pooled),
