@@ -126,7 +126,7 @@ def test_vaccination_lowers_push_and_keeps_held_out_accuracy(world):
     assert after["push"] < 0.75 * before["push"] and info["after"]["push"] < info["before"]["push"]
     assert acc_after >= acc_before - 0.01
     # the pull term (issue 19): under the default weights it falls too, on the training set, on
-    # held-out images and over the epochs (measured: training 0.182 -> 0.140, held-out 0.181 -> 0.142)
+    # held-out images and over the epochs (measured: training 0.182 -> 0.140, held-out 0.201 -> 0.145)
     print(f"pull: training {info['before']['pull']:.4f} -> {info['after']['pull']:.4f}, held-out "
           f"{before['pull']:.4f} -> {after['pull']:.4f}")
     assert info["after"]["pull"] < 0.9 * info["before"]["pull"] and after["pull"] < 0.9 * before["pull"]
