@@ -103,7 +103,8 @@ class ImmunoScorer:
 def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner: torch.Tensor,
                  params: ImmunoZeroShotParams, train: Optional[tuple[torch.Tensor, torch.Tensor, Sequence[str]]] = None,
                  val: Optional[tuple[torch.Tensor, torch.Tensor]] = None, vaccinate: bool = True,
-                 calibrate: bool = True, identity: str = "", progress: bool = True) -> ImmunoScorer:
+                 calibrate: bool = True, identity: str = "", progress: bool = True,
+                 val_split: str = "val") -> ImmunoScorer:
     """Fit Immuno-VLM.
 
     Args:
@@ -118,6 +119,8 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
         vaccinate: train (or load) the rejection adapter; needs ``train``.
         calibrate: fit the per-class Weibulls; needs ``val``.
         identity: the net's identity, part of the adapter cache key.
+        val_split: the list ``val`` comes from, named by its checks (``val``, or ``held-out
+            train``).
     """
     device = text_prototypes.device
     num_classes = text_prototypes.shape[0]
@@ -132,7 +135,7 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
         raise ValueError("vaccination needs ID training features (id_features['train'])")
     if calibrate and val is None:
         raise ValueError("EVT calibration needs ID validation features (id_features['val'])")
-    for split, data in (("train", train), ("val", val)):
+    for split, data in (("train", train), (val_split, val)):
         if data is not None:
             check_id_features(split, data[0], data[1], text_prototypes.shape[1], num_classes)
 
@@ -295,8 +298,9 @@ def fit_on_net(net, id_features: Mapping[str, Any], params: ImmunoZeroShotParams
     if calibrate:
         fs, evt_source = _evt_features(id_features, params)
         val = (fs.features, fs.labels)
+    held_out = (evt_source or {}).get("fit") == "heldout_train"
     scorer = build_scorer(text, antibodies, owner, params, train, val, vaccinate, calibrate,
-                          identity=net.identity)
+                          identity=net.identity, val_split="held-out train" if held_out else "val")
     scorer.evt_source = evt_source
     scorer.antibody_source = describe_antibodies(params, bank)
     return scorer
