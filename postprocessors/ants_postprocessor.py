@@ -62,6 +62,15 @@ class ANTSPostprocessor(ImmunoPostprocessor):
         if self.net is not None:
             self.scorer.reset()
 
+    def describe(self) -> dict:
+        """The MLLM that shapes the negative banks (its spec, as ``mllm``) and whether it loaded."""
+        return {"mllm": {"spec": self.params.mllm, "loaded": getattr(self, "backend", None) is not None}}
+
+    def label_suffix(self) -> str:
+        """``[MLLM spec]``, e.g. ``ants [hf:Qwen/Qwen2-VL-2B-Instruct]`` (``[mllm none]`` without one)."""
+        spec = self.params.mllm
+        return "[mllm none]" if spec.lower() == "none" else f"[{spec}]"
+
     def status(self) -> dict:
         """Online state (threshold, bank sizes, lambda), MLLM cost, and whether ANTS degraded:
         the MLLM failed to load, or any of its requests failed (``degraded_reason`` says which)."""

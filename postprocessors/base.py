@@ -115,6 +115,17 @@ class ImmunoPostprocessor(BasePostprocessor):
         then carry F1@tau), or ``None`` for a score without a decision rule (here)."""
         return None
 
+    def describe(self) -> dict:
+        """What every result of this postprocessor must name beside its metrics (run.json's
+        ``describe``): the source of its text bank (antibodies, negative labels, MLLM) with the
+        bank's SHA-256, its training regime. Empty here (a scorer with nothing to name)."""
+        return {}
+
+    def label_suffix(self) -> str:
+        """The regime part of every result label (console, ood.csv, report.md, leaderboard), e.g.
+        ``[wordnet, 16-shot x 20]`` for ``immuno [wordnet, 16-shot x 20]``; empty here."""
+        return ""
+
     def status(self) -> dict:
         """What a run should report beside its metrics (online state, degradation); empty here."""
         return {}

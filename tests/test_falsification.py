@@ -12,8 +12,8 @@ from openood_immuno.data.features import FeatureSet
 from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, NO_ANTIBODIES, REFERENCE,
                                                  FalsificationData, FalsificationResult, Variant,
                                                  check_variants, max_softmax, nearest_antibody_cosine,
-                                                 run_falsification, summarize, variant_overrides, verdicts,
-                                                 write_falsification)
+                                                 falsification_markdown, run_falsification, summarize,
+                                                 variant_overrides, verdicts, write_falsification)
 from test_immuno_synthetic import make_world
 
 
@@ -34,7 +34,7 @@ def test_summary_is_paired_mean_and_sample_std_over_seeds():
     assert s["delta"][NO_ANTIBODIES]["AUROC_near"] == pytest.approx((-6.0, 1.0))  # paired per seed
     assert s["delta"][NO_ANTIBODIES]["ACC"] == (0.0, 0.0)
     assert REFERENCE not in s["delta"]
-    answers = {v.metric: v.answer for v in verdicts(result)}
+    answers = {v.metric: v.answer for v in verdicts(result, min_seeds=3)}
     # t(0.975, 2) = 4.30: |-6| > 4.30 * 1 / sqrt(3) -> significant
     assert answers["AUROC_near"] == "yes"
     assert answers["msp_ood (mean)"].startswith("yes")
@@ -45,11 +45,30 @@ def test_verdict_says_falsified_when_antibodies_do_not_help_or_cost_accuracy():
     ref = [{"ACC": 90.0 + i, "AUROC_near": 80.0 + i, "msp_id": 0.5, "msp_ood/a": 0.3} for i in range(4)]
     off = [{**r, "ACC": r["ACC"] + 3.0 + 0.1 * i, "AUROC_near": r["AUROC_near"] + 0.5}
            for i, r in enumerate(ref)]
-    answers = {v.metric: v.answer for v in verdicts(_result({REFERENCE: ref, NO_ANTIBODIES: off}))}
+    answers = {v.metric: v.answer for v in verdicts(_result({REFERENCE: ref, NO_ANTIBODIES: off}),
+                                                     min_seeds=4)}
     assert answers["AUROC_near"] == "no: falsified on this run"
     assert answers["ACC"] == "yes: falsified on this run"
     one_seed = _result({REFERENCE: ref[:1], NO_ANTIBODIES: [{**ref[0], "AUROC_near": 70.0}]})
-    assert verdicts(one_seed)[0].answer == "inconclusive (not significant)"
+    assert verdicts(one_seed, min_seeds=1)[0].answer == "inconclusive (not significant)"
+
+
+def test_fewer_than_five_seeds_give_no_verdict_and_five_give_one():
+    """The review's minimum: a verdict needs >= 5 training seeds; fewer measure but say why not."""
+    from openood_immuno.experiments.falsification import MIN_VERDICT_SEEDS, overall_verdict
+
+    assert MIN_VERDICT_SEEDS == 5
+    ref = [{"ACC": 90.0 + i, "AUROC_near": 80.0 + i, "msp_id": 0.5, "msp_ood/a": 0.3} for i in range(5)]
+    off = [{**r, "AUROC_near": r["AUROC_near"] - 5 - 0.1 * i, "msp_ood/a": 0.4} for i, r in enumerate(ref)]
+    four = _result({REFERENCE: ref[:4], NO_ANTIBODIES: off[:4]})
+    assert all(v.answer == "no verdict: 4 training seeds, a verdict needs at least 5" for v in verdicts(four))
+    assert overall_verdict(four).startswith("no verdict: 4 training seeds")
+    five = _result({REFERENCE: ref, NO_ANTIBODIES: off})
+    assert {v.metric: v.answer for v in verdicts(five)}["AUROC_near"] == "yes"
+    assert overall_verdict(five) == "supported"
+    md = falsification_markdown(four)
+    assert "**Verdict on the antibody claim: no verdict: 4 training seeds" in md
+    assert "**Confidence criterion**" in md
 
 
 def test_nearest_antibody_cosine_and_max_softmax_on_a_hand_made_example():
@@ -172,7 +191,13 @@ def test_falsify_command_on_minibench(small_minibench, small_bank, tmp_path, cap
         assert float(rows[label, "std"]["train_push_after"]) > 0
     for label in ("immuno_zeroshot", "mcm"):  # no training, a bank file: nothing differs by seed
         assert float(rows[label, "std"]["AUROC_near"]) == 0
-    assert "--seeds 0,1" in (out / "falsification.md").read_text()
+    text = (out / "falsification.md").read_text()
+    assert "--seeds 0,1" in text
+    # two seeds: measured, but no verdict; the verdict line names bank and regime
+    assert "**Verdict on the antibody claim: no verdict: 2 training seeds, a verdict needs at least 5**" in text
+    assert "bank test (sha256 " in text and "regime 16-shot x 2 epochs, fp32" in text
+    assert "msp_near" in text  # the review's confidence criterion beside AUROC
+    assert "verdict: no verdict: 2 training seeds" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -187,6 +212,11 @@ def test_falsify_command_on_minibench(small_minibench, small_bank, tmp_path, cap
     (["--pp-arg", "epochs=2"], "--pp-arg expects NAME.KEY=VALUE"),
     (["--set", "epochz=2"], "epochz is not a parameter of any variant"),   # the old spelling: *.KEY
     (["--set", "epochs"], "--pp-arg expects NAME.KEY=VALUE"),
+    (["--bank", "/nonexistent/bank.json"], "--bank '/nonexistent/bank.json': no such file"),
+    (["--regime", "paper", "--pp-arg", "*.epochs=3"], "--pp-arg *.epochs contradicts --regime/--bank"),
+    (["--regime", "paper", "--set", "epochs=3"], "--pp-arg *.epochs contradicts --regime/--bank"),
+    (["--near-ood", "imagenet_o"], "--near-ood 'imagenet_o': name OOD sets of"),
+    (["--extra-ood", "imagenet_o"], "--extra-ood expects NAME=LIST"),
 ])
 def test_falsify_command_rejects_bad_input_in_one_line(minibench, tmp_path, capsys, argv, message):
     from openood_immuno.cli import run
@@ -232,3 +262,22 @@ def test_command_lists_the_library_variants():
     from openood_immuno.cli.falsify import VARIANTS
 
     assert list(VARIANTS) == [v.label for v in DEFAULT_VARIANTS]
+
+
+def test_falsify_regime_paper_and_imagenet_o_as_near_ood(small_minibench, small_bank, tmp_path, capsys):
+    """--regime paper (all shots, 10 epochs) and an extra list as the near-OOD group (ImageNet-O's
+    place; here a stand-in list), with --bank: named in the verdict line."""
+    from openood_immuno.cli import run
+
+    lists = small_minibench / "benchmark_imglist" / "imagenet"
+    (lists / "test_imagenet_o.txt").write_text((lists / "test_ninco.txt").read_text())
+    out = tmp_path / "falsify"
+    rc = run(["falsify", "--data-root", str(small_minibench), "--model", "ImmunoTiny-ViT", "--pretrained",
+              "none", "--device", "cpu", "--num-workers", "0", "--seeds", "0", "--regime", "paper",
+              "--bank", small_bank, "--extra-ood", "imagenet_o=benchmark_imglist/imagenet/test_imagenet_o.txt",
+              "--near-ood", "imagenet_o", "--variants", "immuno,immuno_no_antibodies",
+              "--set", "delta_low=-1", "--no-progress", "--output-dir", str(out)])
+    assert rc == 0
+    text = (out / "falsification.md").read_text()
+    assert "regime all shots x 10 epochs, fp32 (--regime paper); near-OOD sets imagenet_o" in text
+    assert "--regime paper --bank" in text

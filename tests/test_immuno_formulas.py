@@ -179,9 +179,12 @@ def test_evt_per_class_fits_pooled_fallback_and_outputs(caplog):
         evt = EVTCalibrator.fit(scores, labels, 4, tail_fraction=0.5, min_samples=5)
     assert evt.pooled.tolist() == [False, False, True, True]
     assert "2 use the pooled fit" in caplog.text
-    # class 0's fit equals a direct fit on its lower half, shifted by the floor
+    # class 0's fit equals a direct fit on its lower half, shifted by the floor, with the upper
+    # half censored (the default); evt_censored false fits the lower half alone
     s0 = np.sort(scores[:200].numpy())[:100] - evt.floor
-    assert (evt.shape[0].item(), evt.scale[0].item()) == pytest.approx(fit_weibull(s0), rel=1e-6)
+    assert (evt.shape[0].item(), evt.scale[0].item()) == pytest.approx(fit_weibull(s0, 100), rel=1e-6)
+    tail_only = EVTCalibrator.fit(scores, labels, 4, tail_fraction=0.5, min_samples=5, censored=False)
+    assert (tail_only.shape[0].item(), tail_only.scale[0].item()) == pytest.approx(fit_weibull(s0), rel=1e-6)
     assert evt.floor == pytest.approx(float(scores.min() - (scores.max() - scores.min())))
     grid = torch.linspace(-0.5, 1.0, 50, dtype=torch.float64)
     for c in range(4):

@@ -144,7 +144,7 @@ def test_shots_all_and_the_paper_preset():
     with pytest.raises(ParamError, match=r"shots must be a number or 'all', got 'some'"):
         ImmunoParams(shots="some")
     paper = build_postprocessor("immuno_paper")
-    assert paper.params == ImmunoParams(shots="all", epochs=10)
+    assert paper.params == ImmunoParams(shots="all", epochs=10, evt_fit="val")
     assert paper.args["shots"] == "all" and paper.trains
 
 
@@ -170,6 +170,41 @@ def test_table2_rows_differ_from_the_full_method_exactly_as_documented(name):
     pp = build_postprocessor(name)
     assert type(pp).method == "immuno"
     assert pp.params == ImmunoParams().replace(TABLE2[name])
+
+
+PAPER_REGIME = {"shots": "all", "epochs": 10, "evt_fit": "val"}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE2))
+def test_every_table2_row_has_a_paper_regime_variant(name):
+    """Rows B-D and the control as the paper ran them (all shots, 10 epochs, EVT on val);
+    row E is immuno_paper."""
+    pp = build_postprocessor(f"{name}_paper")
+    assert type(pp).method == "immuno" and pp.name == f"{name}_paper"
+    assert pp.params == ImmunoParams().replace({**TABLE2[name], **PAPER_REGIME})
+
+
+def test_table2_row_a_is_msp_of_frozen_clip():
+    """Row (A) "Frozen CLIP": max softmax of CLIP's logits 100 x cos (Table 1's MSP row)."""
+    from openood_immuno.methods.mcm.params import MCMParams
+
+    pp = build_postprocessor("immuno_table2_a")
+    assert type(pp).method == "mcm" and pp.params == MCMParams(T=0.01) and not pp.args_dict.get("T")
+    torch.manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    x = torch.nn.functional.normalize(torch.randn(7, 8), dim=1)
+
+    class Net:
+        class_names = [f"c{i}" for i in range(5)]
+        identity, embed_dim = "toy", 8
+
+        def encode_text(self, names, templates=None):
+            return text
+
+    pp.fit(Net(), {})
+    pred, conf = pp.score_features(x)
+    msp = (100 * x @ text.T).softmax(1)
+    assert torch.allclose(conf.float(), msp.max(1).values, atol=1e-5) and torch.equal(pred, msp.argmax(1))
 
 
 def test_no_filter_keeps_every_antibody_of_the_bank(small_net, small_id_features):
@@ -221,8 +256,8 @@ def test_tau_is_validated_and_not_in_the_default_aps_grid():
         ImmunoParams(tau=1.0)
     assert "tau" not in build_postprocessor("immuno").args_dict
     pp = build_postprocessor("immuno")
-    assert ImmunoParams.specs()["tau"].sweep == (0.05, 0.1, 0.2, 0.5)
-    assert pp.params.tau == 0.1
+    assert ImmunoParams.specs()["tau"].sweep == (0.01, 0.05, 0.1, 0.2)
+    assert pp.params.tau == 0.05  # with the censored EVT fit: the share of ID images rejected
 
 
 # ---- real OpenOOD (skipped where it is absent, as in CI) -------------------------------------------
@@ -345,7 +380,7 @@ def test_seeds_refit_a_postprocessor_that_trains(store):
 def test_table2_rows_run_by_name_in_the_runner(store, tiny_net):
     from openood_immuno.experiments.runner import evaluate
 
-    for name in sorted(TABLE2) + ["immuno_paper"]:
+    for name in sorted(TABLE2) + [f"{n}_paper" for n in sorted(TABLE2)] + ["immuno_paper"]:
         result = evaluate(build_postprocessor(name, epochs=2), store)
         assert result.postprocessor == name and np.isfinite(list(result.rows.values())).all()
         assert tiny_net.adapter_hook is None
@@ -413,3 +448,48 @@ def test_eval_seeds_choose_the_builtin_engine():
     assert _engine(args) == "builtin"
     with pytest.raises(UsageError, match="--engine openood supports only .* --seeds"):
         _engine(Namespace(engine="openood", protocol="openood", extra_ood=[], seeds="0,1"))
+
+
+def test_results_name_their_bank_and_regime_everywhere(tmp_path):
+    """Issue 19: ood.csv, run.json, report.md and the leaderboard carry the label with the
+    regime (immuno [wordnet, 16-shot x 20]), the bank's SHA-256, ID_reject@tau and the note."""
+    import csv
+    import json
+
+    from openood_immuno.experiments.report import write_report
+    from openood_immuno.experiments.results import RunSpec, write_run
+    from openood_immuno.experiments.runner import DECISION_COLUMNS, RESULT_COLUMNS, EvalResult
+
+    rows = {r: [50.0, 60.0, 70.0, 40.0, 12.5, 10.0, 5.2, 33.3]
+            for r in ("ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood")}
+    describe = {"antibodies": {"source": "wordnet", "bank": "wordnet", "bank_sha256": "ab" * 32},
+                "regime": {"shots": 16, "epochs": 20, "precision": "fp32", "max_train": 0}}
+    note = "EVT: every class uses the pooled Weibull fit (100 fit images for 1000 classes), so conf ranks exactly as immuno_dis"
+    result = EvalResult("immuno", rows, columns=RESULT_COLUMNS + DECISION_COLUMNS,
+                        label="immuno [wordnet, 16-shot x 20, EVT pooled]", describe=describe,
+                        status={"evt_fit": "val (100 images)", "note": note})
+    assert result.columns[-2:] == ("ID_reject@tau", "F1@tau")
+    assert "immuno [wordnet, 16-shot x 20, EVT pooled]" in result.format()
+    spec = RunSpec("imagenet", "ViT-B-16", "openai", "ViT-B-16|tag:openai", "/data", {}, "immuno", {},
+                   "openood", trains=True)
+    run = write_run(str(tmp_path / "res"), spec, result)
+    with open(run / "ood.csv") as fh:
+        first = next(csv.DictReader(fh))
+    assert first["label"] == "immuno [wordnet, 16-shot x 20, EVT pooled]" and first["ID_reject@tau"] == "5.20"
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["label"] == first["label"] and meta["describe"] == describe
+    assert meta["status"]["state"] == "ok" and meta["status"]["postprocessor_status"]["note"] == note
+    md = write_report(str(tmp_path / "res"), str(tmp_path / "out")).read_text()
+    assert "| immuno [wordnet, 16-shot x 20, EVT pooled] |" in md and "ab" * 32 in md and note in md
+    assert "| 12.50 | 10.00 | 33.30 | 33.30 | 5.20 |" in md
+    with open(tmp_path / "out" / "leaderboard.csv") as fh:
+        (board,) = list(csv.DictReader(fh))
+    assert board["Postprocessor"] == "immuno [wordnet, 16-shot x 20, EVT pooled]"
+    assert board["Additional_Description"].endswith(f"bank sha256 {'ab' * 32}")
+
+
+def test_ants_label_names_its_mllm():
+    assert build_postprocessor("ants", mllm="none").label_suffix() == "[mllm none]"
+    pp = build_postprocessor("ants", mllm="hf:Qwen/Qwen2-VL-2B-Instruct")
+    assert pp.label_suffix() == "[hf:Qwen/Qwen2-VL-2B-Instruct]"
+    assert pp.describe()["mllm"]["spec"] == "hf:Qwen/Qwen2-VL-2B-Instruct"

@@ -24,7 +24,8 @@ def test_cli_eval_prints_table_and_caches_features(minibench, tmp_path, capsys, 
         rows = list(csv.DictReader(fh))
     assert [r["dataset"] for r in rows] == ROWS
     assert set(rows[0]) == {"dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC", "ACC_zeroshot",
-                            "status"}
+                            "label", "status"}
+    assert {r["label"] for r in rows} == {"mcm"}  # nothing to name beyond the name
     assert {r["status"] for r in rows} == {"ok"}
     assert (run / "run.json").is_file()
     caplog.clear()

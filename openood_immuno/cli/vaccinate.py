@@ -10,8 +10,9 @@ from .args import (HelpFormatter, UsageError, add_data_root_arg, add_id_arg, add
 
 DESCRIPTION = """\
 Train the rejection adapter of an Immuno-VLM config (vaccination, Phase 3) on the ID training
-list of an OpenOOD data_root, fit its EVT calibration on the ID validation list, and cache the
-adapter, so the postprocessor's setup() (and `openood-immuno eval`) later loads it.
+list of an OpenOOD data_root, fit its EVT calibration (on held-out training images or the
+validation list: evt_fit), and cache the adapter, so the postprocessor's setup() (and
+`openood-immuno eval`) later loads it.
 
 example:
   openood-immuno vaccinate --data-root ./data --pp-arg immuno.epochs=5"""
@@ -73,5 +74,8 @@ def run(args) -> int:
           f"{info['train_size']} ID features)")
     print(f"push {info['before']['push']:.4f} -> {info['after']['push']:.4f}; "
           f"pull {info['before']['pull']:.4f} -> {info['after']['pull']:.4f}")
+    if getattr(pp.scorer, "evt", None) is not None:
+        status = pp.status()
+        print(f"EVT fit: {status['evt_fit']}" + (f"; note: {status['note']}" if status.get("note") else ""))
     print(json.dumps({"config": args.config, **{k: info[k] for k in ("key", "path", "cached")}}))
     return 0

@@ -14,8 +14,10 @@ adapter, or the identity) and ``mu`` its classifier's prototypes:
   mean over the near (far) OOD sets;
 * ``conf_id``, ``conf_ood/<set>``: mean of the variant's own confidence (each method's scale:
   EVT hazard, DIS, MCM; compare them within a variant, not across);
-* ``msp_id``, ``msp_ood/<set>``: mean max-softmax of its classifier,
-  ``max_c softmax(cos(g(x), mu_c) / T)`` (one scale for every variant; ``T`` = MCM's);
+* ``msp_id``, ``msp_ood/<set>``, ``msp_near``, ``msp_far``: mean max-softmax of its classifier,
+  ``max_c softmax(cos(g(x), mu_c) / T)`` (one scale for every variant; ``T`` = MCM's), on the ID
+  test set, each OOD set and the mean over each group's sets (the review's confidence
+  criterion, reported beside AUROC);
 * ``abcos_<id|near|far>_<before|after>``: mean nearest-antibody cosine ``max_a cos(z, a)``
   (before: frozen features ``z``) and ``max_a cos(g(z), a)`` (after vaccination) over the ID
   test images and the images of the near (far) OOD sets, always against the antibodies of the
@@ -54,7 +56,10 @@ from .variants import DEFAULT_VARIANTS, EVERY, NO_ANTIBODIES, REFERENCE, Variant
 
 log = logging.getLogger(__name__)
 
-HEADLINE = ("ACC", "AUROC_near", "FPR95_near", "AUROC_far", "FPR95_far", "msp_id", "abcos_id_before",
+#: fewer training seeds than this: the report measures, but gives no verdict
+MIN_VERDICT_SEEDS = 5
+HEADLINE = ("ACC", "AUROC_near", "FPR95_near", "msp_near", "AUROC_far", "FPR95_far", "msp_far", "msp_id",
+            "abcos_id_before",
             "abcos_id_after", "abcos_near_before", "abcos_near_after", "abcos_far_before",
             "abcos_far_after", "train_push_before", "train_push_after")
 PLOTTED = ("ACC", "AUROC_near", "AUROC_far", "FPR95_near", "abcos_id_after", "abcos_near_after")
@@ -146,6 +151,7 @@ def variant_metrics(pp, data: FalsificationData, antibodies: torch.Tensor, tempe
     for group, names in (("near", data.near), ("far", data.far)):
         out[f"AUROC_{group}"] = 100 * float(np.mean([per_set[n][1] for n in names]))
         out[f"FPR95_{group}"] = 100 * float(np.mean([per_set[n][0] for n in names]))
+        out[f"msp_{group}"] = float(np.mean([msp[n] for n in names]))  # the review's confidence
     out["conf_id"] = float(np.mean(id_conf))
     out.update({f"conf_ood/{n}": v for n, v in conf.items()})
     out["msp_id"] = float(max_softmax(mapped["id"], prototypes, temperature).mean())
@@ -228,6 +234,7 @@ def run_falsification(data: FalsificationData, seeds: Sequence[int],
     temperature = MCMParams().T if temperature is None else float(temperature)
     per_seed: dict[str, dict[int, dict[str, float]]] = {v.label: {} for v in variants}
     unseeded: dict[str, Any] = {}  # fitted once: their training does not depend on the seed
+    described: dict[str, Any] = {}
     for seed in seeds:
         antibodies = None
         for v in variants:
@@ -240,11 +247,14 @@ def run_falsification(data: FalsificationData, seeds: Sequence[int],
                     unseeded[v.label] = pp
             if antibodies is None:  # the reference (first) variant's filtered antibodies
                 antibodies = pp.scorer.antibodies
+                if "describe" not in described:  # bank and regime the verdict names
+                    described.update(describe=pp.describe(), label=f"{pp.name} {pp.label_suffix()}")
             per_seed[v.label][seed] = variant_metrics(pp, data, antibodies, temperature, batch_size)
             log.info("falsification seed %d %s: ACC %.2f AUROC near %.2f far %.2f", seed, v.label,
                      per_seed[v.label][seed]["ACC"], per_seed[v.label][seed]["AUROC_near"],
                      per_seed[v.label][seed]["AUROC_far"])
-    prov = {"msp_temperature": temperature, "pp_args": pp_args, **(provenance or {})}
+    prov = {"msp_temperature": temperature, "pp_args": pp_args, "near": list(data.near),
+            "far": list(data.far), **described, **(provenance or {})}
     return FalsificationResult(list(variants), seeds, per_seed, prov)
 
 
@@ -292,7 +302,8 @@ def _significant(delta: tuple[float, float], n: int, level: float = 0.05) -> boo
     return abs(mean) > float(t.ppf(1 - level / 2, n - 1)) * std / math.sqrt(n)
 
 
-def verdicts(result: FalsificationResult, acc_tolerance: float = 1.0) -> list[Verdict]:
+def verdicts(result: FalsificationResult, acc_tolerance: float = 1.0,
+             min_seeds: int = MIN_VERDICT_SEEDS) -> list[Verdict]:
     """The decisive questions on the pair ``immuno`` vs ``immuno_no_antibodies`` (deltas =
     no antibodies - immuno; see docs/immuno_vlm.md, "Falsification"):
 
@@ -303,11 +314,17 @@ def verdicts(result: FalsificationResult, acc_tolerance: float = 1.0) -> list[Ve
     3. do they cost ID accuracy? (ACC delta > ``acc_tolerance`` points and significant: yes,
        the claim is falsified on this run)
 
-    Significant = a two-sided paired t-test over the seeds at 5% (:func:`_significant`).
+    Significant = a two-sided paired t-test over the seeds at 5% (:func:`_significant`). With
+    fewer than ``min_seeds`` training seeds (5, the review's minimum) every answer is "no
+    verdict" with the reason; the deltas are still measured.
     """
     if NO_ANTIBODIES not in result.per_seed:
         return []
     n = len(result.seeds)
+    if n < min_seeds:
+        out = verdicts(result, acc_tolerance, min_seeds=1)
+        why = f"no verdict: {n} training seed{'s' if n != 1 else ''}, a verdict needs at least {min_seeds}"
+        return [Verdict(v.question, v.metric, v.delta, why) for v in out]
     ref, off = result.per_seed[REFERENCE], result.per_seed[NO_ANTIBODIES]
     msp_keys = [m for m in result.metrics if m.startswith("msp_ood/")]
 
@@ -324,13 +341,52 @@ def verdicts(result: FalsificationResult, acc_tolerance: float = 1.0) -> list[Ve
     answer = ("yes" if d[0] > 0 and _significant(d, n) else
               "no" if d[0] <= 0 else "inconclusive (not significant)")
     answer += f" (ID max-softmax delta {_fmt(*d_id, signed=True)})"
-    out.append(Verdict("antibodies lower the classifier's max-softmax on OOD", "msp_ood (mean)", d, answer))
+    out.append(Verdict("antibodies lower the classifier's max-softmax on OOD (the review's confidence "
+                       "criterion)", "msp_ood (mean)", d, answer))
     d = delta(lambda r: r["ACC"])
     cost = (d[0] - acc_tolerance, d[1])
     answer = ("yes: falsified on this run" if d[0] > acc_tolerance and _significant(cost, n) else
               "no" if d[0] <= acc_tolerance else "inconclusive (not significant)")
     out.append(Verdict(f"antibodies cost more than {acc_tolerance:g} point of ID accuracy", "ACC", d, answer))
     return out
+
+
+def overall_verdict(result: FalsificationResult, acc_tolerance: float = 1.0,
+                    min_seeds: int = MIN_VERDICT_SEEDS) -> str:
+    """The antibody claim on this run, from :func:`verdicts`: ``no verdict: ...`` (too few
+    seeds), ``falsified`` (near-OOD AUROC not higher with the antibodies, or an ID accuracy
+    cost), ``supported`` (higher and significant, no cost) or ``inconclusive``; the confidence
+    criterion has its own line (:func:`falsification_markdown`)."""
+    found = {v.metric: v.answer for v in verdicts(result, acc_tolerance, min_seeds)}
+    if not found:
+        return f"no verdict: no {NO_ANTIBODIES} variant to compare with"
+    if found["AUROC_near"].startswith("no verdict"):
+        return found["AUROC_near"]
+    if found["AUROC_near"].startswith("no") or found["ACC"].startswith("yes"):
+        return "falsified"
+    if found["AUROC_near"] == "yes" and found["ACC"] == "no":
+        return "supported"
+    return "inconclusive (add seeds)"
+
+
+def regime_line(provenance: Mapping[str, Any]) -> str:
+    """``bank wordnet (sha256 ...), regime 16-shot x 20, fp32, near-OOD ssb_hard, ninco``: what
+    a verdict is about, from the reference variant's ``describe()``."""
+    d = provenance.get("describe") or {}
+    ab, regime = d.get("antibodies") or {}, d.get("regime") or {}
+    bank = f"bank {ab.get('source', '?')}"
+    if ab.get("bank_sha256"):
+        bank += f" (sha256 {ab['bank_sha256']})"
+    if ab.get("bank") not in (None, "wordnet"):
+        bank += f", file {ab['bank']}"
+    shots = regime.get("shots")
+    shots = "all shots" if shots in ("all", 0) else f"{shots}-shot"
+    text = f"{bank}; regime {shots} x {regime.get('epochs', '?')} epochs, {regime.get('precision', '?')}"
+    if provenance.get("regime_name"):
+        text += f" (--regime {provenance['regime_name']})"
+    if provenance.get("near"):
+        text += f"; near-OOD sets {', '.join(provenance['near'])}"
+    return text
 
 
 # ---- outputs ---------------------------------------------------------------------------------
@@ -385,9 +441,15 @@ def falsification_markdown(result: FalsificationResult) -> str:
     lines += [f"- `{v.label}` (`{v.postprocessor}`"
               + (f", {dict(v.overrides)}" if v.overrides else "") + f"): {v.description}"
               for v in result.variants]
-    verdict_rows = [[q.question, q.metric, _fmt(*q.delta, signed=True), q.answer] for q in verdicts(result)]
+    found = verdicts(result)
+    verdict_rows = [[q.question, q.metric, _fmt(*q.delta, signed=True), q.answer] for q in found]
     if verdict_rows:
+        confidence = next(q for q in found if q.metric == "msp_ood (mean)")
         lines += ["", "## Verdict on this run", "",
+                  f"**Verdict on the antibody claim: {overall_verdict(result)}** -- {regime_line(prov)}, "
+                  f"{len(result.seeds)} training seeds.", "",
+                  f"**Confidence criterion** (the review: antibodies must lower the mean max-softmax on "
+                  f"held-out OOD; delta {_fmt(*confidence.delta, signed=True)}): {confidence.answer}.", "",
                   f"Paired deltas `{NO_ANTIBODIES} - {REFERENCE}` over seeds (mean ± std); the rule is "
                   "in docs/immuno_vlm.md, \"Falsification\". With random or untrained weights the "
                   "answers say nothing about the method.", ""]

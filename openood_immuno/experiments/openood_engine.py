@@ -11,7 +11,7 @@ from openood_immuno.core.metrics import f1_at_threshold
 from openood_immuno.data.features import extract_features
 from openood_immuno.openood.bridge import prefill_id_predictions
 from openood_immuno.openood.registry import register
-from .runner import DECISION_COLUMN, RESULT_COLUMNS, EvalResult, zero_shot_accuracy
+from .runner import DECISION_COLUMNS, RESULT_COLUMNS, EvalResult, described, zero_shot_accuracy
 
 
 def evaluate_with_openood(net, pp, data_root: str, id_name: str = "imagenet", batch_size: int = 128,
@@ -22,8 +22,8 @@ def evaluate_with_openood(net, pp, data_root: str, id_name: str = "imagenet", ba
     predictions (as in :func:`~openood_immuno.experiments.runner.evaluate`; OpenOOD's column, ``argmax
     net(x)``, is the same number when the postprocessor installs the net's adapter hook, and
     frozen CLIP's otherwise); ``ACC_zeroshot`` (frozen CLIP, from the cached ID test features)
-    and, for a postprocessor that decides, ``F1@tau`` from OpenOOD's scores. The hook is
-    removed afterwards.
+    and, for a postprocessor that decides, ``ID_reject@tau`` (share of ID test images below its
+    threshold) and ``F1@tau`` from OpenOOD's scores. The hook is removed afterwards.
     """
     register()  # without OpenOOD, or with an incompatible one, this says how to fix it
     from openood.evaluation_api import Evaluator
@@ -59,9 +59,10 @@ def evaluate_with_openood(net, pp, data_root: str, id_name: str = "imagenet", ba
                                           np.concatenate([id_label, -np.ones_like(label)]), threshold)
               for name, (_, conf, label) in scores.items() if name != "id"}
         f1.update({group: float(np.mean([f1[n] for n in names])) for group, names in groups.items()})
+        id_reject = 100 * float(np.mean(np.asarray(id_conf) < threshold))
         for name in rows:
-            rows[name].append(f1[name])
-        columns = RESULT_COLUMNS + (DECISION_COLUMN,)
+            rows[name] += [id_reject, f1[name]]
+        columns = RESULT_COLUMNS + DECISION_COLUMNS
     hyper = dict(zip(pp.args_dict, pp.get_hyperparam())) if pp.APS_mode else None
     return EvalResult(pp.name, rows, None, hyper, status=pp.status(), artifacts=pp.artifacts(),
-                      scores=scores, columns=columns)
+                      scores=scores, columns=columns, **described(pp))

@@ -65,8 +65,9 @@ def _read_run(folder: Path, problems: list[str]):
     if label == "ok" and states != {"ok"}:  # ood.csv says more than run.json: believe the worse
         label = sorted(states - {"ok"})[0]
     pp = meta["postprocessor"]
+    shown = meta.get("label") or pp  # the name with its regime, e.g. immuno [wordnet, 16-shot x 20]
     return {"run": f"{folder.parent.name}/{folder.name}", "postprocessor": pp,
-            "name": pp if label == "ok" else f"{pp} [{label}]", "status": label,
+            "name": shown if label == "ok" else f"{shown} [{label}]", "status": label,
             "protocol": meta.get("protocol", "openood"), "folder": folder, "meta": meta, "rows": rows}
 
 
@@ -113,6 +114,20 @@ def _cell(row: dict, column: str) -> str:
     return row.get(column) or "-"
 
 
+def _bank_note(run: dict) -> str:
+    """``, bank sha256 ...`` of a run whose postprocessor names a bank (``describe``)."""
+    described = run["meta"].get("describe") or {}
+    sha = next((v.get("bank_sha256") for v in described.values()
+                if isinstance(v, dict) and v.get("bank_sha256")), None)
+    return f", bank sha256 {sha}" if sha else ""
+
+
+def _notes(run: dict) -> str:
+    """The postprocessor's ``note`` (e.g. Immuno's EVT pooled for every class), or ``-``."""
+    status = run["meta"].get("status", {}).get("postprocessor_status") or {}
+    return str(status.get("note") or "-")
+
+
 def leaderboard_rows(runs: list[dict]) -> list[dict]:
     """Rows in the OpenOOD leaderboard CSV format (``results/imagenet1k_ood.csv``), plus
     ``ID_Accuracy_zeroshot``. ``Training`` names a trained adapter for postprocessors that train."""
@@ -128,7 +143,7 @@ def leaderboard_rows(runs: list[dict]) -> list[dict]:
                     "Near-OOD_AUROC": rows["nearood"]["AUROC"], "Far-OOD_AUROC": rows["farood"]["AUROC"],
                     "ID_Accuracy": rows["nearood"]["ACC"], "Outlier_Data": "No", "Arch": arch,
                     "Additional_Description": f"openood-immuno, {r['protocol']} protocol, FPR@95 OpenOOD "
-                                              f"v1.5, run {r['run']}",
+                                              f"v1.5, run {r['run']}{_bank_note(r)}",
                     "ID_Accuracy_zeroshot": _cell(rows["nearood"], "ACC_zeroshot")})
     return out
 
@@ -139,10 +154,13 @@ def markdown_report(runs: list[dict], problems: list[str] = ()) -> str:
              "## Our runs", "",
              "ID acc is the accuracy of the postprocessor's own predictions (OpenOOD's ACC with the "
              "net's adapter hook), zero-shot acc frozen CLIP's; F1@tau is the F1 of OOD detection at "
-             "the postprocessor's own reject decision (only for those that decide).", "",
+             "the postprocessor's own reject decision and ID rejected@tau the share of ID test images "
+             "it rejects (only for those that decide). A postprocessor's name carries its regime "
+             "(antibody source, shots x epochs), e.g. `immuno [wordnet, 16-shot x 20]`.", "",
              "| run | postprocessor | protocol | near FPR@95 | near AUROC | far FPR@95 | far AUROC | ID acc | "
-             "zero-shot acc | near F1@tau | far F1@tau | other sets (AUROC) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "zero-shot acc | near F1@tau | far F1@tau | ID rejected@tau | other sets (AUROC) | bank sha256 "
+             "| note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     core = {"ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood"}
     for r in runs:
         rows = r["rows"]
@@ -150,7 +168,9 @@ def markdown_report(runs: list[dict], problems: list[str] = ()) -> str:
         lines.append(f"| {r['run']} | {r['name']} | {r['protocol']} | {rows['nearood']['FPR@95']} | "
                      f"{rows['nearood']['AUROC']} | {rows['farood']['FPR@95']} | {rows['farood']['AUROC']} | "
                      f"{rows['nearood']['ACC']} | {_cell(rows['nearood'], 'ACC_zeroshot')} | "
-                     f"{_cell(rows['nearood'], 'F1@tau')} | {_cell(rows['farood'], 'F1@tau')} | {extra} |")
+                     f"{_cell(rows['nearood'], 'F1@tau')} | {_cell(rows['farood'], 'F1@tau')} | "
+                     f"{_cell(rows['nearood'], 'ID_reject@tau')} | {extra} | "
+                     f"{_bank_note(r).removeprefix(', bank sha256 ') or '-'} | {_notes(r)} |")
     pub = published_results()
     lines += ["", "## Published (CLIP ViT-B/16, ImageNet-1K)", "", pub["note"], "",
               "| method | benchmark | numbers | source |", "|---|---|---|---|"]

@@ -232,6 +232,8 @@ def write_run(output_dir: str, spec: RunSpec, result, timings: Optional[Mapping[
                     "score_batch_size": spec.score_batch_size,
                     "status": {**status.as_dict(), "postprocessor_status": result.status},
                     "columns": list(result.columns), "id_accuracy": id_accuracy(result),
+                    "label": getattr(result, "label", "") or spec.postprocessor,
+                    "describe": getattr(result, "describe", {}),
                     "timings": dict(timings or {}), "versions": versions(),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, **(extra or {})}
         atomic_write_json(json.loads(json.dumps(manifest, default=str)), tmp / MANIFEST)

@@ -23,8 +23,10 @@ Rows and columns match ``Evaluator.eval_ood()``: near sets, ``nearood`` (their m
 sets, ``farood`` (their mean); FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC, in percent, then
 
 * ``ACC_zeroshot``: frozen CLIP's top-1 accuracy on the ID test set (``argmax_c cos(v, t_c)``);
-* ``F1@tau`` (only for postprocessors that decide, ``pp.decision_threshold()`` not ``None``):
-  F1 of OOD detection at the postprocessor's own reject threshold.
+* ``ID_reject@tau`` and ``F1@tau`` (only for postprocessors that decide,
+  ``pp.decision_threshold()`` not ``None``): the share of ID test images the postprocessor's own
+  reject decision rejects (what its ``tau`` targets; the same in every row of the openood
+  protocol) and the F1 of OOD detection at that decision.
 
 ``ACC`` is the accuracy of the postprocessor's own predictions on the ID test set: what
 OpenOOD reports with the net's adapter hook installed (``immuno``: the vaccinated
@@ -58,6 +60,9 @@ from .results import RunStatus, run_status
 log = logging.getLogger(__name__)
 RESULT_COLUMNS = (*METRIC_NAMES, "ACC_zeroshot")
 DECISION_COLUMN = "F1@tau"
+ID_REJECT_COLUMN = "ID_reject@tau"
+#: the columns of a postprocessor that decides, after RESULT_COLUMNS (F1@tau stays last)
+DECISION_COLUMNS = (ID_REJECT_COLUMN, DECISION_COLUMN)
 
 
 def _sha256(path: str) -> str:
@@ -190,6 +195,10 @@ class EvalResult:
     artifacts: dict = field(default_factory=dict)
     scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     columns: tuple[str, ...] = METRIC_NAMES
+    #: the name with its regime (``immuno [wordnet, 16-shot x 20]``) and what it describes
+    #: (bank, SHA-256, training regime: the postprocessor's ``describe()``)
+    label: str = ""
+    describe: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bad = {k: len(v) for k, v in self.rows.items() if len(v) != len(self.columns)}
@@ -208,6 +217,8 @@ class EvalResult:
         width = max(10 if self.std is None else 15, *(len(m) + 2 for m in self.columns))
         lines = [] if self.run_status.ok else [f"{self.run_status.tag(self.postprocessor)}: not "
                                                f"{self.postprocessor}'s own numbers"]
+        if self.label and self.label != self.postprocessor:
+            lines.append(self.label)
         lines.append(f"{'':<14}" + "".join(f"{m:>{width}}" for m in self.columns))
         for name, vals in self.rows.items():
             cells = [f"{v:.2f}" if self.std is None else f"{v:.2f}±{s:.2f}"
@@ -219,19 +230,21 @@ class EvalResult:
         """Write the result into ``folder`` (``results.write_run`` gives a fresh one); file names.
 
         ``ood.csv`` in OpenOOD's results layout (dataset, FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC),
-        then ACC_zeroshot (and F1@tau for postprocessors that decide; runs over several seeds
-        add ``std_*``) and a last ``status`` column (``ok`` or ``DEGRADED: ...``) on every row;
+        then ACC_zeroshot (and ID_reject@tau, F1@tau for postprocessors that decide; runs over
+        several seeds add ``std_*``), a ``label`` column (the name with its regime, e.g. ``immuno
+        [wordnet, 16-shot x 20]``) and a last ``status`` column (``ok`` or ``DEGRADED: ...``);
         ``scores_<set>.npz``; ``artifacts.npz`` if any.
         """
         os.makedirs(folder, exist_ok=True)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["dataset", *self.columns]
-                        + (["std_" + m for m in self.columns] if self.std else []) + ["status"])
+                        + (["std_" + m for m in self.columns] if self.std else []) + ["label", "status"])
         label = self.run_status.label
         for name, vals in self.rows.items():
             extra = [f"{s:.2f}" for s in self.std[name]] if self.std else []
-            writer.writerow([name, *[f"{v:.2f}" for v in vals], *extra, label])
+            writer.writerow([name, *[f"{v:.2f}" for v in vals], *extra, self.label or self.postprocessor,
+                             label])
         with open(os.path.join(folder, "ood.csv"), "w", encoding="utf-8", newline="") as fh:
             fh.write(buf.getvalue())
         files = ["ood.csv"]
@@ -244,6 +257,14 @@ class EvalResult:
         return files
 
 
+def described(pp) -> dict:
+    """``label`` (the postprocessor's name with its regime, e.g. ``immuno [wordnet, 16-shot x
+    20]``) and ``describe`` of a fitted postprocessor, for :class:`EvalResult`."""
+    suffix = pp.label_suffix() if hasattr(pp, "label_suffix") else ""
+    return {"label": f"{pp.name} {suffix}".strip(),
+            "describe": pp.describe() if hasattr(pp, "describe") else {}}
+
+
 def zero_shot_accuracy(net, id_fs: FeatureSet) -> float:
     """Frozen CLIP's top-1 accuracy on ``id_fs`` (``ACC_zeroshot``): ``argmax_c cos(v, t_c)``
     with the net's class text features, never through an adapter hook."""
@@ -254,9 +275,13 @@ def zero_shot_accuracy(net, id_fs: FeatureSet) -> float:
 def set_metrics(pred: np.ndarray, conf: np.ndarray, label: np.ndarray,
                 threshold: Optional[float]) -> list[float]:
     """``[FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC]`` (fractions) of one ID + OOD set, and
-    F1@tau when the postprocessor decides (``threshold``: its reject threshold on conf)."""
+    ID_reject@tau and F1@tau when the postprocessor decides (``threshold``: its reject
+    threshold on conf)."""
     out = compute_all_metrics(conf, label, pred)
-    return out + ([f1_at_threshold(conf, label, threshold)] if threshold is not None else [])
+    if threshold is None:
+        return out
+    is_id = np.asarray(label) != -1
+    return out + [float(np.mean(np.asarray(conf)[is_id] < threshold)), f1_at_threshold(conf, label, threshold)]
 
 
 def _table(per_set: Mapping[str, list[float]], near: Sequence[str], far: Sequence[str],
@@ -343,6 +368,6 @@ def evaluate(pp: ImmunoPostprocessor, store: FeatureStore, protocol: str = "open
            if len(tables) > 1 else None)
     hyper = (None if not chosen else chosen[None] if None in chosen
              else {f"seed {s}": c for s, c in chosen.items()})
-    columns = RESULT_COLUMNS + ((DECISION_COLUMN,) if threshold is not None else ())
+    columns = RESULT_COLUMNS + (DECISION_COLUMNS if threshold is not None else ())
     return EvalResult(pp.name, rows, std, hyper, status=pp.status(), artifacts=artifacts,
-                      scores=scores, columns=columns)
+                      scores=scores, columns=columns, **described(pp))

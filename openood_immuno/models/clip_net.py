@@ -248,8 +248,12 @@ class CLIPNet(nn.Module):
         if adapter is not None:
             adapter.eval()
         self.adapter_hook = AdapterHook(adapter, F.normalize(prototypes, dim=-1), owner)
-        log.info("adapter hook installed on the net by %s: forward() now classifies adapted "
-                 "features", owner or "a caller")
+        if adapter is None:
+            log.info("classifier hook installed on the net by %s: forward() now classifies raw CLIP "
+                     "features against its prototypes (no adapter)", owner or "a caller")
+        else:
+            log.info("adapter hook installed on the net by %s: forward() now classifies adapted "
+                     "features", owner or "a caller")
 
     def clear_adapter(self) -> None:
         """Remove the adapter hook: ``forward`` is zero-shot CLIP again (no-op without one)."""

@@ -17,6 +17,7 @@ Modules, one job each:
 * :mod:`.adapter` -- Phase 3: the residual rejection adapter;
 * :mod:`.vaccination` -- Phase 3: its push-pull loss and training loop (cached);
 * :mod:`.evt` -- per-class Weibull calibration of DIS (Sec. 3.6);
+* :mod:`.evt_probe` -- what the EVT decision rejects, on a synthetic probe (the default's evidence);
 * :mod:`.scorer` -- the fitted method (on tensors, and on a CLIP net), used by the postprocessors;
 
 The scores themselves are pure functions in :mod:`openood_immuno.scores.immuno`.

@@ -30,6 +30,7 @@ another tool. A bank used for scoring must give antibodies to at least half of t
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import logging
 import re
@@ -195,6 +196,15 @@ class AntibodyBank:
     def digest(self) -> str:
         """Content key of the antibodies (not of the provenance dates)."""
         return content_key("bank-v1", sorted((n, [a.to_dict() for a in v]) for n, v in self.classes.items()))
+
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the bank's content: its class names and every antibody (text, kind,
+        source), in canonical JSON; not of provenance dates, so a resumed build of the same
+        antibodies keeps it. Results name their bank by it."""
+        content = {"class_names": list(self.class_names),
+                   "classes": {n: [a.to_dict() for a in v] for n, v in sorted(self.classes.items())}}
+        return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False,
+                                         separators=(",", ":")).encode("utf-8")).hexdigest()
 
     # ---- files --------------------------------------------------------------------------
     def to_json(self) -> dict:

@@ -20,6 +20,7 @@ from openood_immuno.core.params import ParamError, Params, param
 PRECISIONS = ("fp32", "bf16")
 ANTIBODY_SOURCES = ("bank", "gaussian_noise", "random_words")
 EVT_OUTPUTS = ("hazard", "cdf")
+EVT_FITS = ("heldout_train", "val")
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,23 @@ class ImmunoParams(ImmunoDISParams):
     # cannot choose it: its sweep list is used only when a config names tau_list.
     SWEEP_EXCLUDE = ("tau",)
 
-    evt_tail: float = param(0.5, "fraction of a class's lowest validation DIS fitted", low=0, high=1,
+    evt_fit: str = param("heldout_train", "images whose DIS the per-class Weibulls are fitted on: "
+                         "heldout_train (training images not drawn for vaccination, evt_per_class of "
+                         "each class; the val list when there are none) or val (the ID validation "
+                         "list, the paper's; 5 per class on ImageNet)", choices=EVT_FITS)
+    evt_per_class: int = param(100, "held-out training images per class for the Weibull fit "
+                               "(evt_fit: heldout_train; 0 = every one not drawn for vaccination)",
+                               low=0)
+    evt_tail: float = param(0.5, "fraction of a class's lowest fit-set DIS fitted", low=0, high=1,
                             low_open=True, sweep=(0.25, 0.5, 1.0))
-    evt_min_samples: int = param(5, "fewer validation images -> pooled Weibull", low=1)
+    evt_censored: bool = param(True, "fit the tail as a type-II censored sample of the whole class "
+                               "(F = the class's CDF: tau is the ID rejection rate); false: the "
+                               "Weibull of the tail alone")
+    evt_min_samples: int = param(5, "fewer fit-set images -> pooled Weibull", low=1)
     evt_output: str = param("hazard", "conf = -log(1 - F_pred(DIS)) (hazard: no rounding to 1.0) or "
                             "F_pred(DIS) (cdf); same ranking", choices=EVT_OUTPUTS)
-    tau: float = param(0.1, "EVT decision: reject (OOD) when F_pred(DIS) < tau; F1@tau in results "
-                       "(sweep tau_list: not in the default APS grid, AUROC does not depend on it)",
-                       low=0, high=1, low_open=True, high_open=True, sweep=(0.05, 0.1, 0.2, 0.5))
+    tau: float = param(0.05, "EVT decision: reject (OOD) when F_pred(DIS) < tau (the share of ID "
+                       "images rejected when the fit holds: ID_reject@tau in results); F1@tau in "
+                       "results (sweep tau_list: not in the default APS grid, AUROC does not depend "
+                       "on it)", low=0, high=1, low_open=True, high_open=True,
+                       sweep=(0.01, 0.05, 0.1, 0.2))

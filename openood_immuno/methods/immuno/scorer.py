@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from openood_immuno.core.cache import content_key
-from openood_immuno.data.features import check_features
+from openood_immuno.data.features import FeatureSet, check_features
 from openood_immuno.scores.immuno import dis_score
 from .adapter import RejectionAdapter
 from .antibody_sources import antibody_texts, bank_key, isotropic_antibodies, load_bank
@@ -25,7 +25,7 @@ from .encode import encode_antibodies
 from .evt import EVTCalibrator
 from .filtration import FilterReport, band_pass_mask, no_filter_mask
 from .params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
-from .vaccination import auto_margin, few_shot_indices, load_or_vaccinate
+from .vaccination import auto_margin, few_shot_indices, heldout_indices, load_or_vaccinate
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,10 @@ class ImmunoScorer:
     evt_output: str = "hazard"
     report: Optional[FilterReport] = None
     vaccination: Optional[dict] = None
+    #: what the EVT was fitted on: ``{"fit": "heldout_train" | "val", "images": n, "note": ...}``
+    evt_source: Optional[dict] = None
+    #: where the antibodies came from: ``{"source", "bank", "bank_sha256", "generator"}``
+    antibody_source: Optional[dict] = None
 
     @property
     def device(self) -> torch.device:
@@ -99,7 +103,8 @@ class ImmunoScorer:
 def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner: torch.Tensor,
                  params: ImmunoZeroShotParams, train: Optional[tuple[torch.Tensor, torch.Tensor, Sequence[str]]] = None,
                  val: Optional[tuple[torch.Tensor, torch.Tensor]] = None, vaccinate: bool = True,
-                 calibrate: bool = True, identity: str = "", progress: bool = True) -> ImmunoScorer:
+                 calibrate: bool = True, identity: str = "", progress: bool = True,
+                 val_split: str = "val") -> ImmunoScorer:
     """Fit Immuno-VLM.
 
     Args:
@@ -109,10 +114,13 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
             :class:`ImmunoParams` to ``calibrate``).
         train: ``(features [N, d], labels [N], image_paths)`` of ID training images, for the
             geodesic prototypes and vaccination; ``None`` = text prototypes, no adapter.
-        val: ``(features, labels)`` of ID validation images, for EVT (``calibrate``).
+        val: ``(features, labels)`` of the held-out ID images the EVT is fitted on
+            (``calibrate``): the validation list or held-out training images (``evt_fit``).
         vaccinate: train (or load) the rejection adapter; needs ``train``.
         calibrate: fit the per-class Weibulls; needs ``val``.
         identity: the net's identity, part of the adapter cache key.
+        val_split: the list ``val`` comes from, named by its checks (``val``, or ``held-out
+            train``).
     """
     device = text_prototypes.device
     num_classes = text_prototypes.shape[0]
@@ -127,7 +135,7 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
         raise ValueError("vaccination needs ID training features (id_features['train'])")
     if calibrate and val is None:
         raise ValueError("EVT calibration needs ID validation features (id_features['val'])")
-    for split, data in (("train", train), ("val", val)):
+    for split, data in (("train", train), (val_split, val)):
         if data is not None:
             check_id_features(split, data[0], data[1], text_prototypes.shape[1], num_classes)
 
@@ -171,7 +179,7 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
         _, val_dis = scorer.dis(val[0])
         scorer.evt_output = params.evt_output
         scorer.evt = EVTCalibrator.fit(val_dis, val[1], num_classes, params.evt_tail,
-                                       params.evt_min_samples)
+                                       params.evt_min_samples, params.evt_censored)
     return scorer
 
 
@@ -202,12 +210,77 @@ def _train_features(id_features, params: ImmunoDISParams):
         labels, paths, params.n_shots, params.max_train, params.seed))
 
 
+class _TooFewHeldOut(Exception):
+    """Fewer than 3 held-out training images: the EVT falls back to the validation list."""
+
+
+def _evt_features(id_features, params: ImmunoParams) -> tuple[Any, dict]:
+    """The ID images the EVT is fitted on and a record of them (``evt_fit``).
+
+    ``heldout_train``: ``evt_per_class`` training images of each class that the few-shot draw
+    did not give to vaccination (:func:`heldout_indices`; only those are encoded when
+    ``id_features`` can subset the list); when there are none (``shots: all``, or a list with
+    no image to spare) the validation list, and the record says so.
+    """
+    if params.evt_fit == "heldout_train" and "train" in id_features:
+        def pick(labels, paths):
+            idx = heldout_indices(labels, paths, params.n_shots, params.max_train, params.seed,
+                                  params.evt_per_class)
+            if len(idx) < 3:  # nothing worth encoding: the validation list instead
+                raise _TooFewHeldOut(len(idx))
+            return idx
+
+        try:
+            subset = getattr(id_features, "subset", None)
+            if subset is not None:
+                fs = subset("train", pick)
+            else:
+                full = id_features["train"]
+                idx = pick(full.labels, full.image_paths)
+                fs = FeatureSet(full.name, full.features[idx], full.labels[idx],
+                                [full.image_paths[i] for i in idx.tolist()])
+            return fs, {"fit": "heldout_train", "images": len(fs), "per_class": params.evt_per_class}
+        except _TooFewHeldOut as few:
+            note = (f"evt_fit heldout_train: only {few.args[0]} training images are not drawn for "
+                    f"vaccination (shots {params.shots}): fitted on the validation list instead")
+    elif params.evt_fit == "heldout_train":
+        note = "evt_fit heldout_train: no ID training list: fitted on the validation list instead"
+    else:
+        note = ""
+    if "val" not in id_features:
+        raise ValueError("EVT calibration needs held-out ID images: an ID 'val' split or training "
+                         "images not drawn for vaccination (evt_fit: heldout_train)")
+    fs = id_features["val"]
+    if note:
+        log.warning("%s", note)
+    return fs, {"fit": "val", "images": len(fs), **({"note": note} if note else {})}
+
+
+def describe_antibodies(params: ImmunoZeroShotParams, bank) -> dict:
+    """Where a run's antibodies come from: ``source`` (``wordnet``, the LLM generator spec of
+    a bank file, ``gaussian_noise``, ``random_words``, or ``none`` when beta = lambda = 0 leaves
+    them no part), the bank file and the SHA-256 of its content."""
+    generator = str(bank.provenance.get("generator", "")) if bank is not None else ""
+    model = str(bank.provenance.get("model", "")) if bank is not None else ""
+    if params.antibody_source != "bank":
+        source = params.antibody_source
+    elif params.antibody_bank == "wordnet" or generator == "wordnet":
+        source = "wordnet"
+    else:
+        source = generator if not model or model in generator or model == "-" else f"{generator}:{model}"
+    if isinstance(params, ImmunoDISParams) and params.beta == 0 and params.lam == 0:
+        source = "none"
+    return {"source": source or "bank", "bank": params.antibody_bank,
+            "bank_sha256": bank.sha256() if bank is not None else None, "generator": generator or None}
+
+
 def fit_on_net(net, id_features: Mapping[str, Any], params: ImmunoZeroShotParams, vaccinate: bool,
                calibrate: bool, memo: Optional[Memo] = None) -> ImmunoScorer:
     """:func:`build_scorer` for a CLIP ``net``: ID prompts ``templates`` and antibody texts
     (near-OOD names with ``near_template``, contextual ones with ``contextual_template``)
-    encoded by the net; ``id_features['train']`` / ``['val']`` when ``vaccinate`` /
-    ``calibrate``. ``memo`` keeps the bank and its embeddings between calls."""
+    encoded by the net; ``id_features['train']`` when ``vaccinate``, and when ``calibrate`` the
+    EVT's fit set (:func:`_evt_features`: held-out training images or ``['val']``).
+    ``memo`` keeps the bank and its embeddings between calls."""
     memo = memo or Memo()
     names = list(net.class_names)
     bank = memo.get("bank", bank_key(params, names), lambda: load_bank(params, names))
@@ -218,11 +291,16 @@ def fit_on_net(net, id_features: Mapping[str, Any], params: ImmunoZeroShotParams
         {"near_ood": params.near_template, "contextual": params.contextual_template}))
     text = net.encode_text(names, params.templates).float()
     train = val = None
+    evt_source = None
     if vaccinate and "train" in id_features:
         fs = _train_features(id_features, params)
         train = (fs.features, fs.labels, fs.image_paths)
-    if calibrate and "val" in id_features:
-        fs = id_features["val"]
+    if calibrate:
+        fs, evt_source = _evt_features(id_features, params)
         val = (fs.features, fs.labels)
-    return build_scorer(text, antibodies, owner, params, train, val, vaccinate, calibrate,
-                        identity=net.identity)
+    held_out = (evt_source or {}).get("fit") == "heldout_train"
+    scorer = build_scorer(text, antibodies, owner, params, train, val, vaccinate, calibrate,
+                          identity=net.identity, val_split="held-out train" if held_out else "val")
+    scorer.evt_source = evt_source
+    scorer.antibody_source = describe_antibodies(params, bank)
+    return scorer

@@ -77,6 +77,32 @@ def vaccination_losses(g: torch.Tensor, labels: torch.Tensor, prototypes: torch.
     return pull, push.mean()
 
 
+def _canonical_order(labels: torch.Tensor, paths: Sequence[str]) -> torch.Tensor:
+    """Sample indices by image path when every sample has one (so a draw does not depend on
+    the loader's order), else in list order."""
+    n, lab = labels.shape[0], labels.tolist()
+    return torch.tensor(sorted(range(n), key=lambda i: (paths[i], lab[i]))
+                        if len(paths) == n and all(paths) else list(range(n)), dtype=torch.long)
+
+
+def _first_per_class(labels: torch.Tensor, chosen: torch.Tensor, per_class: int) -> torch.Tensor:
+    """The first ``per_class`` entries of each class in ``chosen`` (0 = all), in its order."""
+    if per_class <= 0 or chosen.numel() == 0:
+        return chosen
+    taken: dict[int, int] = {}
+    keep = []
+    for c in labels[chosen].tolist():
+        taken[c] = taken.get(c, 0) + 1
+        keep.append(taken[c] <= per_class)
+    return chosen[torch.tensor(keep)]
+
+
+def _in_list_order(chosen: torch.Tensor, n: int) -> torch.Tensor:
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[chosen] = True
+    return torch.nonzero(keep).flatten()
+
+
 def few_shot_indices(labels: torch.Tensor, paths: Sequence[str], shots: int, cap: int,
                      seed: int) -> torch.Tensor:
     """Training subset: ``shots`` images per class (0 = all), then at most ``cap`` (0 = no cap).
@@ -87,22 +113,31 @@ def few_shot_indices(labels: torch.Tensor, paths: Sequence[str], shots: int, cap
     n = labels.shape[0]
     if n == 0:
         return torch.zeros(0, dtype=torch.long)
-    lab = labels.tolist()
-    order = torch.tensor(sorted(range(n), key=lambda i: (paths[i], lab[i]))
-                         if len(paths) == n and all(paths) else list(range(n)), dtype=torch.long)
-    chosen = order[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
-    if shots > 0:
-        taken: dict[int, int] = {}
-        keep = []
-        for c in labels[chosen].tolist():
-            taken[c] = taken.get(c, 0) + 1
-            keep.append(taken[c] <= shots)
-        chosen = chosen[torch.tensor(keep)]
+    order = _canonical_order(labels, paths)
+    chosen = _first_per_class(labels, order[torch.randperm(n, generator=torch.Generator().manual_seed(seed))],
+                              shots)
     if cap > 0:
         chosen = chosen[:cap]
     position = torch.empty(n, dtype=torch.long)
     position[order] = torch.arange(n)
     return chosen[torch.argsort(position[chosen])]
+
+
+def heldout_indices(labels: torch.Tensor, paths: Sequence[str], shots: int, cap: int, seed: int,
+                    per_class: int) -> torch.Tensor:
+    """Training images that :func:`few_shot_indices` (same ``shots``, ``cap``, ``seed``) does
+    not draw: the next ``per_class`` of each class (0 = all of them) in the same seeded order,
+    so they are held out from vaccination (EVT's ``evt_fit: heldout_train``). Empty when the
+    adapter trains on the whole list (``shots`` 0 and no ``cap``). Returned in list order."""
+    n = labels.shape[0]
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long)
+    used = torch.zeros(n, dtype=torch.bool)
+    used[few_shot_indices(labels, paths, shots, cap, seed)] = True
+    order = _canonical_order(labels, paths)
+    order = order[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
+    rest = order[~used[order]]
+    return _in_list_order(_first_per_class(labels, rest, per_class), n)
 
 
 def tensor_digest(*tensors: torch.Tensor) -> str:
