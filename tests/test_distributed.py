@@ -55,7 +55,7 @@ def test_torchrun_two_ranks_write_the_entry_a_single_process_writes(tiny_net, sm
         single = extract_features(tiny_net, make_loader(ds, 64, 0), progress=False, cache=False)
         key = dataset_cache_key(tiny_net, ds)
         got = torch.load(cache / "features" / f"{key}.pt", weights_only=True)
-        assert set(got) == {"features", "labels", "image_paths"}
+        assert set(got) == {"features", "labels", "image_paths", "list"}
         assert torch.equal(got["labels"], single.labels) and got["image_paths"] == single.image_paths
         assert torch.allclose(got["features"], single.features, rtol=0, atol=1e-6)
         # eval reuses it: extract_features reads the entry and runs no backbone pass

@@ -254,7 +254,10 @@ def test_key_covers_what_defines_the_run_and_nothing_else(tmp_path):
     before = ka.key()
     assert before != kb.key()
     os.utime(a, ns=(1, 1))
-    assert ka.key() != before  # same path, new mtime: another run
+    assert ka.key() == before  # touched, same bytes: the same run (a checkpoint is keyed by content)
+    a.write_bytes(b"weightz")
+    os.utime(a, ns=(1, 1))
+    assert ka.key() != before  # same path, size and mtime, other bytes: another run
     assert _spec(pp_overrides={"T": 1}).key() == _spec().key()  # recorded, keyed through pp_args
     assert _spec(seeds=(0, 1)).key() == _spec().key()  # seeds count for the stream protocol only
     assert _spec(protocol="stream", seeds=(0, 1)).key() != _spec(protocol="stream").key()

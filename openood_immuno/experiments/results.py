@@ -3,8 +3,8 @@
 A *run* is one postprocessor evaluated once. Its folder is
 ``OUTPUT/<id>_<model>_<weights>/<postprocessor>[_stream]-<key>/``: the prefix is for people,
 ``key`` is the content key of everything that defines the run (:class:`RunSpec`): the net's
-identity (model and weights; a checkpoint file by path, size and mtime in nanoseconds, never by
-its file name alone), the data root and the content key of every image list, the postprocessor
+identity (model and weights; a checkpoint file by path and content digest, never by its file
+name, size or times alone), the data root and the content key of every image list, the postprocessor
 and its fully resolved arguments, the protocol, the seeds, the engine and the scoring batch.
 
 The folder holds ``ood.csv`` (with a ``status`` column), ``scores_<set>.npz``, ``artifacts.npz``
@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from openood_immuno.core.cache import atomic_write_json, content_key
+from openood_immuno.core.fileid import content_digest
 
 log = logging.getLogger(__name__)
 MANIFEST = "run.json"
@@ -120,11 +121,11 @@ def run_status(status: Mapping[str, Any]) -> RunStatus:
 
 # ---- what defines a run ----------------------------------------------------------------------
 def file_fingerprint(path: str) -> Optional[dict]:
-    """``{path, size, mtime_ns}`` of a local file (a checkpoint); ``None`` for anything else."""
+    """``{path, size, digest}`` of a local file (a checkpoint; ``digest`` is its content's,
+    :func:`~openood_immuno.core.fileid.content_digest`); ``None`` for anything else."""
     if not path or not os.path.isfile(path):
         return None
-    st = os.stat(path)
-    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": os.path.abspath(path), "size": os.path.getsize(path), "digest": content_digest(path)}
 
 
 def resolved_args(pp) -> dict:
