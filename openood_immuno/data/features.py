@@ -188,8 +188,9 @@ class ListIdentity:
                       for line in lines)
         taken = now_ns()
         stats = stat_identities(paths)
-        racy = {int(i): content_digest(paths[i])
-                for i in np.flatnonzero(is_racy(stats[:, 1], taken) & (stats[:, 0] >= 0))}
+        racy = {int(i): content_digest(paths[i])   # regular files only (a FIFO would block)
+                for i in np.flatnonzero(is_racy(stats[:, 1], taken) & (stats[:, 0] >= 0))
+                if os.path.isfile(paths[i])}
         return cls(len(lines), _lines_digest(lines), paths, stats, taken, racy)
 
     def entry_fields(self) -> dict:
