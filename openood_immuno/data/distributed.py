@@ -71,22 +71,29 @@ def _shard_dataset(dataset: ImglistDataset, start: int, stop: int) -> ImglistDat
 
 def _encode_shard(net, dataset: ImglistDataset, key: str, rank: int, world_size: int,
                   options: DecodeOptions, progress: bool) -> None:
-    """Write this rank's shard of ``dataset`` unless a complete one is already on disk."""
+    """Write this rank's shard of ``dataset`` unless a complete one, matching its block of the
+    list exactly (:class:`~openood_immuno.data.features.ListIdentity`), is already on disk."""
     path = shard_path(key, rank, world_size)
     start, stop = shard_bounds(len(dataset), rank, world_size)
+    block = _shard_dataset(dataset, start, stop)
+    identity = ListIdentity.of(block)   # before any image is read
     done = torch_load_cached(path)
     if done is not None and (done.get("start"), done.get("stop")) == (start, stop):
-        log.info("features %s: shard %d/%d (%d images) already on disk", dataset.name, rank,
-                 world_size, stop - start)
-        return
+        why = identity.mismatch(done)
+        if why is None:
+            log.info("features %s: shard %d/%d (%d images) already on disk", dataset.name, rank,
+                     world_size, stop - start)
+            return
+        log.warning("features %s: shard %d/%d on disk not used: %s; encoding it again",
+                    dataset.name, rank, world_size, why)
     if stop > start:
-        loader = make_image_loader(_shard_dataset(dataset, start, stop), net.device, options)
+        loader = make_image_loader(block, net.device, options)
         fs = extract_features(net, loader, f"{dataset.name} [{rank}/{world_size}]", progress, cache=False)
         feats, labels, paths = fs.features, fs.labels, fs.image_paths
     else:  # more ranks than images
         feats, labels, paths = torch.zeros(0, net.embed_dim), torch.zeros(0, dtype=torch.long), []
     atomic_torch_save({"features": feats, "labels": labels, "image_paths": paths,
-                       "start": start, "stop": stop}, path)
+                       "start": start, "stop": stop, "list": identity.entry_fields()}, path)
 
 
 def _assemble(key: str, n: int, world_size: int, final: Path, name: str, identity: ListIdentity) -> None:
