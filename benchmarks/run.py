@@ -216,7 +216,8 @@ def vaccination_paper_scale(device, quick: bool) -> dict:
     (fp32, batch 256) and the paper-scale setting (bf16 autocast, batch 4096), and the
     implied time of 1.28M features x 10 epochs. On a GPU the epoch runs on all 1.28M
     features; on a CPU on 20,000 (``quick``) or 100,000 and is scaled."""
-    from openood_immuno.methods.immuno.vaccination import VaccinationConfig, vaccinate
+    from openood_immuno.methods.immuno.params import ImmunoDISParams
+    from openood_immuno.methods.immuno.vaccination import vaccinate
 
     gpu = device.type == "cuda"
     n = PAPER_TRAIN if gpu else (20_000 if quick else 100_000)
@@ -227,9 +228,9 @@ def vaccination_paper_scale(device, quick: bool) -> dict:
     kappa = torch.full((N_CLASSES,), 50.0, device=device)
     out = {"features": n, "antibodies": N_ANTIBODIES}
     for precision, batch in (("fp32", 256), ("bf16", 4096)):
-        cfg = VaccinationConfig(hidden=512, epochs=1, lr=1e-3, batch_size=batch, weight_decay=1e-4,
-                                beta=5.0, margin=0.2, hard_k=8, seed=0, precision=precision)
-        t = timeit(lambda: vaccinate(feats, labels, protos, kappa, antibodies, owner, cfg, device,
+        cfg = ImmunoDISParams(adapter_hidden=512, epochs=1, lr=1e-3, batch_size=batch, weight_decay=1e-4,
+                              beta=5.0, hard_k=8, seed=0, precision=precision)
+        t = timeit(lambda: vaccinate(feats, labels, protos, kappa, antibodies, owner, cfg, 0.2, device,
                                      progress=False), device, 1, warmup=1 if gpu else 0)
         total = t * PAPER_TRAIN / n * PAPER_EPOCHS
         out[f"{precision}_batch{batch}"] = {"s_per_epoch": t, "paper_regime_s": total}
@@ -470,7 +471,8 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     torch.manual_seed(0)
     from openood_immuno.data.classnames import resolve_class_names
-    from openood_immuno.methods.immuno.vaccination import VaccinationConfig, vaccinate
+    from openood_immuno.methods.immuno.params import ImmunoDISParams
+    from openood_immuno.methods.immuno.vaccination import vaccinate
     from openood_immuno.methods.immuno.evt import EVTCalibrator
 
     gpu = device.type == "cuda"
@@ -534,12 +536,12 @@ def main(argv=None) -> int:
     labels = torch.arange(n_train, device=device) % N_CLASSES
     protos, antibodies = unit(N_CLASSES, D, 5, device), unit(N_ANTIBODIES, D, 6, device)
     owner = torch.arange(N_ANTIBODIES, device=device) % N_CLASSES
-    cfg = VaccinationConfig(hidden=512, epochs=1, lr=1e-3, batch_size=256, weight_decay=1e-4,
-                            beta=5.0, margin=0.2, hard_k=8, seed=0)
+    cfg = ImmunoDISParams(adapter_hidden=512, epochs=1, lr=1e-3, batch_size=256, weight_decay=1e-4,
+                          beta=5.0, hard_k=8, seed=0)
     kappa = torch.full((N_CLASSES,), 50.0, device=device)
     mem = {}
     with peak_memory(device, mem, "peak"):
-        t_epoch = timeit(lambda: vaccinate(feats, labels, protos, kappa, antibodies, owner, cfg,
+        t_epoch = timeit(lambda: vaccinate(feats, labels, protos, kappa, antibodies, owner, cfg, 0.2,
                                            device, progress=False), device, 1 if not gpu else 3, warmup=1)
     fig["vaccination"] = {"features": n_train, "antibodies": N_ANTIBODIES, "s_per_epoch": t_epoch,
                           "gpu_peak_mb": mem["peak"]}

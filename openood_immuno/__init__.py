@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 # public name -> module: imported on first use, so `import openood_immuno.cli` (and so
 # `openood-immuno --help`) loads no torch
 _EXPORTS = {"CLIPNet": ".models.clip_net", "build_clip_net": ".models.clip_net",
-            "build_postprocessor": ".openood.registry",
+            "build_postprocessor": ".postprocessors.registry",
             "register": ".openood.registry", "available_postprocessors": ".core.ymlconfig"}
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -5,6 +5,7 @@ import torch
 
 from openood_immuno.methods.ants import (ANTSParams, ENSBank, NegativeImageMiner, RunningMean, VSNLBank,
                                  adaptive_lambda, fuse, histogram_jump_threshold)
+from openood_immuno.core.params import ParamError
 from openood_immuno.scores.ants import balanced_bank_score, bank_score
 from openood_immuno.scores.grouped import grouped_id_mass
 
@@ -39,12 +40,27 @@ def test_threshold_counts_one_in_the_last_bin_and_validates():
     assert upper == pytest.approx(0.9)                # 1.0 falls in the last (closed) bin
     with pytest.raises(ValueError):
         histogram_jump_threshold([], 0.5)
-    with pytest.raises(ValueError):
-        histogram_jump_threshold([0.1], 1.5)
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"eta": 1.5}, r"eta must be a number in \[0, 1\], got 1.5"),
+    ({"eta": -0.1}, r"eta must be a number in \[0, 1\]"),
+    ({"hist_bins": 1}, r"hist_bins must be an integer >= 2, got 1"),
+    ({"mine_min_cache": -1}, r"mine_min_cache must be an integer >= 0"),
+    ({"ens_max_updates": -1}, r"ens_max_updates must be an integer >= 0"),
+    ({"threshold_rule": "median"}, r"threshold_rule must be one of \('code', 'paper'\)"),
+    ({"ens_bank_size": 0}, r"ens_bank_size must be an integer >= 1, got 0"),
+    ({"ens_bank_policy": "lifo"}, r"ens_bank_policy must be one of \('code', 'fifo'\), got 'lifo'"),
+])
+def test_mining_and_bank_settings_are_validated_once_by_the_params(values, message):
+    """The miner and the ENS bank read ANTSParams and trust it: each range is checked there."""
+    with pytest.raises(ParamError, match=message):
+        ANTSParams(**values)
 
 
 def test_miner_caches_below_threshold_and_updates_from_all_scores():
-    miner = NegativeImageMiner(init_threshold=0.8, eta=0.5, n_bins=10, min_cache=2, max_updates=2)
+    miner = NegativeImageMiner(ANTSParams(init_threshold=0.8, eta=0.5, hist_bins=10, mine_min_cache=2,
+                                          ens_max_updates=2))
     mined = miner.observe(torch.tensor([0.1, 0.9, 0.2]), torch.tensor([4, 5, 6]), ["a", "b", "c"])
     assert mined.tolist() == [True, False, True] and not miner.ready()   # 2 cached: not MORE than 2
     miner.observe(torch.tensor([0.3, 0.95]), torch.tensor([7, 8]), ["d", "e"])
@@ -83,7 +99,7 @@ def _rows(*ids):
 
 
 def test_ens_bank_code_policy_cuts_the_newest_when_full():
-    bank = ENSBank(capacity=4, policy="code")
+    bank = ENSBank(ANTSParams(ens_bank_size=4, ens_bank_policy="code"))
     bank.add(["a", "b", "c"], _rows(1, 2, 3))
     bank.add(["d", "e"], _rows(4, 5))                 # [d e a b c] -> last 4
     assert bank.texts == ["e", "a", "b", "c"]
@@ -91,12 +107,10 @@ def test_ens_bank_code_policy_cuts_the_newest_when_full():
 
 
 def test_ens_bank_fifo_policy_drops_the_oldest():
-    bank = ENSBank(capacity=4, policy="fifo")
+    bank = ENSBank(ANTSParams(ens_bank_size=4, ens_bank_policy="fifo"))
     bank.add(["a", "b", "c"], _rows(1, 2, 3))
     bank.add(["d", "e"], _rows(4, 5))
     assert bank.texts == ["b", "c", "d", "e"]
-    with pytest.raises(ValueError, match="ens_bank_policy"):
-        ENSBank(4, "lifo")
 
 
 def test_vsnl_bank_asks_each_class_once_and_unions_active_ones():

@@ -138,12 +138,11 @@ def test_paper_threshold_is_the_largest_of_the_eta_lowest_candidates():
     assert histogram_jump_threshold(scores, 0.5)[0] != pytest.approx(0.2)       # another rule
     with pytest.raises(ValueError, match="no score below gamma"):
         paper_threshold([0.9, 0.95], 0.8, 0.5)
-    with pytest.raises(ValueError, match="eta"):
-        paper_threshold(scores, 0.8, 0.0)
 
 
 def test_miner_with_the_paper_rule_uses_every_score_below_the_initial_threshold():
-    miner = NegativeImageMiner(0.8, 0.5, 10, 2, 5, "paper")
+    miner = NegativeImageMiner(ANTSParams(init_threshold=0.8, eta=0.5, hist_bins=10, mine_min_cache=2,
+                                          ens_max_updates=5, threshold_rule="paper"))
     gen = torch.Generator().manual_seed(0)
     seen = []
     for _ in range(3):
@@ -156,9 +155,7 @@ def test_miner_with_the_paper_rule_uses_every_score_below_the_initial_threshold(
             assert miner.threshold == pytest.approx(float(below[math.ceil(0.5 * len(below)) - 1]))
             assert miner.upper == 0.8
     assert miner.updates >= 2
-    with pytest.raises(ValueError, match="threshold_rule"):
-        NegativeImageMiner(0.8, 0.5, 10, 2, 5, "median")
-    with pytest.raises(ParamError, match="eta"):
+    with pytest.raises(ParamError, match="eta must be in \\(0, 1\\] with threshold_rule: paper"):
         ANTSParams(threshold_rule="paper", eta=0.0)
 
 

@@ -43,7 +43,7 @@ def test_stock_openood_evaluator_by_name(tiny_net, minibench, tmp_path, monkeypa
     from openood.evaluation_api import Evaluator
 
     import openood_immuno
-    from openood_immuno.openood import registry
+    from openood_immuno.postprocessors import registry
     from openood_immuno.openood.bridge import prefill_id_predictions
 
     shipped = registry.load_postprocessor_config

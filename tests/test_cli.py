@@ -90,24 +90,37 @@ def test_help_texts_are_plain_complete_and_print_each_default_once():
     assert "(default: ViT-B-16)" in " ".join(sub.choices["eval"].format_help().split())
 
 
-def test_python_m_and_the_protocols_of_the_runner():
-    from openood_immuno.cli.eval import PROTOCOLS
-    from openood_immuno.experiments.runner import PROTOCOLS as RUNNER_PROTOCOLS
-
-    assert PROTOCOLS == RUNNER_PROTOCOLS
+def test_python_m_runs_the_cli():
     proc, _ = timed([sys.executable, "-m", "openood_immuno.cli", "report", "--help"])
     assert proc.returncode == 0 and "usage: openood-immuno report" in proc.stdout
 
 
-def test_torch_free_choices_match_the_library():
-    from openood_immuno.data.benchmarks import BENCHMARKS, OOD_PRESETS
-    from openood_immuno.cli.args import ID_BENCHMARKS
-    from openood_immuno.cli.eval import OOD_PRESETS as CLI_PRESETS
-    from openood_immuno.cli.features import DECODE_BACKENDS
-    from openood_immuno.data.decode import BACKENDS
+def test_import_of_the_cli_loads_no_torch():
+    code = f"import sys, openood_immuno.cli; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout
 
-    assert ID_BENCHMARKS == tuple(BENCHMARKS) and CLI_PRESETS == OOD_PRESETS
-    assert DECODE_BACKENDS == tuple(BACKENDS)
+
+def _choices(command: str, dest: str):
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    return next(a for a in sub._actions if a.dest == dest).choices
+
+
+def test_the_cli_offers_the_library_constants_themselves():
+    """No copies: the parser's choices are the torch-free tables of the library."""
+    from openood_immuno.data.benchmarks import BENCHMARKS, OOD_PRESETS
+    from openood_immuno.data.decode_options import BACKENDS
+    from openood_immuno.experiments import runner
+    from openood_immuno.experiments.falsification import DEFAULT_VARIANTS
+    from openood_immuno.experiments.protocols import PROTOCOLS
+    from openood_immuno.experiments.variants import VARIANTS
+
+    for command in ("eval", "features", "vaccinate", "falsify"):
+        assert list(_choices(command, "id_name")) == list(BENCHMARKS)
+    assert _choices("eval", "benchmark") is OOD_PRESETS and _choices("eval", "protocol") is PROTOCOLS
+    assert runner.PROTOCOLS is PROTOCOLS
+    assert _choices("features", "decode") is BACKENDS
+    assert VARIANTS == tuple(v.label for v in DEFAULT_VARIANTS)
 
 
 # ---- bad flags: one line, exit 2, before any model is built ----------------------------------------

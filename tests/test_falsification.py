@@ -12,7 +12,7 @@ from openood_immuno.data.features import FeatureSet
 from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, NO_ANTIBODIES, REFERENCE,
                                                  FalsificationData, FalsificationResult, Variant,
                                                  check_variants, max_softmax, nearest_antibody_cosine,
-                                                 run_falsification, summarize, verdicts,
+                                                 run_falsification, summarize, variant_overrides, verdicts,
                                                  write_falsification)
 from test_immuno_synthetic import make_world
 
@@ -66,10 +66,29 @@ def test_nearest_antibody_cosine_and_max_softmax_on_a_hand_made_example():
 def test_variants_and_overrides_are_checked_before_any_work():
     with pytest.raises(ValueError, match="must come first"):
         check_variants(DEFAULT_VARIANTS[1:], {})
-    with pytest.raises(ValueError, match=r"--set \['epochz'\]: not a parameter of any variant"):
-        check_variants(DEFAULT_VARIANTS, {"epochz": 3})
-    with pytest.raises(ValueError, match="immuno.epochs"):
-        check_variants(DEFAULT_VARIANTS, {"epochs": 0})
+    with pytest.raises(ValueError, match=r"--pp-arg \['\*.epochz'\]: epochz is not a parameter of any variant"):
+        check_variants(DEFAULT_VARIANTS, {"*": {"epochz": 3}})
+    with pytest.raises(ValueError, match="variant 'immuno': postprocessor 'immuno': immuno.epochs"):
+        check_variants(DEFAULT_VARIANTS, {"*": {"epochs": 0}})
+    with pytest.raises(ValueError, match=r"variant 'mcm': .*unknown parameter\(s\) \['epochs'\]"):
+        check_variants(DEFAULT_VARIANTS, {"mcm": {"epochs": 3}})      # named: the key must be its own
+    with pytest.raises(ValueError, match=r"--pp-arg names \['nope'\]: not among the variants run"):
+        check_variants(DEFAULT_VARIANTS, {"nope": {"epochs": 3}})
+    with pytest.raises(ValueError, match=r"\['\*.seed'\]: the training seeds of the test are --seeds"):
+        check_variants(DEFAULT_VARIANTS, {"*": {"seed": 3}})
+
+
+def test_pp_args_reach_the_named_variant_or_every_variant_that_has_the_key():
+    from openood_immuno.postprocessors.registry import resolved_params
+
+    pp_args = {"*": {"epochs": 3, "T": 2.0}, "immuno_no_antibodies": {"epochs": 4}, "mcm": {"T": 0.5}}
+    check_variants(DEFAULT_VARIANTS, pp_args)
+    got = {v.label: variant_overrides(v, resolved_params(v.postprocessor)[0], 7, pp_args)
+           for v in DEFAULT_VARIANTS}
+    assert got["immuno"] == {"epochs": 3, "seed": 7}
+    assert got["immuno_no_antibodies"] == {"beta": 0.0, "lambda": 0.0, "epochs": 4, "seed": 7}  # named wins
+    assert got["immuno_zeroshot"] == {"seed": 7}                       # has neither epochs nor T
+    assert got["mcm"] == {"T": 0.5}                                    # named over *; no seed
 
 
 def _synthetic_data(tmp_path):
@@ -83,7 +102,7 @@ def _synthetic_data(tmp_path):
 
 def test_training_seed_varies_training_only_where_there_is_training(tmp_path):
     data, bank = _synthetic_data(tmp_path)
-    result = run_falsification(data, [0, 1], extra={"antibody_bank": bank, "epochs": 3})
+    result = run_falsification(data, [0, 1], pp_args={"*": {"antibody_bank": bank, "epochs": 3}})
     s = summarize(result)["value"]
     # few-shot draw (16 of 32 per class), initialisation and batch order differ by seed
     for label in (REFERENCE, NO_ANTIBODIES):
@@ -142,8 +161,8 @@ def test_falsify_command_on_minibench(small_minibench, small_bank, tmp_path, cap
 
     out = tmp_path / "falsify"
     rc = run(["falsify", "--data-root", str(small_minibench), "--model", "ImmunoTiny-ViT", "--pretrained",
-              "none", "--device", "cpu", "--num-workers", "0", "--seeds", "0,1", "--set", "epochs=2",
-              "--set", f"antibody_bank={small_bank}", "--set", "delta_low=-1", "--no-progress",
+              "none", "--device", "cpu", "--num-workers", "0", "--seeds", "0,1", "--pp-arg", "*.epochs=2",
+              "--pp-arg", f"*.antibody_bank={small_bank}", "--set", "delta_low=-1", "--no-progress",
               "--output-dir", str(out)])
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["falsification.csv", "falsification.md",
@@ -161,17 +180,44 @@ def test_falsify_command_on_minibench(small_minibench, small_bank, tmp_path, cap
     (["--seeds", "a"], "is not an integer"),
     (["--variants", "immuno,nope"], "--variants: unknown variant 'nope'"),
     (["--variants", "mcm,immuno"], "immuno first"),
-    (["--set", "epochz=2"], "not a parameter of any variant"),
-    (["--set", "epochs"], "--set expects KEY=VALUE"),
+    (["--pp-arg", "*.epochz=2"], "epochz is not a parameter of any variant"),
+    (["--pp-arg", "immuno.epochz=2"], "variant 'immuno': postprocessor 'immuno': unknown parameter(s) ['epochz']"),
+    (["--pp-arg", "nope.epochs=2"], "not among the variants run here"),
+    (["--variants", "immuno,mcm", "--pp-arg", "immuno_zeroshot.lambda=2"], "not among the variants run here"),
+    (["--pp-arg", "epochs=2"], "--pp-arg expects NAME.KEY=VALUE"),
+    (["--set", "epochz=2"], "epochz is not a parameter of any variant"),   # the old spelling: *.KEY
+    (["--set", "epochs"], "--pp-arg expects NAME.KEY=VALUE"),
 ])
 def test_falsify_command_rejects_bad_input_in_one_line(minibench, tmp_path, capsys, argv, message):
     from openood_immuno.cli import run
 
     rc = run(["falsify", "--data-root", str(minibench), "--model", "ImmunoTiny-ViT", "--pretrained", "none",
               "--output-dir", str(tmp_path), *argv])
-    err = capsys.readouterr().err
-    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    if "--set" in argv:   # one deprecation line first
+        assert lines.pop(0).startswith("openood-immuno: warning: --set KEY=VALUE is deprecated")
+    assert rc == 2 and len(lines) == 1 and message in lines[0], lines
     assert not any(tmp_path.iterdir())
+
+
+def test_deprecated_set_is_pp_arg_for_every_variant_with_one_warning_line(capsys):
+    from openood_immuno.cli.args import parse_pp_args, set_as_pp_args
+
+    items = set_as_pp_args(["epochs=3", "T=2"]) + ["immuno.epochs=4"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--set KEY=VALUE is deprecated" in err and "--pp-arg '*.KEY=VALUE'" in err
+    assert parse_pp_args(items, ["immuno", "mcm"], every=True, what="variants") == {
+        "*": {"epochs": 3, "T": 2}, "immuno": {"epochs": 4}}
+    assert set_as_pp_args([]) == [] and capsys.readouterr().err == ""
+
+
+def test_pp_arg_star_only_where_the_command_allows_it():
+    from openood_immuno.cli.args import UsageError, parse_pp_args
+
+    with pytest.raises(UsageError, match=r"names '\*', which is not among the postprocessors run here \['mcm'\]"):
+        parse_pp_args(["*.T=2"], ["mcm"])                                 # eval, vaccinate: no *
+    with pytest.raises(UsageError, match=r"not among the variants run here \['immuno'\], or \* for every one"):
+        parse_pp_args(["imuno.epochs=2"], ["immuno"], every=True, what="variants")
 
 
 def test_falsify_command_names_a_missing_list(tmp_path, capsys):

@@ -42,7 +42,7 @@ from openood_immuno.methods.immuno.params import ImmunoParams
 from openood_immuno.methods.neglabel import negative_labels
 from openood_immuno.methods.neglabel import select as select_mod
 from openood_immuno.experiments.openood_engine import evaluate_with_openood
-from openood_immuno.openood.registry import postprocessor_class
+from openood_immuno.postprocessors.registry import postprocessor_class
 from openood_immuno.data.benchmarks import BenchmarkLists
 from openood_immuno.experiments.runner import FeatureStore, evaluate
 
@@ -149,7 +149,7 @@ def unit(n, d=64, seed=0):
 @pytest.fixture(scope="module")
 def net32(tmp_path_factory):
     """An ImmunoTiny-ViT variant with 32-d embeddings: 'another CLIP model'."""
-    shipped = Path(openood_immuno.__file__).parent / "model_configs" / "ImmunoTiny-ViT.json"
+    shipped = Path(openood_immuno.__file__).parent / "models" / "model_configs" / "ImmunoTiny-ViT.json"
     config = json.loads(shipped.read_text())
     path = tmp_path_factory.mktemp("models") / "ImmunoTiny32.json"
     path.write_text(json.dumps({**config, "embed_dim": 32}))
@@ -543,7 +543,7 @@ def test_interrupted_text_cache_write(tiny_net, monkeypatch):
 def test_interrupted_adapter_checkpoint_write(monkeypatch):
     z, y = unit(40, 8, seed=17), torch.arange(4).repeat(10)
     args = (z, y, unit(4, 8, seed=18), torch.ones(4), unit(8, 8, seed=19), torch.arange(4).repeat(2),
-            ImmunoParams(epochs=2, adapter_hidden=16).vaccination(margin=0.0), "hardening-test")
+            ImmunoParams(epochs=2, adapter_hidden=16), 0.0, "hardening-test")
     folder, before = cache_dir("immuno_adapters"), listing(cache_dir("immuno_adapters"))
     with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
         m.setattr(torch, "save", half_written_torch_save)

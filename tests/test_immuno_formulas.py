@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from openood_immuno.methods.immuno.adapter import RejectionAdapter
-from openood_immuno.methods.immuno.vaccination import (auto_margin, few_shot_indices, load_or_vaccinate,
+from openood_immuno.methods.immuno.vaccination import (adapter_key, auto_margin, few_shot_indices, load_or_vaccinate,
                                                tensor_digest, vaccination_losses)
 from openood_immuno.methods.immuno.antigen import class_means, estimate_kappa, geodesic_prototypes, vmf_kappa
 from openood_immuno.methods.immuno.evt import EVTCalibrator, fit_weibull, lower_tail
@@ -228,11 +228,34 @@ def test_adapter_checkpoint_is_cached_by_content(tmp_path):
     z, y = unit(40, 8, seed=17), torch.arange(4).repeat(10)
     mu, ab, owner = unit(4, 8, seed=18), unit(8, 8, seed=19), torch.arange(4).repeat(2)
     kappa = torch.ones(4)
-    cfg = ImmunoParams(epochs=3, adapter_hidden=16).vaccination(margin=0.0)
-    a1, info1 = load_or_vaccinate(z, y, mu, kappa, ab, owner, cfg, "unit-test", progress=False)
-    a2, info2 = load_or_vaccinate(z, y, mu, kappa, ab, owner, cfg, "unit-test", progress=False)
+    params = ImmunoParams(epochs=3, adapter_hidden=16)
+    a1, info1 = load_or_vaccinate(z, y, mu, kappa, ab, owner, params, 0.0, "unit-test", progress=False)
+    a2, info2 = load_or_vaccinate(z, y, mu, kappa, ab, owner, params, 0.0, "unit-test", progress=False)
     assert not info1["cached"] and info2["cached"] and info1["path"] == info2["path"]
     assert torch.equal(a1(z), a2(z))
-    _, info3 = load_or_vaccinate(z, y, mu, kappa, ab[:7], owner[:7], cfg, "unit-test", progress=False)
+    assert info1["config"] == {**{n: params.get(n) for n in ImmunoParams.TRAINING}, "margin": 0.0}
+    _, info3 = load_or_vaccinate(z, y, mu, kappa, ab[:7], owner[:7], params, 0.0, "unit-test",
+                                 progress=False)
     assert not info3["cached"] and info3["path"] != info1["path"]
     assert tensor_digest(z) == tensor_digest(z.clone()) != tensor_digest(z + 1e-3)
+
+
+# a valid value other than the default for every parameter the vaccination loop reads
+OTHER_TRAINING_VALUE = {"adapter_hidden": 8, "epochs": 2, "lr": 2e-3, "batch_size": 64, "weight_decay": 0.0,
+                        "beta": 1.0, "hard_k": 2, "seed": 1, "precision": "bf16"}
+
+
+def test_adapter_key_changes_with_every_training_parameter_and_only_those():
+    z, y = unit(8, 4, seed=1), torch.arange(2).repeat(4)
+    tensors = (z, y, unit(2, 4, seed=2), torch.ones(2), unit(3, 4, seed=3), torch.tensor([0, 1, 1]))
+    base = ImmunoParams()
+
+    def key(params, margin=0.2):
+        return adapter_key("net", params.training_args(margin), *tensors)
+
+    assert set(OTHER_TRAINING_VALUE) == set(ImmunoParams.TRAINING)
+    keys = {key(base.replace({name: value})) for name, value in OTHER_TRAINING_VALUE.items()}
+    assert len(keys) == len(OTHER_TRAINING_VALUE) and key(base) not in keys
+    assert key(base, 0.3) != key(base)                               # the resolved margin
+    for name, value in {"tau": 0.2, "evt_tail": 0.25, "lambda": 2.0, "margin_quantile": 0.5}.items():
+        assert key(base.replace({name: value})) == key(base)          # read after training only

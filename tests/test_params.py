@@ -13,7 +13,7 @@ from openood_immuno.methods.mcm.params import MCMParams
 from openood_immuno.methods.neglabel.params import NegLabelParams
 from openood_immuno.experiments.param_docs import DOC_TABLES, stale_docs
 from openood_immuno.core.params import ParamError, markdown_table
-from openood_immuno.openood.registry import _with_shipped_defaults, postprocessor_class
+from openood_immuno.postprocessors.registry import postprocessor_class, with_shipped_defaults
 from openood_immuno.core.ymlconfig import Config, config_dir, load_postprocessor_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def test_a_config_with_every_argument_written_out_still_loads(name):
     pp = build_postprocessor(name)
     config = Config({"postprocessor": {"name": name, "APS_mode": False, "postprocessor_args": pp.args,
                                        "postprocessor_sweep": {f"{k}_list": v for k, v in pp.args_dict.items()}}})
-    again = postprocessor_class(_with_shipped_defaults(config))(_with_shipped_defaults(config))
+    again = postprocessor_class(with_shipped_defaults(config))(with_shipped_defaults(config))
     assert again.params == pp.params and again.args_dict == pp.args_dict
 
 
@@ -122,7 +122,7 @@ def test_a_sweep_that_names_keys_sweeps_only_those(name):
     sweep = {f"{k}_list": cls.sweep_defaults()[k][:2] for k in keys}
     config = Config({"postprocessor": {"name": name, "APS_mode": True, "postprocessor_args": {},
                                        "postprocessor_sweep": sweep}})
-    merged = _with_shipped_defaults(config)            # the OpenOOD main.py route after register()
+    merged = with_shipped_defaults(config)            # the OpenOOD main.py route after register()
     built = postprocessor_class(merged)(merged)
     # the user's lists; ants_vsnl's own named lists stay beside them (merged by the base: rule)
     own = {"vsnl_top_k": 3, "group_size": 3, "vsnl_interval": 3} if name == "ants_vsnl" else {}
@@ -177,7 +177,7 @@ def test_a_sweep_of_only_null_entries_narrows_the_default_grid_and_no_grid_is_wr
 # ---- OpenOOD's own mcm.yml (issue 11 item 3) -------------------------------------------------------
 def test_openoods_own_mcm_yml_loads_with_tau_as_an_alias_of_T():
     config = Config(yaml.safe_load(OPENOOD_MCM_YML))
-    merged = _with_shipped_defaults(config)              # the main.py route after register()
+    merged = with_shipped_defaults(config)              # the main.py route after register()
     pp = postprocessor_class(merged)(merged)
     assert pp.params == MCMParams(T=1.0) and pp.args_dict == {"T": [0.01, 1.0, 10.0]}
     direct = postprocessor_class(config)(config)          # the yml alone, no shipped one
@@ -190,6 +190,13 @@ def test_openoods_own_mcm_yml_loads_with_tau_as_an_alias_of_T():
 def test_an_alias_and_its_name_together_are_refused():
     with pytest.raises(ParamError, match=r"both 'tau' and 'T' are given .*keep one"):
         MCMParams.from_mapping({"tau": 1, "T": 2}, "postprocessor 'mcm'")
+    # the registry resolves aliases through the same method (Params.canonical), on each side
+    with pytest.raises(ParamError, match=r"postprocessor 'mcm' overrides: both 'tau' and 'T' are given"):
+        build_postprocessor("mcm", tau=0.5, T=2.0)
+    config = Config(yaml.safe_load(OPENOOD_MCM_YML))
+    config.postprocessor.postprocessor_sweep["T_list"] = [1.0]
+    with pytest.raises(ParamError, match=r"postprocessor 'mcm': both 'tau_list' and 'T_list' are given"):
+        with_shipped_defaults(config)
 
 
 # ---- bad values, one class each (issue 12 item 5) -------------------------------------------------
@@ -311,7 +318,7 @@ def test_doc_tables_are_generated_from_the_dataclasses():
 
 
 def test_values_can_be_checked_without_building_anything():
-    from openood_immuno.openood.registry import resolved_params
+    from openood_immuno.postprocessors.registry import resolved_params
 
     params, sweep = resolved_params("ants_ens", {"eta": 0.3})
     assert params == ANTSParams(mode="far_only", eta=0.3) and "vsnl_top_k" not in sweep

@@ -4,7 +4,7 @@ import pytest
 
 from openood_immuno import available_postprocessors, build_postprocessor
 from openood_immuno.core.ymlconfig import config_dir, load_postprocessor_config
-from openood_immuno.openood.registry import postprocessor_class
+from openood_immuno.postprocessors.registry import postprocessor_class
 
 
 def test_every_shipped_yml_builds_its_class():
@@ -84,3 +84,35 @@ def test_immuno_paper_variants_are_shipped_names_of_the_immuno_method():
         assert postprocessor_class(config).method == "immuno" and config.postprocessor.name == name
         pp = build_postprocessor(name)
         assert pp.trains and pp.decision_threshold() is not None
+
+
+def test_static_table_names_every_postprocessor_class():
+    """Every ImmunoPostprocessor subclass with a method in postprocessors/ is a row of
+    ``METHODS`` (the table imports them by name: no package scan at run time)."""
+    import importlib
+    import pkgutil
+
+    import openood_immuno.postprocessors as package
+    from openood_immuno.postprocessors.base import ImmunoPostprocessor
+    from openood_immuno.postprocessors.registry import METHODS
+
+    found = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        found.update({obj.method: obj for obj in vars(module).values()
+                      if isinstance(obj, type) and issubclass(obj, ImmunoPostprocessor) and obj.method
+                      and obj.__module__ == module.__name__})
+    assert METHODS == found
+    source = (Path(package.__file__).parent / "registry.py").read_text()
+    assert "importlib" not in source and "pkgutil" not in source
+
+
+def test_postprocessors_registry_stays_below_openood_experiments_and_cli():
+    import subprocess
+    import sys
+
+    code = ("import sys, openood_immuno.postprocessors.registry; "
+            "print(sorted(m for m in sys.modules if m.split('.')[:2] in "
+            "(['openood_immuno', 'openood'], ['openood_immuno', 'experiments'], ['openood_immuno', 'cli'])))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

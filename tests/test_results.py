@@ -64,7 +64,7 @@ def test_run_status_reads_the_documented_keys(status, state, reason):
 
 
 def test_degraded_run_is_marked_everywhere_and_exits_non_zero(small_root, tmp_path, capsys, monkeypatch):
-    import openood_immuno.openood.registry as registry
+    import openood_immuno.postprocessors.registry as registry
 
     def degraded(*args, **kwargs):
         pp = build(*args, **kwargs)

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from openood_immuno.methods.immuno.adapter import RejectionAdapter
-from openood_immuno.methods.immuno.vaccination import VaccinationConfig, vaccinate, vaccination_losses
+from openood_immuno.core.params import ParamError
+from openood_immuno.methods.immuno.params import ImmunoDISParams
+from openood_immuno.methods.immuno.vaccination import vaccinate, vaccination_losses
 
 C, D, M, N = 50, 128, 2000, 1024
 
@@ -40,19 +42,16 @@ def test_bf16_autocast_keeps_the_loss_within_1e3(margin, hard_k):
 
 def test_bf16_training_follows_fp32():
     feats, labels, protos, kappa, antibodies, owner = _problem(2)
-    cfg = dict(hidden=256, epochs=3, lr=1e-3, batch_size=256, weight_decay=1e-4, beta=5.0, margin=0.3,
-               hard_k=8, seed=0)
+    params = ImmunoDISParams(adapter_hidden=256, epochs=3, lr=1e-3, batch_size=256, weight_decay=1e-4,
+                             beta=5.0, hard_k=8, seed=0)
     runs = {p: vaccinate(feats, labels, protos, kappa, antibodies, owner,
-                         VaccinationConfig(**cfg, precision=p), progress=False) for p in ("fp32", "bf16")}
+                         params.replace({"precision": p}), margin=0.3, progress=False) for p in ("fp32", "bf16")}
     for h32, h16 in zip(runs["fp32"][1], runs["bf16"][1]):
         assert abs(h32["loss"] - h16["loss"]) < 5e-3, (h32, h16)
     assert runs["bf16"][1][-1]["loss"] < runs["bf16"][1][0]["loss"]
     assert all(p.dtype == torch.float32 for p in runs["bf16"][0].parameters())
 
 
-def test_unknown_precision_is_refused():
-    feats, labels, protos, kappa, antibodies, owner = _problem()
-    cfg = VaccinationConfig(hidden=8, epochs=1, lr=1e-3, batch_size=256, weight_decay=0.0, beta=1.0,
-                            margin=0.3, hard_k=0, seed=0, precision="fp16")
-    with pytest.raises(ValueError, match="precision must be one of"):
-        vaccinate(feats, labels, protos, kappa, antibodies, owner, cfg, progress=False)
+def test_unknown_precision_is_refused_by_the_params():
+    with pytest.raises(ParamError, match=r"precision must be one of \('fp32', 'bf16'\), got 'fp16'"):
+        ImmunoDISParams(precision="fp16")

@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import sys
 from importlib import resources
 from typing import Iterable, Sequence
+
+from openood_immuno.data.benchmarks import BENCHMARKS
+from openood_immuno.experiments.variants import EVERY
 
 
 class UsageError(ValueError):
@@ -32,10 +36,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             return text
         return f"{text} (default: %(default)s)"
 
-
-# the ID benchmarks of openood_immuno.data.benchmarks.BENCHMARKS (OpenOOD v1.5), written here so the
-# parser imports no torch; a test checks they agree
-ID_BENCHMARKS = ("imagenet", "imagenet200", "cifar10", "cifar100")
 
 def postprocessor_names() -> list[str]:
     """Names of the shipped postprocessors: the yml file names of ``configs/postprocessors/``."""
@@ -79,23 +79,29 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def parse_pp_args(items: Sequence[str], names: Sequence[str]) -> dict[str, dict]:
-    """``NAME.KEY=VALUE`` (VALUE read as YAML) -> ``{NAME: {KEY: VALUE}}``.
+def parse_pp_args(items: Sequence[str], names: Sequence[str], every: bool = False,
+                  what: str = "postprocessors") -> dict[str, dict]:
+    """``NAME.KEY=VALUE`` (VALUE read as YAML) -> ``{NAME: {KEY: VALUE}}``: the one override
+    syntax of every command (``--pp-arg``).
 
-    ``names`` are the postprocessors the command runs; a NAME outside them is refused. The
-    values are checked by the postprocessor itself when it is built.
+    ``names`` are what NAME may be (``what``: the postprocessors the command runs, or the
+    variants of falsify); with ``every``, NAME may also be ``*`` (every one of them that has
+    KEY). A NAME outside them is refused. Keys and values are checked by the parameter
+    dataclass of the postprocessor when it is resolved.
     """
     import yaml
 
     out: dict[str, dict] = {}
+    allowed = [*names, EVERY] if every else list(names)
     for item in items:
         target, sep, value = item.partition("=")
         name, dot, key = target.strip().partition(".")
         if not sep or not dot or not name or not key.strip():
             raise UsageError(f"--pp-arg expects NAME.KEY=VALUE (e.g. immuno.epochs=5), got {item!r}")
-        if name not in names:
-            raise UsageError(f"--pp-arg {item!r} names {name!r}, which is not among the postprocessors "
-                             f"run here {list(names)}{did_you_mean(name, names)}")
+        if name not in allowed:
+            also = f", or {EVERY} for every one that has the key" if every else ""
+            raise UsageError(f"--pp-arg {item!r} names {name!r}, which is not among the {what} "
+                             f"run here {list(names)}{also}{did_you_mean(name, names)}")
         try:
             out.setdefault(name, {})[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
@@ -105,10 +111,19 @@ def parse_pp_args(items: Sequence[str], names: Sequence[str]) -> dict[str, dict]
     return out
 
 
-def add_pp_arg(parser: argparse.ArgumentParser, example: str) -> None:
+def set_as_pp_args(items: Sequence[str]) -> list[str]:
+    """Items of the deprecated ``--set KEY=VALUE`` as ``--pp-arg *.KEY=VALUE``; prints one
+    deprecation line (stderr) when there are any."""
+    if items:
+        print("openood-immuno: warning: --set KEY=VALUE is deprecated and will be removed in the next "
+              "release: write --pp-arg '*.KEY=VALUE' (the same meaning)", file=sys.stderr)
+    return [f"{EVERY}.{item}" for item in items]
+
+
+def add_pp_arg(parser: argparse.ArgumentParser, example: str, name: str = "a postprocessor run") -> None:
     parser.add_argument("--pp-arg", action="append", default=[], metavar="NAME.KEY=VALUE",
-                        help=f"override a postprocessor argument of its yml (VALUE read as YAML), "
-                             f"e.g. {example}; repeatable")
+                        help=f"override argument KEY of NAME ({name}) over its yml (VALUE read as "
+                             f"YAML), e.g. {example}; repeatable")
 
 
 def add_model_args(parser: argparse.ArgumentParser, title: str | None = None) -> None:
@@ -121,7 +136,7 @@ def add_model_args(parser: argparse.ArgumentParser, title: str | None = None) ->
 
 
 def add_id_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--id", dest="id_name", default="imagenet", choices=ID_BENCHMARKS,
+    parser.add_argument("--id", dest="id_name", default="imagenet", choices=tuple(BENCHMARKS),
                         help="ID benchmark (its class names and image lists)")
 
 

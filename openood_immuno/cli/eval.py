@@ -7,9 +7,9 @@ import time
 from .args import (HelpFormatter, UsageError, add_data_root_arg, add_id_arg, add_loader_args, add_model_args, add_pp_arg,
                    add_progress_arg, check_data_root, check_lists, net_from_args, parse_postprocessors,
                    parse_pp_args, parse_seeds, postprocessor_names)
+from openood_immuno.data.benchmarks import OOD_PRESETS
+from openood_immuno.experiments.protocols import PROTOCOLS
 
-PROTOCOLS = ("openood", "stream")
-OOD_PRESETS = ("openood", "mos")  # openood_immuno.data.benchmarks.OOD_PRESETS (torch-free parser)
 DESCRIPTION = """\
 Score one or more postprocessors on an OpenOOD v1.5 data_root and print and write, per
 postprocessor, the table of Evaluator.eval_ood() (FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC per
@@ -47,7 +47,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--engine", default="auto", choices=["auto", "openood", "builtin"],
                    help="auto: OpenOOD's Evaluator when installed (openood protocol), else builtin")
     p.add_argument("--aps", action="store_true", help="force OpenOOD's automatic parameter search")
-    add_pp_arg(p, "ants.mllm=none or immuno.epochs=5")
+    add_pp_arg(p, "ants.mllm=none or immuno.epochs=5", "one of --postprocessors")
     p.add_argument("--extra-ood", action="append", default=[], metavar="NAME=LIST",
                    help="extra OOD list relative to data_root (e.g. imagenet_o=benchmark_imglist/...); "
                         "repeatable")
@@ -97,7 +97,7 @@ def run(args) -> int:
 
     from openood_immuno.core.cache import cache_root
     from openood_immuno.data.benchmarks import NUM_CLASSES, get_benchmark
-    from openood_immuno.openood.registry import build_postprocessor
+    from openood_immuno.postprocessors.registry import build_postprocessor
     from openood_immuno.experiments.results import RunSpec, check_writable, resolved_args, write_run
     from openood_immuno.data.benchmarks import BenchmarkLists, parse_extra_ood
     from openood_immuno.experiments.runner import FeatureStore, evaluate, validate_benchmark

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from .args import (HelpFormatter, UsageError, add_data_root_arg, add_id_arg, add_loader_args, add_model_args,
-                   add_progress_arg, check_data_root, check_lists, did_you_mean, net_from_args,
-                   parse_seeds)
-
-VARIANTS = ("immuno", "immuno_no_antibodies", "immuno_zeroshot", "mcm")  # falsification.DEFAULT_VARIANTS
+                   add_pp_arg, add_progress_arg, check_data_root, check_lists, did_you_mean, net_from_args,
+                   parse_pp_args, parse_seeds, set_as_pp_args)
+from openood_immuno.experiments.variants import DEFAULT_VARIANTS, VARIANTS
 DESCRIPTION = """\
 The falsification test of Immuno-VLM's antibodies (docs/immuno_vlm.md, "Falsification"): for
 each training seed, the full method (immuno), the same without antibodies (beta = 0, lambda = 0),
@@ -15,8 +14,12 @@ pass for all seeds); reports ID accuracy, OOD confidence, AUROC/FPR@95 near and 
 nearest-antibody cosines, with deltas vs the full method as mean +- std over seeds. Writes
 falsification.md, falsification.csv and falsification.png to OUTPUT_DIR.
 
+--pp-arg NAME.KEY=VALUE sets a parameter of one variant (NAME = its label) or, with NAME *, of
+every variant that has it (a key no variant has is refused); the training seed is --seeds.
+
 example:
-  openood-immuno falsify --data-root ./data --seeds 0,1,2,3,4 --output-dir results/falsify"""
+  openood-immuno falsify --data-root ./data --seeds 0,1,2,3,4 --output-dir results/falsify \
+      --pp-arg '*.epochs=10' --pp-arg immuno_zeroshot.antibody_bank=banks/imagenet.json"""
 
 
 def add_parser(subparsers) -> None:
@@ -28,9 +31,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seeds", default="0,1,2,3,4", help="training seeds, comma-separated")
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help="comma-separated subset, immuno first (the reference of the deltas)")
+    add_pp_arg(p, "'*.epochs=10' or immuno.antibody_bank=banks/imagenet_qwen.json",
+               "a variant of --variants, or * for every variant that has KEY")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="a parameter for every variant that has it (VALUE read as YAML), e.g. epochs=10 "
-                        "or antibody_bank=banks/imagenet_qwen.json; repeatable")
+                   help="deprecated (removed in the next release): the same as --pp-arg '*.KEY=VALUE'")
     p.add_argument("--msp-temperature", type=float, default=None,
                    help="T of the classifiers' max-softmax (default: MCM's T)")
     add_loader_args(p)
@@ -51,40 +55,25 @@ def _variants(text: str) -> list[str]:
     return names
 
 
-def _overrides(items) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set expects KEY=VALUE (e.g. epochs=5), got {item!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise UsageError(f"--set {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
-    return out
-
-
 def run(args) -> int:
     seeds = parse_seeds(args.seeds)
     names = _variants(args.variants)
-    extra = _overrides(args.overrides)
+    pp_args = parse_pp_args(set_as_pp_args(args.overrides) + args.pp_arg, names, every=True, what="variants")
     if args.msp_temperature is not None and not args.msp_temperature > 0:
         raise UsageError(f"--msp-temperature must be > 0, got {args.msp_temperature}")
     check_data_root(args.data_root)
 
     from openood_immuno.data.benchmarks import NUM_CLASSES, get_benchmark
     from openood_immuno.core.cache import cache_root
-    from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, check_variants, data_from_store,
-                                        run_falsification, write_falsification)
+    from openood_immuno.experiments.falsification import (check_variants, data_from_store, run_falsification,
+                                                          write_falsification)
     from openood_immuno.experiments.results import check_writable
     from openood_immuno.data.benchmarks import BenchmarkLists
     from openood_immuno.experiments.runner import FeatureStore, validate_benchmark
 
     variants = [v for n in names for v in DEFAULT_VARIANTS if v.label == n]
     try:
-        check_variants(variants, extra)
+        check_variants(variants, pp_args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     lists = BenchmarkLists.of(get_benchmark(args.id_name))  # OpenOOD v1.5's near and far sets
@@ -98,8 +87,8 @@ def run(args) -> int:
                          progress=not args.no_progress)
     command = (f"openood-immuno falsify --data-root {args.data_root} --model {args.model} --pretrained "
                f"{args.pretrained} --seeds {','.join(map(str, seeds))} --variants {','.join(names)}"
-               + "".join(f" --set {k}={v}" for k, v in extra.items()))
-    result = run_falsification(data_from_store(store), seeds, variants, extra, args.msp_temperature,
+               + "".join(f" --pp-arg '{n}.{k}={v}'" for n, kv in pp_args.items() for k, v in kv.items()))
+    result = run_falsification(data_from_store(store), seeds, variants, pp_args, args.msp_temperature,
                                args.score_batch_size, {"command": command, "model": args.model,
                                                        "pretrained": args.pretrained,
                                                        "data_root": args.data_root})

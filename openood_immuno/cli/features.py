@@ -2,6 +2,7 @@
 many (``torchrun --nproc_per_node N -m openood_immuno.cli features ...``)."""
 from __future__ import annotations
 
+from openood_immuno.data.decode_options import BACKENDS
 from .args import HelpFormatter, add_data_root_arg, add_id_arg, add_loader_args, add_model_args, resolve_device
 
 DESCRIPTION = """\
@@ -13,8 +14,6 @@ one cache entry eval reads. Every rank must see the same cache folder ($OPENOOD_
 
   torchrun --nproc_per_node 8 -m openood_immuno.cli features --data-root DATA --lists all"""
 
-# the choices of openood_immuno.data.decode.BACKENDS, written here so the parser imports no torch
-DECODE_BACKENDS = ("pil", "tensor")
 
 
 def add_parser(subparsers) -> None:
@@ -29,7 +28,7 @@ def add_parser(subparsers) -> None:
     add_model_args(p)
     add_id_arg(p)
     add_loader_args(p)
-    p.add_argument("--decode", default="pil", choices=DECODE_BACKENDS,
+    p.add_argument("--decode", default="pil", choices=BACKENDS,
                    help="pil: the reference preprocessing (the entries eval reads); tensor: "
                         "openood_immuno.data.decode's tensor path, cached under its own key")
     p.add_argument("--decode-device", default="cpu", choices=["cpu", "cuda"],

@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
 
 def mining_params(args) -> dict:
     """The mining parameters: the neglabel postprocessor's values, with the flags that were set."""
-    from openood_immuno.openood.registry import build_postprocessor
+    from openood_immuno.postprocessors.registry import build_postprocessor
 
     defaults = build_postprocessor("neglabel", args.id_name).args
     return {key: defaults[key] if getattr(args, key) is None else getattr(args, key)

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--shots", type=lambda v: v if v == "all" else int(v), default=None,
                    help="training images per class, all or 0 = the whole training list (default: "
                         "the config's shots)")
-    add_pp_arg(p, "immuno.margin=0.3 (NAME is --config)")
+    add_pp_arg(p, "immuno.margin=0.3", "the --config")
     add_loader_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
@@ -51,7 +51,7 @@ def run(args) -> int:
     from openood_immuno.data.benchmarks import BENCHMARKS
     from openood_immuno.data.lists import ImglistDataset, make_loader, read_imglist
     from openood_immuno.data.features import LazyFeatures
-    from openood_immuno.openood.registry import build_postprocessor
+    from openood_immuno.postprocessors.registry import build_postprocessor
 
     pp = build_postprocessor(args.config, args.id_name, **overrides)
     if not getattr(pp, "vaccinate", False):

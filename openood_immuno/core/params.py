@@ -275,22 +275,19 @@ class Params:
                 f"(sweeps as '<name>_list')" + (f"; {guess}" if guess else ""))
 
     @classmethod
-    def canonical(cls, values: Mapping[str, Any], suffix: str = "") -> dict[str, Any]:
-        """``values`` with aliases replaced by the names they stand for (``tau`` -> ``T``;
-        with ``suffix='_list'``, ``tau_list`` -> ``T_list``); a later key wins."""
-        out: dict[str, Any] = {}
-        for key, value in values.items():
-            base = key[:-len(suffix)] if suffix and key.endswith(suffix) else None
-            out[cls._canonical(base) + suffix if base is not None else cls._canonical(key)] = value
-        return out
-
-    @classmethod
-    def _rename(cls, values: Mapping[str, Any], where: str, suffix: str = "") -> dict[str, Any]:
+    def canonical(cls, values: Mapping[str, Any], where: str = "", suffix: str = "") -> dict[str, Any]:
+        """``values`` with aliases replaced by the names they stand for (``tau`` -> ``T``; with
+        ``suffix='_list'``, ``tau_list`` -> ``T_list``, and keys without the suffix are kept
+        as they are, for :meth:`unknown` to report). The one place aliases are resolved: a
+        name given twice (``tau`` and ``T``) raises ParamError naming ``where``."""
+        where = where or cls.__name__
         out: dict[str, Any] = {}
         given: dict[str, str] = {}
         for key, value in values.items():
-            base = key[:-len(suffix)] if suffix else key
-            name = cls._canonical(base) + suffix
+            if suffix and not key.endswith(suffix):
+                name = key
+            else:
+                name = cls._canonical(key[:-len(suffix)] if suffix else key) + suffix
             if name in out:
                 alias = key if key != name else given[name]
                 raise ParamError(f"{where}: both {alias!r} and {name!r} are given ({alias!r} is an "
@@ -311,7 +308,7 @@ class Params:
         bad = cls.unknown(values)
         if bad:
             raise ParamError(cls._unknown_message(bad, where))
-        values = cls._rename(values, where)
+        values = cls.canonical(values, where)
         specs = cls.specs()
         try:
             return cls(**{specs[k].attr: v for k, v in values.items()})
@@ -327,7 +324,7 @@ class Params:
         specs = self.specs()
         try:
             return dataclasses.replace(self, **{specs[k].attr: v
-                                                for k, v in self._rename(values, where).items()})
+                                                for k, v in self.canonical(values, where).items()})
         except ParamError as exc:
             raise ParamError(f"{where}: {prefix}{exc}") from None
 
@@ -355,7 +352,7 @@ class Params:
         bad = cls.unknown((), sweep)
         if bad:
             raise ParamError(cls._unknown_message(bad, where))
-        renamed = cls._rename(sweep, where, "_list")
+        renamed = cls.canonical(sweep, where, "_list")
         named = any(values is not None for values in renamed.values())
         out = {} if named else cls.sweep_defaults()
         specs = cls.specs()

@@ -33,7 +33,8 @@ import torch.distributed as dist
 
 from openood_immuno.core.cache import atomic_torch_save, cache_dir, torch_load_cached
 from .lists import ImglistDataset
-from .decode import DecodeOptions, make_image_loader
+from .decode import make_image_loader
+from .decode_options import DecodeOptions
 from .features import ListIdentity, dataset_cache_key, extract_features, load_entry
 
 log = logging.getLogger(__name__)

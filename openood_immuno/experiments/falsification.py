@@ -2,14 +2,9 @@
 it"): with the antibodies on and off, over several training seeds, do the antibodies lower the
 confidence on held-out OOD images, and do they cost ID accuracy?
 
-Variants (:data:`DEFAULT_VARIANTS`), each fitted once per training seed on the same cached
-features:
-
-* ``immuno``: the full method (vaccinated adapter, DIS, EVT);
-* ``immuno_no_antibodies``: the same adapter trained by the pull term only and scored without
-  ``S_nonself`` (``beta = 0``, ``lambda = 0``): the antibodies' whole contribution removed;
-* ``immuno_zeroshot``: adapter off (frozen CLIP, text prototypes), antibodies in DIS;
-* ``mcm``: plain MCM, neither antibodies nor adapter.
+Variants (:data:`~.variants.DEFAULT_VARIANTS`: ``immuno``, ``immuno_no_antibodies``,
+``immuno_zeroshot``, ``mcm``; :mod:`.variants` describes each), each fitted once per training
+seed on the same cached features.
 
 Per variant and seed (:func:`variant_metrics`), with ``g`` the variant's feature map (its
 adapter, or the identity) and ``mu`` its classifier's prototypes:
@@ -52,32 +47,13 @@ from openood_immuno.data.features import FeatureSet
 from openood_immuno.methods.mcm.params import MCMParams
 from openood_immuno.methods.mcm.scorer import MCMScorer
 from openood_immuno.core.metrics import compute_all_metrics
+from openood_immuno.core.params import Params
 from openood_immuno.methods.immuno.scorer import ImmunoScorer
+from openood_immuno.postprocessors.registry import build_postprocessor, resolved_params
+from .variants import DEFAULT_VARIANTS, EVERY, NO_ANTIBODIES, REFERENCE, Variant
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Variant:
-    """One row of the test: a shipped postprocessor with parameter overrides."""
-
-    label: str
-    postprocessor: str
-    overrides: Mapping[str, Any]
-    description: str
-
-
-REFERENCE = "immuno"
-NO_ANTIBODIES = "immuno_no_antibodies"
-DEFAULT_VARIANTS = (
-    Variant(REFERENCE, "immuno", {}, "full method: adapter trained by pull + beta * push, DIS, EVT"),
-    Variant(NO_ANTIBODIES, "immuno", {"beta": 0.0, "lambda": 0.0},
-            "no antibodies: adapter trained by the pull term only (beta = 0), DIS without "
-            "S_nonself (lambda = 0), EVT"),
-    Variant("immuno_zeroshot", "immuno_zeroshot", {},
-            "adapter off: frozen CLIP, text prototypes, antibodies in DIS"),
-    Variant("mcm", "mcm", {}, "plain MCM: no antibodies, no adapter"),
-)
 HEADLINE = ("ACC", "AUROC_near", "FPR95_near", "AUROC_far", "FPR95_far", "msp_id", "abcos_id_before",
             "abcos_id_after", "abcos_near_before", "abcos_near_after", "abcos_far_before",
             "abcos_far_after", "train_push_before", "train_push_after")
@@ -188,13 +164,14 @@ def variant_metrics(pp, data: FalsificationData, antibodies: torch.Tensor, tempe
 
 
 # ---- the run ---------------------------------------------------------------------------------
-def variant_overrides(variant: Variant, params_names: Sequence[str], seed: int,
-                      extra: Mapping[str, Any]) -> dict[str, Any]:
-    """The overrides of ``variant`` at training ``seed``: its own, then those of ``extra`` that
-    are parameters of its method (``epochs``, ``antibody_bank``...), then ``seed``."""
-    names = set(params_names)
-    out = {**variant.overrides, **{k: v for k, v in extra.items() if k in names}}
-    if "seed" in names:
+def variant_overrides(variant: Variant, params: Params, seed: int,
+                      pp_args: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The overrides of ``variant`` at training ``seed``: its own, then those of
+    ``pp_args['*']`` that are parameters of its method (``params``: its resolved defaults),
+    then ``pp_args[variant.label]``, then ``seed``."""
+    every = {k: v for k, v in pp_args.get(EVERY, {}).items() if not params.unknown([k])}
+    out = {**variant.overrides, **every, **pp_args.get(variant.label, {})}
+    if "seed" in params.names():
         out["seed"] = seed
     return out
 
@@ -207,51 +184,59 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
     return seeds
 
 
-def check_variants(variants: Sequence[Variant], extra: Mapping[str, Any]) -> None:
-    """Validate every variant's overrides and ``extra`` before any work (one line per error)."""
-    from openood_immuno.openood.registry import resolved_params
-
+def check_variants(variants: Sequence[Variant], pp_args: Mapping[str, Mapping[str, Any]]) -> None:
+    """Validate every variant's overrides and ``pp_args`` (``{variant label or '*': {key:
+    value}}``, ``--pp-arg NAME.KEY=VALUE``) before any work (one line per error)."""
     labels = [v.label for v in variants]
     if REFERENCE not in labels or labels[0] != REFERENCE or len(set(labels)) != len(labels):
         raise ValueError(f"variants {labels}: {REFERENCE!r} must come first (the reference of the "
                          "deltas and of the antibody set), labels must be distinct")
-    used = set()
+    strangers = sorted(set(pp_args) - set(labels) - {EVERY})
+    if strangers:
+        raise ValueError(f"--pp-arg names {strangers}: not among the variants run {labels} (or "
+                         f"{EVERY}, every variant that has the key)")
+    seeded = [f"{name}.seed" for name, values in pp_args.items() if "seed" in values]
+    if seeded:
+        raise ValueError(f"--pp-arg {seeded}: the training seeds of the test are --seeds")
+    every, used = pp_args.get(EVERY, {}), set()
     for v in variants:
-        names = resolved_params(v.postprocessor)[0].names()
-        used |= set(extra) & set(names)
-        resolved_params(v.postprocessor, variant_overrides(v, names, 0, extra))
-    unused = sorted(set(extra) - used)
+        params = resolved_params(v.postprocessor)[0]
+        used |= {k for k in every if not params.unknown([k])}
+        try:
+            resolved_params(v.postprocessor, variant_overrides(v, params, 0, pp_args))
+        except ValueError as exc:
+            raise ValueError(f"variant {v.label!r}: {exc}") from None
+    unused = sorted(set(every) - used)
     if unused:
-        raise ValueError(f"--set {unused}: not a parameter of any variant "
-                         f"({', '.join(v.postprocessor for v in variants)})")
+        raise ValueError(f"--pp-arg {[f'{EVERY}.{k}' for k in unused]}: {', '.join(unused)} is not a "
+                         f"parameter of any variant ({', '.join(f'{v.label} = {v.postprocessor}' for v in variants)})")
 
 
 def run_falsification(data: FalsificationData, seeds: Sequence[int],
                       variants: Sequence[Variant] = DEFAULT_VARIANTS,
-                      extra: Optional[Mapping[str, Any]] = None, temperature: Optional[float] = None,
+                      pp_args: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                      temperature: Optional[float] = None,
                       batch_size: int = 1024, provenance: Optional[dict] = None) -> FalsificationResult:
     """Fit every variant at every training seed on ``data`` and measure it.
 
     A variant whose method has no ``seed`` parameter (MCM) is fitted once: nothing of it
     differs by seed except the antibody set its nearest-antibody cosines are measured against.
     """
-    from openood_immuno.openood.registry import build_postprocessor, resolved_params
-
-    extra = dict(extra or {})
+    pp_args = dict(pp_args or {})
     seeds = check_seeds(seeds)
-    check_variants(variants, extra)
+    check_variants(variants, pp_args)
     temperature = MCMParams().T if temperature is None else float(temperature)
     per_seed: dict[str, dict[int, dict[str, float]]] = {v.label: {} for v in variants}
     unseeded: dict[str, Any] = {}  # fitted once: their training does not depend on the seed
     for seed in seeds:
         antibodies = None
         for v in variants:
-            names = resolved_params(v.postprocessor)[0].names()
+            params = resolved_params(v.postprocessor)[0]
             pp = unseeded.get(v.label)
             if pp is None:
-                pp = build_postprocessor(v.postprocessor, **variant_overrides(v, names, seed, extra))
+                pp = build_postprocessor(v.postprocessor, **variant_overrides(v, params, seed, pp_args))
                 pp.fit(data.net, data.id_features)
-                if "seed" not in names:
+                if "seed" not in params.names():
                     unseeded[v.label] = pp
             if antibodies is None:  # the reference (first) variant's filtered antibodies
                 antibodies = pp.scorer.antibodies
@@ -259,7 +244,7 @@ def run_falsification(data: FalsificationData, seeds: Sequence[int],
             log.info("falsification seed %d %s: ACC %.2f AUROC near %.2f far %.2f", seed, v.label,
                      per_seed[v.label][seed]["ACC"], per_seed[v.label][seed]["AUROC_near"],
                      per_seed[v.label][seed]["AUROC_far"])
-    prov = {"msp_temperature": temperature, "extra_overrides": extra, **(provenance or {})}
+    prov = {"msp_temperature": temperature, "pp_args": pp_args, **(provenance or {})}
     return FalsificationResult(list(variants), seeds, per_seed, prov)
 
 
@@ -393,7 +378,8 @@ def falsification_markdown(result: FalsificationResult) -> str:
         if key in prov:
             lines.append(f"- {key}: `{prov[key]}`")
     lines += [f"- training seeds: {', '.join(map(str, result.seeds))} (mean ± sample std over seeds)",
-              f"- overrides for every variant: {prov.get('extra_overrides') or 'none'}",
+              f"- `--pp-arg` overrides (NAME = a variant, or `*` for every variant that has the key): "
+              f"{prov.get('pp_args') or 'none'}",
               f"- classifier max-softmax temperature T = {prov.get('msp_temperature')}", "",
               "Variants:", ""]
     lines += [f"- `{v.label}` (`{v.postprocessor}`"

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from openood_immuno.data.benchmarks import NUM_CLASSES, ListSpec, benchmark_lists
-from openood_immuno.data.decode import DecodeOptions
+from openood_immuno.data.decode_options import DecodeOptions
 from openood_immuno.data.distributed import extract_lists, rank_world
 from openood_immuno.data.lists import ImglistDataset
 from openood_immuno.models.clip_net import build_clip_net

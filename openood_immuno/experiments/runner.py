@@ -52,10 +52,10 @@ from openood_immuno.data.lists import ImglistDataset, make_loader, read_imglist
 from openood_immuno.data.features import FeatureSet, LazyFeatures, extract_features
 from openood_immuno.core.metrics import METRIC_NAMES, compute_all_metrics, f1_at_threshold
 from openood_immuno.postprocessors.base import ImmunoPostprocessor
+from .protocols import PROTOCOLS
 from .results import RunStatus, run_status
 
 log = logging.getLogger(__name__)
-PROTOCOLS = ("openood", "stream")
 RESULT_COLUMNS = (*METRIC_NAMES, "ACC_zeroshot")
 DECISION_COLUMN = "F1@tau"
 

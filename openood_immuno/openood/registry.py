@@ -1,4 +1,7 @@
-"""Name -> postprocessor lookup, and registration into a stock OpenOOD.
+"""Registration of openood-immuno's postprocessors into a stock OpenOOD.
+
+The name -> class table and the builders live in :mod:`openood_immuno.postprocessors.registry`
+(no OpenOOD there); this module is what touches OpenOOD.
 
 OpenOOD v1.5 has no plugin mechanism. :func:`register` therefore
 
@@ -15,83 +18,17 @@ Calling it twice changes nothing the second time.
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import sys
-from typing import Any, Mapping
+from typing import Any
 
-from openood_immuno.core.ymlconfig import Config, available_postprocessors, load_postprocessor_config, merge_postprocessor
-from openood_immuno.core.params import Params
+from openood_immuno.core.ymlconfig import available_postprocessors, load_postprocessor_config
+from openood_immuno.postprocessors.registry import (METHODS, build_postprocessor, postprocessor_class,
+                                                    resolved_params, with_shipped_defaults)
 from .network import register_clip
-from openood_immuno.postprocessors.base import ImmunoPostprocessor
 
 _WRAPPED = "_openood_immuno_wrapped"
 _PIPELINES = ("test_ood_pipeline", "test_ood_pipeline_aps", "test_ad_pipeline",
               "train_ad_pipeline", "train_opengan_pipeline")
-
-
-def _methods() -> tuple[dict[str, type[ImmunoPostprocessor]], dict[str, str]]:
-    """``(method -> class, module -> import error)`` over ``openood_immuno.postprocessors``.
-
-    A module that fails to import (a missing optional dependency) disables only its own
-    methods; the error is reported when one of them is asked for.
-    """
-    package = importlib.import_module("openood_immuno.postprocessors")
-    found: dict[str, type[ImmunoPostprocessor]] = {}
-    failed: dict[str, str] = {}
-    for info in pkgutil.iter_modules(package.__path__):
-        try:
-            module = importlib.import_module(f"{package.__name__}.{info.name}")
-        except ImportError as exc:
-            failed[info.name] = f"{type(exc).__name__}: {exc}"
-            continue
-        for obj in vars(module).values():
-            if (isinstance(obj, type) and issubclass(obj, ImmunoPostprocessor) and obj.method
-                    and obj.__module__ == module.__name__):
-                found[obj.method] = obj
-    return found, failed
-
-
-def postprocessor_class(config: Any) -> type[ImmunoPostprocessor]:
-    """The class of a config (``postprocessor.method``, defaulting to ``postprocessor.name``)."""
-    pp = config["postprocessor"]
-    method = pp.get("method") or pp["name"]
-    methods, failed = _methods()
-    if method not in methods:
-        hint = f"; modules that failed to import: {failed}" if failed else ""
-        raise KeyError(f"no postprocessor class implements method {method!r}: known {sorted(methods)}{hint}")
-    return methods[method]
-
-
-def _config_with(name: str, id_name: str, overrides: Mapping[str, Any]) -> Config:
-    """The shipped config of ``name`` with ``overrides`` over its ``postprocessor_args``."""
-    config = load_postprocessor_config(name, id_name)
-    canonical = postprocessor_class(config).params_class.canonical
-    config.postprocessor.postprocessor_args = {
-        **canonical(config.postprocessor.get("postprocessor_args") or {}), **canonical(overrides)}
-    return config
-
-
-def resolved_params(name: str, overrides: Mapping[str, Any] | None = None) -> tuple[Params, dict[str, list]]:
-    """``(params, sweep)`` of shipped ``name`` with ``overrides``, validated, without building
-    anything (to check command-line values before a model is built)."""
-    config = _config_with(name, "imagenet", overrides or {})
-    pp = config.postprocessor
-    return postprocessor_class(config).params_class.from_config(
-        pp.get("postprocessor_args"), pp.get("postprocessor_sweep"), where=f"postprocessor '{name}'",
-        prefix=f"{name}.")
-
-
-def build_postprocessor(name: str, id_name: str = "imagenet", APS_mode: bool | None = None,
-                        **overrides: Any) -> ImmunoPostprocessor:
-    """A postprocessor ready for ``Evaluator(postprocessor=obj)`` or our runner.
-
-    ``overrides`` replace ``postprocessor_args`` of the shipped yml (unknown names and invalid
-    values raise, naming the key and the fix).
-    """
-    config = _config_with(name, id_name, overrides)
-    if APS_mode is not None:
-        config.postprocessor.APS_mode = APS_mode
-    return postprocessor_class(config)(config)
 
 
 def openood_available() -> bool:
@@ -156,10 +93,9 @@ def register(overrides: dict[str, dict[str, Any]] | None = None) -> list[str]:
 
         def get_postprocessor_from_config(config):
             pp = config["postprocessor"]
-            if (pp.get("method") or pp["name"]) in _methods()[0] or pp["name"] in names:
-                merged = _with_shipped_defaults(config)
-                obj = postprocessor_class(merged)(merged)
-                return obj
+            if (pp.get("method") or pp["name"]) in METHODS or pp["name"] in names:
+                merged = with_shipped_defaults(config)
+                return postprocessor_class(merged)(merged)
             return original_utils(config)
 
         setattr(get_postprocessor_from_config, _WRAPPED, True)
@@ -192,22 +128,3 @@ def _check_openood_version(api, pp_utils) -> None:
         raise RuntimeError("incompatible OpenOOD version: openood-immuno needs OpenOOD v1.5, which has "
                            + "; ".join(problems) + ". Install OpenOOD v1.5 from its git repository")
 
-
-def _with_shipped_defaults(config) -> Config:
-    """A user config for one of our names over the shipped yml (``base:`` rule of
-    :mod:`.ymlconfig`: the user's keys, args and sweep entries win)."""
-    pp = config["postprocessor"]
-    shipped = (load_postprocessor_config(pp["name"]).postprocessor
-               if pp["name"] in available_postprocessors() else Config())
-    merged = Config(dict(config))
-    merged.postprocessor = {**shipped, **pp}
-    params_class = postprocessor_class(merged).params_class
-
-    def canonical(section):   # aliases resolved on both sides, so that a user's `tau` replaces `T`
-        return {**section,
-                "postprocessor_args": params_class.canonical(section.get("postprocessor_args") or {}),
-                "postprocessor_sweep": params_class.canonical(section.get("postprocessor_sweep") or {},
-                                                              "_list")}
-
-    merged.postprocessor = merge_postprocessor(canonical(shipped), canonical(pp))
-    return merged

@@ -9,7 +9,7 @@ from typing import Iterable, Optional, Sequence
 
 import torch
 
-from .params import ENS_POLICIES
+from .params import ANTSParams
 
 
 def dedupe(labels: Iterable[str]) -> list[str]:
@@ -24,14 +24,12 @@ def dedupe(labels: Iterable[str]) -> list[str]:
 
 
 class ENSBank:
-    """Bounded bank of encoded sentences ``features [N, d]`` with their ``texts``."""
+    """Bounded bank of encoded sentences ``features [N, d]`` with their ``texts``; ``capacity``
+    and ``policy`` are ``params.ens_bank_size`` and ``params.ens_bank_policy`` (validated by
+    :class:`~.params.ANTSParams`)."""
 
-    def __init__(self, capacity: int, policy: str):
-        if capacity <= 0:
-            raise ValueError(f"ens_bank_size must be >= 1, got {capacity}")
-        if policy not in ENS_POLICIES:
-            raise ValueError(f"unknown ens_bank_policy {policy!r}: use one of {ENS_POLICIES}")
-        self.capacity, self.policy = capacity, policy
+    def __init__(self, params: ANTSParams):
+        self.capacity, self.policy = params.ens_bank_size, params.ens_bank_policy
         self.clear()
 
     def clear(self) -> None:

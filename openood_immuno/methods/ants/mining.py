@@ -9,16 +9,14 @@ updates (``ens_stop_step`` = 20) caching stops.
 """
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Sequence
-
 import math
+from collections import Counter
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from .params import THRESHOLD_RULES
+from .params import ANTSParams
 
 
 def histogram_jump_threshold(scores: Sequence[float] | np.ndarray | torch.Tensor, eta: float = 0.5,
@@ -29,15 +27,12 @@ def histogram_jump_threshold(scores: Sequence[float] | np.ndarray | torch.Tensor
     right-closed last bin, values outside [0, 1] not counted). ``j = argmax_i |count[i+1] -
     count[i]|`` (first on ties), ``upper`` = right edge of bin ``j``, and ``threshold`` = the
     ``eta``-percentile (numpy linear interpolation) of the scores below ``upper``, or of all
-    scores when none is below it.
+    scores when none is below it. ``eta`` in [0, 1] and ``n_bins >= 2`` are
+    :class:`~.params.ANTSParams`' ranges of ``eta`` and ``hist_bins`` (checked there, once).
     """
     values = np.asarray(torch.as_tensor(scores).detach().cpu().float().numpy(), dtype=np.float32).ravel()
     if values.size == 0:
         raise ValueError("the adaptive threshold needs at least one score")
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must be in [0, 1], got {eta}")
-    if n_bins < 2:
-        raise ValueError(f"hist_bins must be >= 2 (a jump needs two bins), got {n_bins}")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     counts, _ = np.histogram(values, edges)
     j = int(np.argmax(np.abs(np.diff(counts))))
@@ -55,11 +50,10 @@ def paper_threshold(scores: Sequence[float] | np.ndarray | torch.Tensor, gamma: 
     threshold); Eq. 6 takes ``X_neg = Top(X_hat, -S_nl, eta)``, the ``k`` candidates with the
     LOWEST scores, and ``gamma_star = max_{x in X_neg} S_nl(x)``, i.e. the ``k``-th smallest
     candidate score. The paper does not say how ``eta * |X_hat|`` is rounded: here
-    ``k = ceil(eta * |X_hat|)`` (so at least one candidate for ``eta > 0``).
+    ``k = ceil(eta * |X_hat|)`` (so at least one candidate). ``eta`` in (0, 1] is
+    :class:`~.params.ANTSParams`' rule for ``threshold_rule: paper`` (checked there, once).
     """
     values = np.asarray(torch.as_tensor(scores).detach().cpu().float().numpy(), dtype=np.float32).ravel()
-    if not 0.0 < eta <= 1.0:
-        raise ValueError(f"eta must be in (0, 1] for threshold_rule: paper, got {eta}")
     candidates = np.sort(values[values < gamma])
     if candidates.size == 0:
         raise ValueError(f"no score below gamma={gamma}: the paper's threshold (Eq. 6) needs at "
@@ -68,48 +62,31 @@ def paper_threshold(scores: Sequence[float] | np.ndarray | torch.Tensor, gamma: 
     return float(candidates[k - 1]), float(gamma)
 
 
-@dataclass
 class NegativeImageMiner:
-    """Online state of the mining step (threshold, score history, candidate cache); the
-    settings are :class:`~.params.ANTSParams`' ``init_threshold``, ``eta``, ``hist_bins``,
-    ``mine_min_cache``, ``ens_max_updates`` and ``threshold_rule`` (``code``: histogram jump;
-    ``paper``: Eq. 5-6 with ``gamma = init_threshold``). ``upper`` is the bound the threshold
-    was taken under: the histogram jump's bin edge, or ``gamma``."""
+    """Online state of the mining step (threshold, score history, candidate cache).
 
-    init_threshold: float
-    eta: float
-    n_bins: int
-    min_cache: int
-    max_updates: int
-    rule: str = "code"
-    threshold: float = field(init=False)
-    updates: int = field(init=False)
-    upper: float | None = field(init=False)
-    history: list[torch.Tensor] = field(init=False)
-    cache: list[tuple[Any, int]] = field(init=False)
-    mined_predictions: Counter = field(init=False)
+    Its settings are read from ``params`` (:class:`~.params.ANTSParams`, validated there):
+    ``init_threshold``, ``eta``, ``hist_bins``, ``mine_min_cache``, ``ens_max_updates`` and
+    ``threshold_rule`` (``code``: histogram jump; ``paper``: Eq. 5-6 with ``gamma =
+    init_threshold``). ``upper`` is the bound the threshold was taken under: the histogram
+    jump's bin edge, or ``gamma``.
+    """
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
-        if self.n_bins < 2:
-            raise ValueError(f"hist_bins must be >= 2 (a jump needs two bins), got {self.n_bins}")
-        if self.max_updates < 0 or self.min_cache < 0:
-            raise ValueError("ens_max_updates and mine_min_cache must be >= 0")
-        if self.rule not in THRESHOLD_RULES:
-            raise ValueError(f"unknown threshold_rule {self.rule!r}: use one of {THRESHOLD_RULES}")
-        if self.rule == "paper" and not self.eta > 0:
-            raise ValueError("threshold_rule: paper needs eta in (0, 1] (Eq. 6 selects a "
-                             f"proportion eta of the candidates), got eta={self.eta}")
+    def __init__(self, params: ANTSParams):
+        self.params = params
         self.reset()
 
+    @property
+    def max_updates(self) -> int:
+        return self.params.ens_max_updates
+
     def reset(self) -> None:
-        self.threshold = float(self.init_threshold)
+        self.threshold = float(self.params.init_threshold)
         self.updates = 0
-        self.upper = None
-        self.history = []
-        self.cache = []
-        self.mined_predictions = Counter()
+        self.upper: float | None = None
+        self.history: list[torch.Tensor] = []
+        self.cache: list[tuple[Any, int]] = []
+        self.mined_predictions: Counter = Counter()
 
     def observe(self, scores: torch.Tensor, preds: torch.Tensor,
                 sources: Sequence[Any] | None) -> torch.Tensor:
@@ -132,15 +109,15 @@ class NegativeImageMiner:
         return mined
 
     def ready(self) -> bool:
-        return self.updates < self.max_updates and len(self.cache) > self.min_cache
+        return self.updates < self.max_updates and len(self.cache) > self.params.mine_min_cache
 
     def take(self) -> list[tuple[Any, int]]:
         """Recompute the threshold from every score so far, return and clear the cache."""
-        scores = torch.cat(self.history)
-        if self.rule == "paper":
-            self.threshold, self.upper = paper_threshold(scores, self.init_threshold, self.eta)
+        scores, p = torch.cat(self.history), self.params
+        if p.threshold_rule == "paper":
+            self.threshold, self.upper = paper_threshold(scores, p.init_threshold, p.eta)
         else:
-            self.threshold, self.upper = histogram_jump_threshold(scores, self.eta, self.n_bins)
+            self.threshold, self.upper = histogram_jump_threshold(scores, p.eta, p.hist_bins)
         items, self.cache = self.cache, []
         self.updates += 1
         return items

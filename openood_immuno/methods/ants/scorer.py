@@ -86,10 +86,8 @@ class ANTSScorer:
     def __init__(self, params: ANTSParams, backend: Optional[MLLMBackend]):
         self.params, self.backend = params, backend
         self.net = self.base = None
-        p = params
-        self.miner = NegativeImageMiner(p.init_threshold, p.eta, p.hist_bins, p.mine_min_cache,
-                                        p.ens_max_updates, p.threshold_rule)
-        self.ens = ENSBank(p.ens_bank_size, p.ens_bank_policy)
+        self.miner = NegativeImageMiner(params)
+        self.ens = ENSBank(params)
         self.vsnl = VSNLBank()
         self.mean_ens, self.mean_vsnl = RunningMean(), RunningMean()
         self.reset()

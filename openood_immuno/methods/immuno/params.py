@@ -13,11 +13,11 @@ survives of the training regime (10 epochs on all of ImageNet-1K, Sec. 4.3) is t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple, Union
+from typing import Any, ClassVar, Tuple, Union
 
 from openood_immuno.core.params import ParamError, Params, param
-from .vaccination import PRECISIONS, VaccinationConfig
 
+PRECISIONS = ("fp32", "bf16")
 ANTIBODY_SOURCES = ("bank", "gaussian_noise", "random_words")
 EVT_OUTPUTS = ("hazard", "cdf")
 
@@ -58,6 +58,12 @@ class ImmunoZeroShotParams(Params):
 class ImmunoDISParams(ImmunoZeroShotParams):
     """+ geodesic prototypes and the vaccinated rejection adapter; conf = DIS (``immuno_dis``)."""
 
+    TRAINING: ClassVar[Tuple[str, ...]] = (
+        "adapter_hidden", "epochs", "lr", "batch_size", "weight_decay", "beta", "hard_k", "seed",
+        "precision")
+    """The parameters the vaccination loop reads (:func:`~.vaccination.vaccinate`), besides the
+    resolved margin (``margin``, or ``auto`` -> a number from ``margin_quantile``)."""
+
     theta_deg: float = param(20.0, "prototype within theta of the text embedding, degrees (Thm 3.4)",
                              low=0, high=180, sweep=(10.0, 20.0, 40.0))
     kappa_min_samples: int = param(5, "fewer training images -> pooled vMF kappa", low=1)
@@ -85,12 +91,10 @@ class ImmunoDISParams(ImmunoZeroShotParams):
         """``shots`` as :func:`~.vaccination.few_shot_indices` takes it (0 = all)."""
         return 0 if self.shots == "all" else int(self.shots)
 
-    def vaccination(self, margin: float) -> VaccinationConfig:
-        """Training settings, with ``margin`` resolved (see :func:`~.vaccination.auto_margin`)."""
-        return VaccinationConfig(hidden=self.adapter_hidden, epochs=self.epochs, lr=self.lr,
-                                 batch_size=self.batch_size, weight_decay=self.weight_decay,
-                                 beta=self.beta, margin=float(margin), hard_k=self.hard_k,
-                                 seed=self.seed, precision=self.precision)
+    def training_args(self, margin: float) -> dict[str, Any]:
+        """``{yml name: value}`` of :data:`TRAINING` and the resolved ``margin``: everything the
+        trained adapter depends on besides its input tensors (its cache key holds them)."""
+        return {**{name: self.get(name) for name in self.TRAINING}, "margin": float(margin)}
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def build_scorer(text_prototypes: torch.Tensor, antibodies: torch.Tensor, owner:
                  "%.4f", float(kappa.median()), num_classes, n_pooled, margin)
         scorer.adapter, scorer.vaccination = load_or_vaccinate(
             x_train[idx], y_train[idx], prototypes, kappa, scorer.antibodies, scorer.owner,
-            params.vaccination(margin), identity, device, progress)
+            params, margin, identity, device, progress)
 
     if calibrate:
         _, val_dis = scorer.dis(val[0])

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -40,10 +39,10 @@ from tqdm.auto import tqdm
 from openood_immuno.core.cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
 from openood_immuno.core.seeding import seeded
 from .adapter import RejectionAdapter
+from .params import ImmunoDISParams
 
 log = logging.getLogger(__name__)
 ADAPTER_VERSION = 1
-PRECISIONS = ("fp32", "bf16")
 
 
 def auto_margin(features: torch.Tensor, labels: torch.Tensor, antibodies: torch.Tensor,
@@ -76,22 +75,6 @@ def vaccination_losses(g: torch.Tensor, labels: torch.Tensor, prototypes: torch.
     if k > 0:
         push = push + viol.topk(k, dim=1).values.mean(1)
     return pull, push.mean()
-
-
-@dataclass(frozen=True)
-class VaccinationConfig:
-    """Training hyper-parameters (defaults live in :class:`~.params.ImmunoDISParams`)."""
-
-    hidden: int
-    epochs: int
-    lr: float
-    batch_size: int
-    weight_decay: float
-    beta: float
-    margin: float
-    hard_k: int
-    seed: int
-    precision: str = "fp32"
 
 
 def few_shot_indices(labels: torch.Tensor, paths: Sequence[str], shots: int, cap: int,
@@ -149,38 +132,39 @@ def evaluate_losses(adapter: Optional[nn.Module], features, labels, prototypes, 
 
 def vaccinate(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Tensor,
               kappa: torch.Tensor, antibodies: torch.Tensor, owner: torch.Tensor,
-              config: VaccinationConfig, device: str | torch.device = "cpu",
+              params: ImmunoDISParams, margin: float, device: str | torch.device = "cpu",
               progress: bool = True) -> tuple[RejectionAdapter, list[dict]]:
     """Train a :class:`RejectionAdapter` with ``pull + beta * push``; returns it (eval mode)
     and the per-epoch history of mean loss, pull and push.
 
-    ``config.precision``: ``fp32``, or ``bf16`` (autocast of the adapter and the antibody
-    cosines on the device's type; parameters, optimiser state and losses stay fp32)."""
+    The settings are ``params``' :data:`~.params.ImmunoDISParams.TRAINING` (validated there)
+    and the resolved push ``margin``. ``params.precision``: ``fp32``, or ``bf16`` (autocast of
+    the adapter and the antibody cosines on the device's type; parameters, optimiser state and
+    losses stay fp32)."""
     if features.shape[0] == 0:
         raise ValueError("vaccination needs at least one ID training feature")
     if antibodies.shape[0] == 0:
         raise ValueError("vaccination needs at least one antibody (all were filtered out: widen "
                          "delta_low/delta_high)")
-    if config.precision not in PRECISIONS:
-        raise ValueError(f"vaccination precision must be one of {PRECISIONS}, got {config.precision!r}")
     device = torch.device(device)
     x, y = features.float().to(device), labels.long().to(device)
     mu, kap = prototypes.float().to(device), kappa.float().to(device)
     ab, own = antibodies.float().to(device), owner.long().to(device)
-    with seeded(config.seed):
-        adapter = RejectionAdapter(x.shape[1], config.hidden).to(device)
-    opt = torch.optim.AdamW(adapter.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    gen = torch.Generator().manual_seed(config.seed)
+    p = params
+    with seeded(p.seed):
+        adapter = RejectionAdapter(x.shape[1], p.adapter_hidden).to(device)
+    opt = torch.optim.AdamW(adapter.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    gen = torch.Generator().manual_seed(p.seed)
     history = []
-    bar = tqdm(range(config.epochs), desc="vaccination", disable=not progress)
+    bar = tqdm(range(p.epochs), desc="vaccination", disable=not progress)
     for epoch in bar:
         adapter.train()
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, pull, push (no sync per step)
-        for idx in torch.randperm(x.shape[0], generator=gen).to(device).split(config.batch_size):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+        for idx in torch.randperm(x.shape[0], generator=gen).to(device).split(p.batch_size):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
                 g = adapter(x[idx])
-                pull, push = vaccination_losses(g, y[idx], mu, kap, ab, own, config.margin, config.hard_k)
-            loss = pull + config.beta * push
+                pull, push = vaccination_losses(g, y[idx], mu, kap, ab, own, margin, p.hard_k)
+            loss = pull + p.beta * push
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -191,18 +175,29 @@ def vaccinate(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Te
     return adapter.eval(), history
 
 
+def adapter_key(identity: str, training_args: dict, features: torch.Tensor, labels: torch.Tensor,
+                prototypes: torch.Tensor, kappa: torch.Tensor, antibodies: torch.Tensor,
+                owner: torch.Tensor) -> str:
+    """The cache key of an adapter: the net's ``identity``, the training args
+    (:meth:`~.params.ImmunoDISParams.training_args`) and the training tensors' digest."""
+    return content_key(f"immuno-adapter-v{ADAPTER_VERSION}", identity, training_args,
+                       tensor_digest(features.float(), labels.long(), prototypes.float(), kappa.float(),
+                                     antibodies.float(), owner.long()))
+
+
 def load_or_vaccinate(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Tensor,
                       kappa: torch.Tensor, antibodies: torch.Tensor, owner: torch.Tensor,
-                      config: VaccinationConfig, identity: str = "", device: str | torch.device = "cpu",
-                      progress: bool = True) -> tuple[RejectionAdapter, dict]:
+                      params: ImmunoDISParams, margin: float, identity: str = "",
+                      device: str | torch.device = "cpu", progress: bool = True) -> tuple[RejectionAdapter, dict]:
     """:func:`vaccinate`, or the cached adapter trained on exactly these inputs.
 
-    Returns the adapter and an info dict: ``cached``, ``path``, ``key``, ``history`` and the
+    The cache key holds ``identity`` (the net), ``params.training_args(margin)`` (every
+    training parameter) and a digest of the training tensors. Returns the adapter and an info
+    dict: ``cached``, ``path``, ``key``, ``history``, ``config`` (the training args) and the
     training-set ``pull``/``push`` before (identity adapter) and after vaccination.
     """
-    key = content_key(f"immuno-adapter-v{ADAPTER_VERSION}", identity, asdict(config),
-                      tensor_digest(features.float(), labels.long(), prototypes.float(), kappa.float(),
-                                    antibodies.float(), owner.long()))
+    config = params.training_args(margin)
+    key = adapter_key(identity, config, features, labels, prototypes, kappa, antibodies, owner)
     path = cache_dir("immuno_adapters") / f"{key}.pt"
     saved = torch_load_cached(path)
     if saved is not None:
@@ -213,11 +208,11 @@ def load_or_vaccinate(features: torch.Tensor, labels: torch.Tensor, prototypes: 
     dev = torch.device(device)
     args = [t.to(dev) for t in (features.float(), labels.long(), prototypes.float(), kappa.float(),
                                 antibodies.float(), owner.long())]
-    before = evaluate_losses(None, *args, margin=config.margin, hard_k=config.hard_k)
-    adapter, history = vaccinate(*args, config=config, device=dev, progress=progress)
-    after = evaluate_losses(adapter, *args, margin=config.margin, hard_k=config.hard_k)
+    before = evaluate_losses(None, *args, margin=float(margin), hard_k=params.hard_k)
+    adapter, history = vaccinate(*args, params=params, margin=float(margin), device=dev, progress=progress)
+    after = evaluate_losses(adapter, *args, margin=float(margin), hard_k=params.hard_k)
     info = {"key": key, "history": history, "before": before, "after": after,
-            "train_size": int(features.shape[0]), "config": asdict(config)}
+            "train_size": int(features.shape[0]), "config": config}
     atomic_torch_save({"dim": adapter.dim, "hidden": adapter.hidden, "info": info,
                        "state_dict": {k: v.cpu() for k, v in adapter.state_dict().items()}}, path)
     log.info("vaccination: push %.4f -> %.4f, pull %.4f -> %.4f on %d ID features; adapter cached "
