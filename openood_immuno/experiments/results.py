@@ -204,7 +204,7 @@ def versions() -> dict:
 # ---- writing a run ---------------------------------------------------------------------------
 _RENAME_NOREPLACE, _RENAME_EXCHANGE, _AT_FDCWD = 1, 2, -100
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
-_STALE_AFTER_S = 24 * 3600   # a hidden folder whose writer cannot be checked (another host)
+_STALE_AFTER_S = 24 * 3600   # a hidden folder older than this is stale whoever made it
 _HIDDEN = re.compile(r"^\.(tmp|old)-(?P<leaf>.+)\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+$")
 _LEGACY = re.compile(r"^\.(tmp|old)-(?P<leaf>.+)-[A-Za-z0-9_]{8}$")   # mkdtemp names of older versions
 
@@ -306,15 +306,17 @@ def _publish(tmp: Path, final: Path) -> Optional[Path]:
 
 
 def _writer_gone(match: "re.Match", path: Path) -> bool:
+    """Its process is gone (same host), or the folder is older than a day (a writer holds it for
+    seconds: the results exist before it is made), which covers other hosts, older versions'
+    names and a pid taken over by another process."""
     if match.re is _HIDDEN and match["host"] == _HOST:
         try:
             os.kill(int(match["pid"]), 0)
         except ProcessLookupError:
             return True
         except (PermissionError, OverflowError):
-            return False
-        return False
-    try:                                        # another host, or an older version's name
+            pass
+    try:
         return time.time() - path.lstat().st_mtime > _STALE_AFTER_S
     except OSError:
         return False
@@ -324,9 +326,9 @@ def clean_stale(output_dir: str) -> list[Path]:
     """Remove the hidden ``.tmp-*`` / ``.old-*`` folders whose writer is gone (a crashed or killed
     run) from every run-prefix folder of ``output_dir``; the paths removed or restored.
 
-    A writer is gone when its process no longer exists (same host), or, where that cannot be
-    checked (a writer on another host, a name from an older version), when the folder is older
-    than a day; a live writer's folder is never touched. An ``.old-*`` folder holding the only
+    A writer is gone when its process no longer exists (same host), or when the folder is older
+    than a day (a writer on another host, a name from an older version, a reused pid); a live
+    writer's folder is never touched. An ``.old-*`` folder holding the only
     copy of a complete run (its run folder is missing) is moved back into place, not removed.
     """
     done = []
