@@ -50,6 +50,9 @@ def _unreadable(problems: list[str], path: Path, exc: BaseException) -> None:
     problems.append(line)
 
 
+_OPENOOD_METRICS = ("FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC")
+
+
 class MalformedTable(ValueError):
     """An ``ood.csv`` that is not the table its run wrote (the message names the line)."""
 
@@ -58,21 +61,22 @@ def read_ood_csv(path: Path, columns=None) -> dict[str, dict[str, str]]:
     """``{dataset: {column: cell}}`` of an ``ood.csv``, read by its header, or
     :class:`MalformedTable` naming the line: a row with more or fewer cells than the header (its
     values would land under other columns), a metric cell that is not a number, a dataset
-    named twice, a header without OpenOOD's columns or whose metric columns differ from
-    ``columns`` (what ``run.json`` says the run wrote)."""
+    named twice, a header without OpenOOD's columns or without ``columns`` (the metrics
+    ``run.json`` says the run wrote) in their order. Other columns (``status``) are kept as text."""
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if not header:
             raise MalformedTable("empty file, no header")
-        missing = [c for c in ("dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC") if c not in header]
+        metrics = list(columns) if columns is not None else list(_OPENOOD_METRICS)
+        missing = [c for c in ("dataset", *_OPENOOD_METRICS) if c not in header]
         if missing or len(set(header)) != len(header):
             raise MalformedTable(f"line 1: header {header} " + (f"lacks {missing}" if missing else
                                                                  "names a column twice"))
-        metrics = [c for c in header if c not in ("dataset", "status") and not c.startswith("std_")]
-        if columns is not None and metrics != list(columns):
-            raise MalformedTable(f"line 1: metric columns {metrics} differ from those run.json lists "
-                                 f"{list(columns)}")
+        if [c for c in header if c in metrics] != metrics:
+            raise MalformedTable(f"line 1: metric columns {[c for c in header if c in metrics]} differ "
+                                 f"from those run.json lists {metrics}")
+        numeric = [c for c in header if c in metrics or c.removeprefix("std_") in metrics]
         rows: dict[str, dict[str, str]] = {}
         for row in reader:
             line = reader.line_num
@@ -84,13 +88,12 @@ def read_ood_csv(path: Path, columns=None) -> dict[str, dict[str, str]]:
                                      f"{'' if abs(len(row) - len(header)) == 1 else ' or more'}); "
                                      "its values would fall under other columns")
             cells = dict(zip(header, row))
-            for c in header:
-                if c not in ("dataset", "status"):
-                    try:
-                        float(cells[c])
-                    except ValueError:
-                        raise MalformedTable(f"line {line}: column {c} holds {cells[c]!r}, not a "
-                                             "number") from None
+            for c in numeric:
+                try:
+                    float(cells[c])
+                except ValueError:
+                    raise MalformedTable(f"line {line}: column {c} holds {cells[c]!r}, not a "
+                                         "number") from None
             if cells["dataset"] in rows:
                 raise MalformedTable(f"line {line}: dataset {cells['dataset']!r} appears twice")
             rows[cells["dataset"]] = cells
