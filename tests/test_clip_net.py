@@ -91,3 +91,36 @@ def test_checkpoint_path_roundtrip(tmp_path):
     loaded = build_clip_net("ImmunoTiny-ViT", str(ckpt), ["cat", "dog"])
     assert torch.allclose(loaded.class_text_features, net.class_text_features, atol=1e-5)
     assert loaded.identity.startswith("ImmunoTiny-ViT|file:")
+
+
+def test_a_replaced_checkpoint_of_the_same_size_and_times_is_another_net(tmp_path):
+    """Before: a checkpoint was identified by path, size and mtime, so ``cp other.pt model.pt;
+    touch -r backup model.pt`` reused the old features and rewrote the old run's folder. Now by
+    content (BLAKE3): the net identity (feature and text cache keys) and the run key change."""
+    import os
+    import shutil
+
+    from openood_immuno.experiments.results import RunSpec, file_fingerprint
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nets = [build_clip_net("ImmunoTiny-ViT", "none", ["cat", "dog"], seed=s) for s in (3, 4)]
+    ckpt, other = tmp_path / "model.pt", tmp_path / "other.pt"
+    torch.save(nets[0].clip.state_dict(), ckpt)
+    torch.save(nets[1].clip.state_dict(), other)
+    assert ckpt.stat().st_size == other.stat().st_size
+    before = build_clip_net("ImmunoTiny-ViT", str(ckpt), ["cat", "dog"])
+    spec = lambda net: RunSpec("imagenet", "ImmunoTiny-ViT", str(ckpt), net.identity, "/d", {}, "mcm",  # noqa: E731
+                               {}, "openood")
+    key, fingerprint = spec(before).key(), file_fingerprint(str(ckpt))
+    st = ckpt.stat()
+    shutil.copyfile(other, ckpt)
+    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (ckpt.stat().st_size, ckpt.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    after = build_clip_net("ImmunoTiny-ViT", str(ckpt), ["cat", "dog"])
+    assert after.identity != before.identity and after.identity.startswith("ImmunoTiny-ViT|file:blake3:")
+    assert file_fingerprint(str(ckpt))["digest"] != fingerprint["digest"]
+    assert spec(after).key() != key
+    assert not torch.allclose(after.class_text_features, before.class_text_features)
+    os.utime(ckpt)                                           # touched, same bytes: the same net
+    assert build_clip_net("ImmunoTiny-ViT", str(ckpt), ["cat", "dog"]).identity == after.identity

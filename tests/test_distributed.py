@@ -13,7 +13,7 @@ from openood_immuno.data.lists import ImglistDataset, make_loader
 
 IMAGENET_ID, IMAGENET_OOD_VAL = BENCHMARKS["imagenet"].id, BENCHMARKS["imagenet"].ood_val
 from openood_immuno.data.distributed import extract_lists, shard_bounds, shard_path
-from openood_immuno.data.features import dataset_cache_key, extract_features
+from openood_immuno.data.features import ListIdentity, dataset_cache_key, extract_features
 
 LISTS = {"val_imagenet": IMAGENET_ID["val"], "val_openimage_o": IMAGENET_OOD_VAL}
 
@@ -55,7 +55,7 @@ def test_torchrun_two_ranks_write_the_entry_a_single_process_writes(tiny_net, sm
         single = extract_features(tiny_net, make_loader(ds, 64, 0), progress=False, cache=False)
         key = dataset_cache_key(tiny_net, ds)
         got = torch.load(cache / "features" / f"{key}.pt", weights_only=True)
-        assert set(got) == {"features", "labels", "image_paths"}
+        assert set(got) == {"features", "labels", "image_paths", "list"}
         assert torch.equal(got["labels"], single.labels) and got["image_paths"] == single.image_paths
         assert torch.allclose(got["features"], single.features, rtol=0, atol=1e-6)
         # eval reuses it: extract_features reads the entry and runs no backbone pass
@@ -73,13 +73,35 @@ def test_an_interrupted_rank_resumes_from_its_shard(tiny_net, minibench, tmp_pat
     assert shard_bounds(100, 0, 1) == (0, 100) and shard_bounds(5, 2, 3) == (3, 5)
     # a shard left by an interrupted earlier run (world size 1): a marker, not real features
     marker = torch.full((100, tiny_net.embed_dim), 0.5)
-    torch.save({"features": marker, "labels": torch.arange(100), "image_paths": ["p"] * 100,
-                "start": 0, "stop": 100}, shard_path(key, 0, 1))
+    identity = ListIdentity.of(ds)
+    torch.save({"features": marker, "labels": torch.arange(100), "image_paths": list(identity.paths),
+                "start": 0, "stop": 100, "list": identity.entry_fields()}, shard_path(key, 0, 1))
     monkeypatch.setattr(tiny_net, "encode_image", lambda x: pytest.fail("shard recomputed"))
     entries = extract_lists(tiny_net, {"val_imagenet": ds}, progress=False)
     got = torch.load(entries["val_imagenet"], weights_only=True)
     assert torch.equal(got["features"], marker) and not shard_path(key, 0, 1).exists()
     assert extract_lists(tiny_net, {"val_imagenet": ds}, progress=False) == entries  # cached: no-op
+
+
+def test_a_shard_of_images_changed_since_is_encoded_again(tiny_net, minibench, tmp_path, monkeypatch, caplog):
+    """A shard left by an interrupted run is reused only if its block of the list is unchanged
+    (the same git-rule image identities as a cache entry): else it would bring stale features
+    into a fresh entry."""
+    monkeypatch.setenv("OPENOOD_IMMUNO_CACHE", str(tmp_path / "cache"))
+    ds = _datasets(tiny_net, minibench)["val_imagenet"]
+    key = dataset_cache_key(tiny_net, ds)
+    identity = ListIdentity.of(ds)
+    record = identity.entry_fields()
+    record["stats"][7, 2] += 1                       # image 7's ctime: replaced since the shard
+    torch.save({"features": torch.full((100, tiny_net.embed_dim), 0.5), "labels": torch.arange(100),
+                "image_paths": list(identity.paths), "start": 0, "stop": 100, "list": record},
+               shard_path(key, 0, 1))
+    with caplog.at_level("WARNING", logger="openood_immuno.data.distributed"):
+        entries = extract_lists(tiny_net, {"val_imagenet": ds}, progress=False)
+    assert "shard 0/1 on disk not used: 1 image(s) changed since it was written" in caplog.text
+    got = torch.load(entries["val_imagenet"], weights_only=True)
+    single = extract_features(tiny_net, make_loader(ds, 64, 0), progress=False, cache=False)
+    assert torch.allclose(got["features"], single.features, rtol=0, atol=1e-6)
 
 
 def test_unknown_list_name_is_refused_before_any_work(minibench):

@@ -58,18 +58,16 @@ def test_resolved_yml_is_the_dataclass_defaults_plus_its_few_overrides(name):
     """There is one source of defaults: a yml states only values that differ from it."""
     pp = build_postprocessor(name)
     cls = pp.params_class
-    expected_args, expected_sweep = cls().as_args(), cls.sweep_defaults()
+    expected_args, sweep = cls().as_args(), {}
     for section in chain(name):
         for key, value in (section.get("postprocessor_args") or {}).items():
             assert cls.from_mapping({key: value}).get(key) != cls().get(key), \
                 f"{name}.yml restates the default of {key}: drop it (the dataclass holds it)"
             expected_args[key] = cls.from_mapping({key: value}).as_args()[key]
-        for key, values in (section.get("postprocessor_sweep") or {}).items():
-            if values is None:
-                expected_sweep.pop(key[:-5])
-            else:
-                assert values != cls.sweep_defaults().get(key[:-5]), f"{name}.yml restates {key}"
-                expected_sweep[key[:-5]] = values
+        sweep.update(section.get("postprocessor_sweep") or {})
+    named = {k[:-5]: v for k, v in sweep.items() if v is not None}
+    # the sweep rule: named lists alone, else the default lists less the null entries
+    expected_sweep = named or {k: v for k, v in cls.sweep_defaults().items() if f"{k}_list" not in sweep}
     assert pp.args == expected_args
     assert pp.args_dict == expected_sweep
     overrides = sum(len(s.get("postprocessor_args") or {}) + len(s.get("postprocessor_sweep") or {})
@@ -98,6 +96,82 @@ def test_a_config_with_every_argument_written_out_still_loads(name):
                                        "postprocessor_sweep": {f"{k}_list": v for k, v in pp.args_dict.items()}}})
     again = postprocessor_class(with_shipped_defaults(config))(with_shipped_defaults(config))
     assert again.params == pp.params and again.args_dict == pp.args_dict
+
+
+# ---- the sweep rule (issue 18 F) ---------------------------------------------------------------------
+SHIPPED_GRIDS = {  # combinations of every shipped APS grid (unchanged by the sweep rule)
+    "ants": 162, "ants_ens": 27, "ants_vsnl": 27, "immuno": 2187, "immuno_ablation_noise": 243,
+    "immuno_ablation_random_words": 243, "immuno_ablation_unfiltered": 243, "immuno_dis": 729,
+    "immuno_no_antibodies": 81, "immuno_paper": 2187, "immuno_zeroshot": 27, "mcm": 5, "neglabel": 36}
+
+
+def _combos(args_dict) -> int:
+    return math.prod(len(v) for v in args_dict.values())
+
+
+@pytest.mark.parametrize("name", available_postprocessors())
+def test_a_sweep_that_names_keys_sweeps_only_those(name):
+    """A ``postprocessor_sweep`` naming some lists sweeps exactly those, on every route (our
+    config, a user's OpenOOD config over the shipped one); every other parameter stays at its
+    argument. Before: the named lists replaced their defaults and the rest of the default grid
+    stayed (immuno, three keys of two values: 648 combinations instead of 8)."""
+    shipped = build_postprocessor(name)
+    assert _combos(shipped.args_dict) == SHIPPED_GRIDS[name]
+    cls = shipped.params_class
+    keys = list(cls.sweep_defaults())[-3:]
+    sweep = {f"{k}_list": cls.sweep_defaults()[k][:2] for k in keys}
+    config = Config({"postprocessor": {"name": name, "APS_mode": True, "postprocessor_args": {},
+                                       "postprocessor_sweep": sweep}})
+    merged = with_shipped_defaults(config)            # the OpenOOD main.py route after register()
+    built = postprocessor_class(merged)(merged)
+    # the user's lists; ants_vsnl's own named lists stay beside them (merged by the base: rule)
+    own = {"vsnl_top_k": 3, "group_size": 3, "vsnl_interval": 3} if name == "ants_vsnl" else {}
+    assert set(built.args_dict) == set(keys) | set(own), name
+    assert _combos(built.args_dict) == 2 ** len(keys) * math.prod(
+        n for k, n in own.items() if k not in keys)
+    assert built.params == shipped.params              # the others keep their (shipped) arguments
+
+
+def test_immuno_three_key_sweep_searches_8_combinations_with_the_rest_at_their_args(monkeypatch):
+    from openood_immuno.data.features import FeatureSet
+    from openood_immuno.experiments import runner
+
+    config = Config({"postprocessor": {
+        "name": "immuno", "APS_mode": True, "postprocessor_args": {"delta_low": 0.5, "beta": 2.0},
+        "postprocessor_sweep": {"lambda_list": [0.5, 1.0], "theta_deg_list": [10, 20],
+                                "margin_quantile_list": [0.75, 0.9]}}})
+    pp = postprocessor_class(config)(config)
+    assert pp.args_dict == {"lambda": [0.5, 1.0], "theta_deg": [10.0, 20.0], "margin_quantile": [0.75, 0.9]}
+    seen = []
+    monkeypatch.setattr(type(pp), "on_hyperparam_change", lambda self: seen.append(
+        (self.params.lam, self.params.theta_deg, self.params.margin_quantile, self.params.delta_low,
+         self.params.beta, self.params.delta_high)))
+    import torch
+
+    def fake_score(fs, batch_size=256, progress=False):   # no fit: only the grid is under test
+        conf = torch.linspace(0, 1, len(fs)).numpy()
+        return conf.astype(int) * 0, conf, fs.labels.numpy()
+
+    monkeypatch.setattr(pp, "score_feature_set", fake_score)
+    fs = FeatureSet("v", torch.zeros(4, 8), torch.tensor([0, 1, 0, 1]))
+    runner.hyperparam_search(pp, fs, fs, 4)
+    assert len(seen) == 8 + 1                             # 8 combinations, then the best set again
+    assert {s[3:] for s in seen} == {(0.5, 2.0, ImmunoParams().delta_high)}  # the rest: their args
+
+
+def test_a_sweep_of_only_null_entries_narrows_the_default_grid_and_no_grid_is_written_so(monkeypatch):
+    config = Config({"postprocessor": {"name": "mcm", "postprocessor_args": {},
+                                       "postprocessor_sweep": {"T_list": None}}})
+    assert postprocessor_class(config)(config).args_dict == {}
+    from openood_immuno.openood import registry
+    from openood_immuno.openood.configs import run_config
+
+    real = registry.resolved_params
+    monkeypatch.setattr(registry, "resolved_params", lambda name: (real(name)[0], {}))
+    written = run_config("imagenet", "mcm")["postprocessor"]["postprocessor_sweep"]
+    assert written == {"T_list": None}                  # read back: no grid, not the default one
+    again = Config({"postprocessor": {"name": "mcm", "postprocessor_args": {}, "postprocessor_sweep": written}})
+    assert postprocessor_class(again)(again).args_dict == {}
 
 
 # ---- OpenOOD's own mcm.yml (issue 11 item 3) -------------------------------------------------------

@@ -1,6 +1,9 @@
 import csv
+import errno
 import json
 import logging
+import os
+import re
 import shutil
 
 import numpy as np
@@ -84,7 +87,7 @@ def test_report_reads_only_complete_runs_and_names_unreadable_files(tmp_path, ca
     assert any(f"cannot read {badjson / 'run.json'}: JSONDecodeError" in m for m in lines), lines
     assert any("1 folder(s) without run.json skipped" in m for m in lines), lines
     assert not any("scores_ninco" in m for m in lines)
-    assert "## Skipped: files that could not be read" in md and "scores_textures.npz" in md
+    assert "## Skipped: files and folders that could not be read" in md and "scores_textures.npz" in md
     # rerun the report after a run is gone: its plots are removed, never shown beside other runs
     shutil.rmtree(broken)
     write_report(str(res), str(tmp_path / "out"))
@@ -108,3 +111,98 @@ def test_report_without_complete_runs_names_the_fix(tmp_path):
     (run / "run.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"no complete run .*\(1 incomplete folder\(s\)"):
         write_report(str(tmp_path / "res"))
+
+
+# ---- report reads only what was written (issue 18 C) -----------------------------------------
+def _rewrite_csv(run, edit):
+    lines = (run / "ood.csv").read_text().splitlines()
+    edit(lines)
+    (run / "ood.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("edit, line, why", [
+    (lambda ls: ls.__setitem__(3, ",".join(ls[3].split(",")[:1] + ls[3].split(",")[2:])), 4,
+     r"line 4: 6 cells for the 7 columns of the header \(one missing\)"),
+    (lambda ls: ls.__setitem__(3, ls[3] + ",extra"), 4, r"line 4: 8 cells for the 7 columns .*\(one too many\)"),
+    (lambda ls: ls.__setitem__(2, ls[2].replace("50.00", "ok", 1)), 3, r"line 3: column FPR@95 holds 'ok'"),
+    (lambda ls: ls.__setitem__(0, ls[0].replace("AUPR_IN,AUPR_OUT", "AUPR_OUT,AUPR_IN")), 1,
+     r"line 1: metric columns \[.*\] differ from those run.json lists"),
+    (lambda ls: ls.append(ls[3]), 9, r"line 9: dataset 'nearood' appears twice"),
+], ids=["cell_missing", "cell_too_many", "not_a_number", "columns_reordered", "row_twice"])
+def test_a_malformed_ood_csv_row_skips_its_run_naming_file_and_line(tmp_path, caplog, edit, line, why):
+    """Before: a row with a cell too few shifted AUPR_IN under AUROC in report.md."""
+    res = tmp_path / "res"
+    good = _write(res, _result("mcm"))
+    bad = _write(res, _result("neglabel"))
+    _rewrite_csv(bad, edit)
+    with caplog.at_level(logging.WARNING, logger="openood_immuno.experiments.report"):
+        md = write_report(str(res), str(tmp_path / "out")).read_text()
+    assert f"/{good.name} | mcm |" in md and "| neglabel |" not in md
+    assert not any(r["Postprocessor"] == "neglabel" for r in
+                   csv.DictReader(open(tmp_path / "out" / "leaderboard.csv")))
+    (msg,) = [r.getMessage() for r in caplog.records if "neglabel" in r.getMessage()]
+    assert msg.startswith(f"report: cannot read {bad / 'ood.csv'}: MalformedTable: ")
+    assert re.search(why, msg) and f": line {line}: " in msg, msg
+    assert f"{bad / 'ood.csv'}" in md                               # listed under Skipped too
+
+
+def _deny(monkeypatch, *folders):
+    """Make ``folders`` unreadable: chmod 000, and, for root (whom permissions do not stop), the
+    PermissionError the kernel would give a user."""
+    for f in folders:
+        os.chmod(f, 0)
+    if os.geteuid() != 0:
+        return
+    denied = [str(f) for f in folders]
+
+    def guard(name, fn):
+        def wrapped(path, *a, **kw):
+            p = os.fsdecode(path) if not isinstance(path, int) else ""
+            if any(p == d or p.startswith(d + os.sep) for d in denied):
+                raise PermissionError(errno.EACCES, "Permission denied", p)
+            return fn(path, *a, **kw)
+        monkeypatch.setattr(os, name, wrapped)
+
+    guard("scandir", os.scandir)
+    guard("stat", os.stat)
+
+
+def test_unreadable_run_and_parent_folders_are_named_and_the_rest_reported(tmp_path, caplog, monkeypatch):
+    """Before: one unreadable run folder aborted the whole report; an unreadable parent folder
+    was skipped without a word."""
+    res = tmp_path / "res"
+    good = _write(res, _result("mcm"))
+    locked_run = _write(res, _result("neglabel"))
+    locked_parent = _write(res, _result("immuno"), pretrained="other").parent
+    _deny(monkeypatch, locked_run, locked_parent)
+    try:
+        with caplog.at_level(logging.WARNING, logger="openood_immuno.experiments.report"):
+            md = write_report(str(res), str(tmp_path / "out")).read_text()
+    finally:
+        monkeypatch.undo()
+        os.chmod(locked_run, 0o755)
+        os.chmod(locked_parent, 0o755)
+    assert f"/{good.name} | mcm |" in md and "| neglabel |" not in md and "| immuno |" not in md
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(f"cannot read {locked_run}: PermissionError" in m for m in lines), lines
+    assert any(f"cannot read {locked_parent}: PermissionError" in m for m in lines), lines
+    assert f"- cannot read {locked_parent}: PermissionError" in md
+
+
+def test_nan_in_a_scores_file_names_the_file_and_the_rest_goes_on(tmp_path, caplog):
+    """Before: scikit-learn's bare "Input contains NaN." and no report at all."""
+    res = tmp_path / "res"
+    good = _write(res, _result("mcm"))
+    result = _result("neglabel")
+    pred, conf, label = result.scores["textures"]
+    conf[[1, 4]] = np.nan
+    bad = _write(res, result)
+    with caplog.at_level(logging.WARNING, logger="openood_immuno.experiments.report"):
+        md = write_report(str(res), str(tmp_path / "out")).read_text()
+    assert f"/{good.name} | mcm |" in md and f"/{bad.name} | neglabel |" in md   # its table is fine
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(f"cannot read {bad / 'scores_textures.npz'}: ValueError: 2 of 10 scores are NaN or inf"
+               in m for m in lines), lines
+    assert not any("Input contains NaN" in m for m in lines)
+    assert {p.name for p in (tmp_path / "out").glob("*.png")} == {f"{good.name}_roc_hist.png",
+                                                                  f"{bad.name}_roc_hist.png"}

@@ -337,17 +337,26 @@ class Params:
     @classmethod
     def sweep_from_mapping(cls, sweep: Optional[Mapping[str, Any]] = None, where: str = "",
                            prefix: str = "") -> dict[str, list]:
-        """``{yml name: list}`` of the APS grid: the dataclass's lists, replaced by the
-        ``<name>_list`` entries of ``sweep``; an entry set to ``null`` drops that parameter.
+        """``{yml name: list}`` of the APS grid (the sweep rule):
+
+        * ``sweep`` names at least one list (``<name>_list: [...]``): the grid is exactly the
+          named lists; every other parameter stays at its value in ``postprocessor_args``
+          (a three-key sweep of two values each is 8 combinations, never 8 times the default
+          grid of the others), in the order named (OpenOOD's ``args_dict`` order);
+        * ``sweep`` is empty or names only ``null`` entries: the dataclass's default lists
+          (:meth:`sweep_defaults`, declaration order), less the parameters set to ``null``.
+
         Every value is validated like the parameter itself."""
         where = where or cls.__name__
         sweep = dict(sweep or {})
         bad = cls.unknown((), sweep)
         if bad:
             raise ParamError(cls._unknown_message(bad, where))
-        out = cls.sweep_defaults()
+        renamed = cls.canonical(sweep, where, "_list")
+        named = any(values is not None for values in renamed.values())
+        out = {} if named else cls.sweep_defaults()
         specs = cls.specs()
-        for key, values in cls.canonical(sweep, where, "_list").items():
+        for key, values in renamed.items():
             name = key[:-5]
             if values is None:
                 out.pop(name, None)

@@ -12,9 +12,11 @@ A config file ``configs/postprocessors/<name>.yml`` reads::
 The parameters, their defaults and default sweep lists live in the method's params dataclass
 (``openood_immuno/<method>/params.py``); a yml carries only what differs. ``base: NAME`` at
 the top of a yml inherits NAME.yml: its ``postprocessor`` keys are taken, then overridden key by
-key, ``postprocessor_args`` and ``postprocessor_sweep`` entry by entry (an entry set to ``null``
-in ``postprocessor_sweep`` drops that parameter from the APS grid). A yml with every argument
-written out (a user's OpenOOD config) loads the same way.
+key, ``postprocessor_args`` and ``postprocessor_sweep`` entry by entry. The APS grid is then
+built from the merged ``postprocessor_sweep`` (:meth:`~openood_immuno.core.params.Params.sweep_from_mapping`):
+if it names lists, exactly those are swept (every other parameter stays at its argument);
+if it names none, the dataclass's default lists are swept, less the entries set to ``null``.
+A yml with every argument written out (a user's OpenOOD config) loads the same way.
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ For every image list (in the order given):
 
 1. all ranks look for the list's final cache entry, ``features/<key>.pt`` with ``key =
    dataset_cache_key(net, dataset)``: the entry :func:`openood_immuno.data.features.extract_features`
-   writes and ``openood-immuno eval`` reads. If it exists the list is done;
+   writes and ``openood-immuno eval`` reads. If it exists and matches the list exactly
+   (:class:`~openood_immuno.data.features.ListIdentity`, rank 0 decides for all) the list is done;
 2. rank ``r`` of ``W`` encodes the contiguous block ``[r n / W, (r + 1) n / W)`` of the list and
    writes it atomically to ``feature_shards/<key>.rank<r>-of-<W>.pt``; a shard already on disk
    (an earlier, interrupted run with the same ``W``) is loaded instead of recomputed;
@@ -34,7 +35,7 @@ from openood_immuno.core.cache import atomic_torch_save, cache_dir, torch_load_c
 from .lists import ImglistDataset
 from .decode import make_image_loader
 from .decode_options import DecodeOptions
-from .features import dataset_cache_key, extract_features
+from .features import ListIdentity, dataset_cache_key, extract_features, load_entry
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +72,32 @@ def _shard_dataset(dataset: ImglistDataset, start: int, stop: int) -> ImglistDat
 
 def _encode_shard(net, dataset: ImglistDataset, key: str, rank: int, world_size: int,
                   options: DecodeOptions, progress: bool) -> None:
-    """Write this rank's shard of ``dataset`` unless a complete one is already on disk."""
+    """Write this rank's shard of ``dataset`` unless a complete one, matching its block of the
+    list exactly (:class:`~openood_immuno.data.features.ListIdentity`), is already on disk."""
     path = shard_path(key, rank, world_size)
     start, stop = shard_bounds(len(dataset), rank, world_size)
+    block = _shard_dataset(dataset, start, stop)
+    identity = ListIdentity.of(block)   # before any image is read
     done = torch_load_cached(path)
     if done is not None and (done.get("start"), done.get("stop")) == (start, stop):
-        log.info("features %s: shard %d/%d (%d images) already on disk", dataset.name, rank,
-                 world_size, stop - start)
-        return
+        why = identity.mismatch(done)
+        if why is None:
+            log.info("features %s: shard %d/%d (%d images) already on disk", dataset.name, rank,
+                     world_size, stop - start)
+            return
+        log.warning("features %s: shard %d/%d on disk not used: %s; encoding it again",
+                    dataset.name, rank, world_size, why)
     if stop > start:
-        loader = make_image_loader(_shard_dataset(dataset, start, stop), net.device, options)
+        loader = make_image_loader(block, net.device, options)
         fs = extract_features(net, loader, f"{dataset.name} [{rank}/{world_size}]", progress, cache=False)
         feats, labels, paths = fs.features, fs.labels, fs.image_paths
     else:  # more ranks than images
         feats, labels, paths = torch.zeros(0, net.embed_dim), torch.zeros(0, dtype=torch.long), []
     atomic_torch_save({"features": feats, "labels": labels, "image_paths": paths,
-                       "start": start, "stop": stop}, path)
+                       "start": start, "stop": stop, "list": identity.entry_fields()}, path)
 
 
-def _assemble(key: str, n: int, world_size: int, final: Path, name: str) -> None:
+def _assemble(key: str, n: int, world_size: int, final: Path, name: str, identity: ListIdentity) -> None:
     """Rank 0: the final entry from the shards, in rank order; then remove the shards."""
     parts = []
     for rank in range(world_size):
@@ -101,7 +109,8 @@ def _assemble(key: str, n: int, world_size: int, final: Path, name: str) -> None
         parts.append(shard)
     atomic_torch_save({"features": torch.cat([p["features"] for p in parts]),
                        "labels": torch.cat([p["labels"] for p in parts]),
-                       "image_paths": [q for p in parts for q in p["image_paths"]]}, final)
+                       "image_paths": [q for p in parts for q in p["image_paths"]],
+                       "list": identity.entry_fields()}, final)
     for rank in range(world_size):
         shard_path(key, rank, world_size).unlink(missing_ok=True)
 
@@ -122,12 +131,17 @@ def extract_lists(net, datasets: Mapping[str, ImglistDataset], options: DecodeOp
             raise ValueError(f"image list {name!r} cannot be keyed (no imglist/data_dir): it cannot "
                              "be cached")
         final = cache_dir("features") / f"{key}.pt"
+        identity = ListIdentity.of(dataset) if rank == 0 else None   # before any image is read
+        done = [rank == 0 and load_entry(final, identity, name) is not None]
         _barrier(device)
-        if not final.exists():
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast_object_list(done, src=0,   # one decision for every rank
+                                       device=device if dist.get_backend() == "nccl" else None)
+        if not done[0]:
             _encode_shard(net, dataset, key, rank, world_size, options, progress and rank == 0)
             _barrier(device)
             if rank == 0:
-                _assemble(key, len(dataset), world_size, final, name)
+                _assemble(key, len(dataset), world_size, final, name, identity)
                 log.info("features %s: %d images from %d ranks -> %s", name, len(dataset),
                          world_size, final)
             _barrier(device)

@@ -2,12 +2,17 @@
 
 Scoring K postprocessors then costs one backbone pass: every scorer in this package works
 on L2-normalised CLIP image features. The cache key (:func:`dataset_cache_key`) covers the
-net's identity (model and weights), the preprocessing (:func:`transform_fingerprint`: the
-transform's output on a fixed probe image plus its structure, class names and parameters),
-the image folder, the exact list lines, and each listed image file's size and modification
-time (ns), so an image replaced in place is encoded again. A transform that is not
-deterministic (random augmentation) is never cached: its features are extracted every time,
-with one warning per transform. Files are written atomically.
+net's identity (model and weights; a checkpoint by its content), the preprocessing
+(:func:`transform_fingerprint`: the transform's output on a fixed probe image plus its
+structure, class names and parameters), the image folder and the exact list lines. An entry
+also records its list (:class:`ListIdentity`): the line count and digest, each row's image,
+and each image's identity by git's index rule (size, mtime, ctime, inode; the content digest
+of a file whose mtime is not older than the moment that identity was taken). It is used only
+if it matches the list exactly, checked on every load; otherwise it is extracted again and
+the reason logged (an image replaced in place, even with its times put back; an entry with
+fewer or more rows than its list). A transform that is not deterministic (random
+augmentation) is never cached: its features are extracted every time, with one warning per
+transform. Files are written atomically.
 """
 from __future__ import annotations
 
@@ -28,9 +33,10 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from tqdm.auto import tqdm
 
 from openood_immuno.core.cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
+from openood_immuno.core.fileid import content_digest, is_racy, now_ns, stat_identities
 
 log = logging.getLogger(__name__)
-CACHE_KEY_VERSION = "img-v2"
+CACHE_KEY_VERSION = "img-v3"
 # torchvision / timm / albumentations names of transforms that draw random numbers
 RANDOM_TRANSFORMS = ("Random", "ColorJitter", "AutoAugment", "RandAugment", "TrivialAugment", "AugMix",
                      "GaussianBlur", "ElasticTransform", "GaussianNoise", "Mixup", "CutMix")
@@ -153,22 +159,86 @@ def transform_fingerprint(transform) -> Optional[str]:
     return content_key(structure, hashlib.sha256(first).hexdigest())
 
 
-def image_file_stats(data_dir: str, lines: Sequence[str]) -> list[tuple[int, int]]:
-    """``(size, mtime_ns)`` of each listed image (``(-1, -1)`` if absent: loading says so)."""
-    out = []
-    for line in lines:
-        parts = line.split()
-        try:
-            st = os.stat(os.path.join(data_dir, parts[0])) if parts else None
-        except OSError:
-            st = None
-        out.append((st.st_size, st.st_mtime_ns) if st else (-1, -1))
-    return out
+def _list_lines(dataset) -> list[str]:
+    return [line.strip() for line in dataset.imglist]
+
+
+def _lines_digest(lines: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ListIdentity:
+    """What a feature-cache entry must match, taken before the images are read: the list's
+    lines (digest, count), each line's image path, and each image's stat identity
+    (:func:`~openood_immuno.core.fileid.stat_identity`, git's index rule) with, for the racy
+    ones (mtime not older than ``taken_ns``), the content digest."""
+
+    n: int
+    lines_sha256: str
+    paths: tuple[str, ...]
+    stats: np.ndarray
+    taken_ns: int
+    racy: Mapping[int, str]
+
+    @classmethod
+    def of(cls, dataset) -> "ListIdentity":
+        lines = _list_lines(dataset)
+        paths = tuple(os.path.join(dataset.data_dir, line.split()[0]) if line.split() else ""
+                      for line in lines)
+        taken = now_ns()
+        stats = stat_identities(paths)
+        racy = {int(i): content_digest(paths[i])   # regular files only (a FIFO would block)
+                for i in np.flatnonzero(is_racy(stats[:, 1], taken) & (stats[:, 0] >= 0))
+                if os.path.isfile(paths[i])}
+        return cls(len(lines), _lines_digest(lines), paths, stats, taken, racy)
+
+    def entry_fields(self) -> dict:
+        """The ``list`` record stored in a cache entry beside the features."""
+        return {"n": self.n, "lines_sha256": self.lines_sha256, "stats": torch.from_numpy(self.stats),
+                "taken_ns": self.taken_ns, "racy": {str(i): d for i, d in self.racy.items()}}
+
+    def mismatch(self, entry: Mapping) -> Optional[str]:
+        """Why a loaded cache ``entry`` cannot serve this list, or ``None`` if it matches
+        exactly: the same number of rows as lines, row i the image of line i, every image
+        unchanged since (stat identity; content for the racy ones)."""
+        record = entry.get("list") if isinstance(entry, Mapping) else None
+        if not isinstance(record, Mapping):
+            return "it records no list identity (written by an older version)"
+        feats, labels, paths = entry.get("features"), entry.get("labels"), entry.get("image_paths")
+        if not isinstance(feats, torch.Tensor) or not isinstance(labels, torch.Tensor) \
+                or not isinstance(paths, list):
+            return "it lacks features, labels or image paths"
+        rows = {int(feats.shape[0]) if feats.ndim else -1, int(labels.shape[0]) if labels.ndim else -1,
+                len(paths)}
+        if rows != {self.n}:
+            return f"it holds {sorted(rows)} rows for a list of {self.n} lines"
+        if record.get("n") != self.n or record.get("lines_sha256") != self.lines_sha256:
+            return "it was written for other list lines"
+        if any(paths) and tuple(paths) != self.paths:
+            i = next(i for i, (a, b) in enumerate(zip(paths, self.paths)) if a != b)
+            return f"its row {i} is {paths[i]!r}, the list's line {i + 1} is {self.paths[i]!r}"
+        stored = record.get("stats")
+        if not isinstance(stored, torch.Tensor) or tuple(stored.shape) != self.stats.shape:
+            return "its image identities are missing or of another shape"
+        changed = np.flatnonzero((stored.numpy() != self.stats).any(axis=1))
+        if changed.size:
+            return (f"{changed.size} image(s) changed since it was written (size, mtime, ctime or "
+                    f"inode), e.g. {self.paths[changed[0]]!r}")
+        racy = record.get("racy") or {}
+        for i, digest in racy.items():
+            if content_digest(self.paths[int(i)]) != digest:
+                return (f"image {self.paths[int(i)]!r} changed within its clock tick (same size and "
+                        "times, other content)")
+        return None
 
 
 def dataset_cache_key(net, dataset) -> Optional[str]:
     """Key of a dataset's features under ``net``; ``None`` if the dataset cannot be keyed
-    (no list lines, folder or net identity) or its transform is not deterministic."""
+    (no list lines, folder or net identity) or its transform is not deterministic.
+
+    The key names the list (net, preprocessing, folder, lines); whether an entry under it still
+    matches the images is :meth:`ListIdentity.mismatch`'s question, asked on every load."""
     imglist = getattr(dataset, "imglist", None)
     data_dir = getattr(dataset, "data_dir", None)
     transform = getattr(dataset, "transform", None) or getattr(dataset, "transform_image", None)
@@ -178,9 +248,22 @@ def dataset_cache_key(net, dataset) -> Optional[str]:
     preprocessing = transform_fingerprint(transform)
     if preprocessing is None:
         return None
-    lines = [line.strip() for line in imglist]
-    return content_key(CACHE_KEY_VERSION, identity, preprocessing, os.path.abspath(data_dir), lines,
-                       image_file_stats(data_dir, lines))
+    return content_key(CACHE_KEY_VERSION, identity, preprocessing, os.path.abspath(data_dir),
+                       _lines_digest(_list_lines(dataset)))
+
+
+def load_entry(path, list_identity: ListIdentity, name: str) -> Optional[dict]:
+    """The cache entry at ``path`` if it matches ``list_identity`` exactly; ``None`` if absent,
+    or (said in one warning with the reason) if it does not: it is then rebuilt."""
+    cached = torch_load_cached(path)
+    if cached is None:
+        return None
+    why = list_identity.mismatch(cached)
+    if why is not None:
+        log.warning("features %s: cache entry %s not used: %s; extracting them again", name,
+                    os.path.basename(str(path)), why)
+        return None
+    return cached
 
 
 def _image_path(dataset, batch: dict, i: int) -> str:
@@ -202,7 +285,8 @@ def extract_features(net, loader: DataLoader, name: str = "", progress: bool = T
     key = dataset_cache_key(net, dataset) if isinstance(loader.sampler, SequentialSampler) else None
     path = cache_dir("features") / f"{key}.pt" if (cache and key) else None
     if path is not None:
-        cached = torch_load_cached(path)
+        identity = ListIdentity.of(dataset)   # before any image is read
+        cached = load_entry(path, identity, name)
         if cached is not None:
             log.info("features %s: %d images from cache (no backbone pass)", name, len(cached["labels"]))
             return FeatureSet(name, cached["features"], cached["labels"], cached["image_paths"])
@@ -217,9 +301,12 @@ def extract_features(net, loader: DataLoader, name: str = "", progress: bool = T
     if not feats:
         raise ValueError(f"image list {name!r} has no images: check the list file and data_root")
     out = FeatureSet(name, torch.cat(feats), torch.cat(labels), paths)
-    if path is not None:
+    if path is not None and len(out) != identity.n:
+        log.warning("features %s: %d rows for the %d lines of its list (a loader that drops "
+                    "images): not cached", name, len(out), identity.n)
+    elif path is not None:
         atomic_torch_save({"features": out.features, "labels": out.labels,
-                           "image_paths": out.image_paths}, path)
+                           "image_paths": out.image_paths, "list": identity.entry_fields()}, path)
     return out
 
 

@@ -5,8 +5,12 @@ RESULTS_DIR is an ``eval --output-dir``. Only complete runs are read: folders
 see :mod:`openood_immuno.experiments.results`), and of each run only the files its ``run.json`` lists
 (``ood.csv``, ``scores_<set>.npz``, ``artifacts.npz``), so a plot never shows a set of another
 run. Hidden folders (``.tmp-*`` of an interrupted run) and folders without ``run.json`` are
-skipped; a file that cannot be read is named in one warning line and in report.md. A run whose
-status is not ``ok`` is shown as e.g. ``ants [DEGRADED: ...]`` in every table, never as ``ants``.
+skipped. ``ood.csv`` is read by its header (:func:`read_ood_csv`): a row with a cell too few or
+too many, a metric that is not a number, or columns other than ``run.json`` lists make that run
+skipped, never shifted into other columns. Whatever cannot be read (such a table, a damaged
+file, a folder without permission, scores with NaN) is named in one warning line and in
+report.md, and the rest of the report is written. A run whose status is not ``ok`` is shown
+as e.g. ``ants [DEGRADED: ...]`` in every table, never as ``ants``.
 """
 from __future__ import annotations
 
@@ -46,18 +50,68 @@ def _unreadable(problems: list[str], path: Path, exc: BaseException) -> None:
     problems.append(line)
 
 
+_OPENOOD_METRICS = ("FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC")
+
+
+class MalformedTable(ValueError):
+    """An ``ood.csv`` that is not the table its run wrote (the message names the line)."""
+
+
+def read_ood_csv(path: Path, columns=None) -> dict[str, dict[str, str]]:
+    """``{dataset: {column: cell}}`` of an ``ood.csv``, read by its header, or
+    :class:`MalformedTable` naming the line: a row with more or fewer cells than the header (its
+    values would land under other columns), a metric cell that is not a number, a dataset
+    named twice, a header without OpenOOD's columns or without ``columns`` (the metrics
+    ``run.json`` says the run wrote) in their order. Other columns (``status``) are kept as text."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            raise MalformedTable("empty file, no header")
+        metrics = list(columns) if columns is not None else list(_OPENOOD_METRICS)
+        missing = [c for c in ("dataset", *_OPENOOD_METRICS) if c not in header]
+        if missing or len(set(header)) != len(header):
+            raise MalformedTable(f"line 1: header {header} " + (f"lacks {missing}" if missing else
+                                                                 "names a column twice"))
+        if [c for c in header if c in metrics] != metrics:
+            raise MalformedTable(f"line 1: metric columns {[c for c in header if c in metrics]} differ "
+                                 f"from those run.json lists {metrics}")
+        numeric = [c for c in header if c in metrics or c.removeprefix("std_") in metrics]
+        rows: dict[str, dict[str, str]] = {}
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise MalformedTable(f"line {line}: {len(row)} cells for the {len(header)} columns of "
+                                     f"the header (one {'too many' if len(row) > len(header) else 'missing'}"
+                                     f"{'' if abs(len(row) - len(header)) == 1 else ' or more'}); "
+                                     "its values would fall under other columns")
+            cells = dict(zip(header, row))
+            for c in numeric:
+                try:
+                    float(cells[c])
+                except ValueError:
+                    raise MalformedTable(f"line {line}: column {c} holds {cells[c]!r}, not a "
+                                         "number") from None
+            if cells["dataset"] in rows:
+                raise MalformedTable(f"line {line}: dataset {cells['dataset']!r} appears twice")
+            rows[cells["dataset"]] = cells
+    return rows
+
+
 def _read_run(folder: Path, problems: list[str]):
     path = folder / MANIFEST
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-        meta["postprocessor"]
+        if not isinstance(meta.get("postprocessor"), str):
+            raise ValueError("no 'postprocessor' entry")
         path = folder / "ood.csv"
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = {r["dataset"]: r for r in csv.DictReader(fh)}
+        rows = read_ood_csv(path, meta.get("columns"))
         for needed in ("nearood", "farood"):
             if needed not in rows:
                 raise ValueError(f"no '{needed}' row")
-    except (*_READ_ERRORS, TypeError) as exc:
+    except (*_READ_ERRORS, TypeError, AttributeError) as exc:
         _unreadable(problems, path, exc)
         return None
     states = {r.get("status") or "ok" for r in rows.values()}
@@ -71,6 +125,27 @@ def _read_run(folder: Path, problems: list[str]):
             "protocol": meta.get("protocol", "openood"), "folder": folder, "meta": meta, "rows": rows}
 
 
+def _subfolders(folder: Path) -> list[Path]:
+    """The visible sub-folders of ``folder``, sorted (``OSError`` if it cannot be listed)."""
+    with os.scandir(folder) as entries:
+        return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+
+
+def _run_folders(root: Path, problems: list[str]) -> list[Path]:
+    """``root/<prefix>/<run>`` folders (hidden ones skipped: ``.tmp-*`` of a run being written); a
+    prefix folder that cannot be listed is named in ``problems`` (never skipped in silence)."""
+    if not root.is_dir():
+        return []             # find_runs names the fix
+    prefixes = _subfolders(root)   # PermissionError naming root (the CLI prints it in one line)
+    out = []
+    for prefix in prefixes:
+        try:
+            out += _subfolders(prefix)
+        except OSError as exc:
+            _unreadable(problems, prefix, exc)
+    return out
+
+
 def find_runs(results_dir: str, problems: list[str] | None = None) -> list[dict]:
     """Every complete run (a folder with ``run.json``) under ``results_dir``.
 
@@ -79,16 +154,18 @@ def find_runs(results_dir: str, problems: list[str] | None = None) -> list[dict]
     problems = [] if problems is None else problems
     root = Path(results_dir)
     runs, incomplete = [], []
-    for folder in sorted(p for p in root.glob("*/*") if p.is_dir()):
-        if folder.name.startswith(".") or folder.parent.name.startswith("."):
-            continue
-        if not (folder / MANIFEST).is_file():
-            if (folder / "ood.csv").exists():
+    for folder in _run_folders(root, problems):
+        try:
+            complete = (folder / MANIFEST).is_file()
+            if not complete and (folder / "ood.csv").exists():
                 incomplete.append(folder)
+        except OSError as exc:       # a run folder we may not enter (permissions)
+            _unreadable(problems, folder, exc)
             continue
-        run = _read_run(folder, problems)
-        if run is not None:
-            runs.append(run)
+        if complete:
+            run = _read_run(folder, problems)
+            if run is not None:
+                runs.append(run)
     if incomplete:
         log.warning("report: %d folder(s) without %s skipped (an interrupted run, or made by an older "
                     "version: rerun eval), e.g. %s", len(incomplete), MANIFEST, incomplete[0])
@@ -181,7 +258,7 @@ def markdown_report(runs: list[dict], problems: list[str] = ()) -> str:
               "|" + "---|" * len(LEADERBOARD_COLUMNS)]
     lines += ["| " + " | ".join(str(row[c]) for c in LEADERBOARD_COLUMNS) + " |" for row in leaderboard_rows(runs)]
     if problems:
-        lines += ["", "## Skipped: files that could not be read", ""] + [f"- {p}" for p in problems]
+        lines += ["", "## Skipped: files and folders that could not be read", ""] + [f"- {p}" for p in problems]
     return "\n".join(lines) + "\n"
 
 
@@ -196,6 +273,25 @@ def _load_npz(path: Path, required: tuple[str, ...], problems: list[str]):
     except _READ_ERRORS as exc:
         _unreadable(problems, path, exc)
         return None
+
+
+def _load_scores(path: Path, problems: list[str]):
+    """A ``scores_<set>.npz`` whose ``conf`` are finite numbers, one ``label`` each; else ``None``
+    with the file named in ``problems`` (never scikit-learn's bare "Input contains NaN")."""
+    data = _load_npz(path, ("conf", "label"), problems)
+    if data is None:
+        return None
+    conf, label = data["conf"], data["label"]
+    try:
+        if conf.ndim != 1 or label.shape != conf.shape:
+            raise ValueError(f"conf {conf.shape} and label {label.shape} are not two lists of one length")
+        bad = int((~np.isfinite(conf.astype(np.float64))).sum())
+        if bad:
+            raise ValueError(f"{bad} of {conf.size} scores are NaN or inf")
+    except (ValueError, TypeError) as exc:
+        _unreadable(problems, path, exc)
+        return None
+    return data
 
 
 def plot_run(run: dict, out_dir: Path, problems: list[str] | None = None) -> list[Path]:
@@ -214,7 +310,7 @@ def plot_run(run: dict, out_dir: Path, problems: list[str] | None = None) -> lis
     title, stem = run["name"], run["folder"].name
     scores = {}
     for name in sorted(f for f in files if f.startswith("scores_") and f.endswith(".npz")):
-        loaded = _load_npz(folder / name, ("conf", "label"), problems)
+        loaded = _load_scores(folder / name, problems)
         if loaded is not None:
             scores[name.removeprefix("scores_").removesuffix(".npz")] = loaded
     written = []
@@ -279,7 +375,12 @@ def write_report(results_dir: str, out_dir: str | None = None) -> Path:
     runs = find_runs(results_dir, problems)
     out = Path(out_dir or os.path.join(results_dir, "report"))
     out.mkdir(parents=True, exist_ok=True)
-    written = {p for r in runs for p in plot_run(r, out, problems)}
+    written = set()
+    for r in runs:   # a run whose files cannot be plotted is named; the others are plotted
+        try:
+            written.update(plot_run(r, out, problems))
+        except (*_READ_ERRORS, TypeError) as exc:
+            _unreadable(problems, r["folder"], exc)
     for stale in out.glob("*.png"):  # plots of runs no longer in results_dir
         if _PLOT_NAME.match(stale.name) and stale not in written:
             stale.unlink()

@@ -33,6 +33,7 @@ import torchvision.transforms as T
 from tqdm.auto import tqdm
 
 from openood_immuno.core.cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
+from openood_immuno.core.fileid import content_digest
 from openood_immuno.data.classnames import resolve_class_names
 from openood_immuno.core.seeding import seeded
 
@@ -61,9 +62,8 @@ def _model_identity(model: str) -> str:
 def _weights_identity(pretrained: str | None, seed: int) -> str:
     if pretrained is None or pretrained.lower() in RANDOM_INIT:
         return f"random-init-seed{seed}"
-    if os.path.isfile(pretrained):
-        st = os.stat(pretrained)
-        return f"file:{os.path.abspath(pretrained)}:{st.st_size}:{st.st_mtime_ns}"
+    if os.path.isfile(pretrained):  # by content: a replaced file of the same size and mtime differs
+        return f"file:{content_digest(pretrained)}"
     return f"tag:{pretrained}"
 
 
@@ -207,6 +207,13 @@ class CLIPNet(nn.Module):
             return self._text_memo[key].to(self.device)
         path = cache_dir("text") / f"{key}.pt"
         feats = torch_load_cached(path) if self.text_cache else None
+        if feats is not None and (not isinstance(feats, torch.Tensor) or feats.ndim != 2
+                                  or feats.shape[0] != len(texts)):
+            log.warning("text features: cache entry %s not used: it holds %s rows for %d texts; "
+                        "encoding them again", path.name,
+                        feats.shape[0] if isinstance(feats, torch.Tensor) and feats.ndim else "no",
+                        len(texts))
+            feats = None
         if feats is None:
             feats = self._encode_text_uncached(texts, templates)
             if self.text_cache:

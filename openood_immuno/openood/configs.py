@@ -73,7 +73,9 @@ def run_config(id_name: str, postprocessor: str) -> dict:
     pp = {**{k: v for k, v in resolve_postprocessor(postprocessor).items()
              if k not in ("postprocessor_args", "postprocessor_sweep")},
           "postprocessor_args": params.as_args(),
-          "postprocessor_sweep": {f"{k}_list": list(v) for k, v in sweep.items()}}
+          # the grid's lists (only those are swept); no grid: every default list set to null
+          "postprocessor_sweep": ({f"{k}_list": list(v) for k, v in sweep.items()} if sweep else
+                                  {f"{k}_list": None for k in params.sweep_defaults()})}
     pp = json.loads(json.dumps(pp))  # plain lists and dicts for yaml
     return {"exp_name": EXP_NAME, "output_dir": "./results/", "data_root": "./data",
             "save_output": True, "merge_option": "merge", "mark": "default", "seed": 0,
