@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import os
+import re
 from importlib import resources
 from typing import Iterable, Sequence
 
@@ -66,14 +68,22 @@ def parse_postprocessors(text: str) -> list[str]:
     return names
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``--seeds 0,1,2`` -> ``[0, 1, 2]``."""
+SEED_MAX = 2**32 - 1   # numpy's seeds lie in [0, 2**32 - 1]
+
+
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """``--seeds 0,1,2`` -> ``[0, 1, 2]``: ASCII digits only (``int()`` would also read ``'١'``),
+    each in ``[0, 2**32 - 1]`` (numpy's range), none repeated."""
     items = [s.strip() for s in text.split(",")]
-    bad = [s for s in items if not s.lstrip("-").isdigit()]
-    if bad or not items:
-        raise UsageError(f"--seeds {text!r}: {bad[0] if bad else text!r} is not an integer; pass "
-                         "comma-separated integers, e.g. --seeds 0,1,2")
+    bad = [s for s in items if not re.fullmatch(r"[0-9]+", s)]
+    if bad:
+        raise UsageError(f"{option} {text!r}: {bad[0]!r} is not a non-negative integer in ASCII digits; "
+                         f"pass comma-separated integers in [0, {SEED_MAX}], e.g. {option} 0,1,2")
     seeds = [int(s) for s in items]
+    big = [s for s in seeds if s > SEED_MAX]
+    if big:
+        raise UsageError(f"{option} {text!r}: {big[0]} is past {SEED_MAX} (2**32 - 1, the largest seed "
+                         "numpy accepts): pass smaller seeds")
     if len(set(seeds)) < len(seeds):
         raise UsageError(f"--seeds {text!r} repeats a seed: name each seed once")
     return seeds
@@ -136,6 +146,36 @@ def add_progress_arg(parser: argparse.ArgumentParser) -> None:
 def add_loader_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="backbone batch size")
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
+
+
+# every numeric flag of every command, by argparse dest: (lowest value, whether it is excluded);
+# checked by :func:`check_numbers` once the command line is parsed
+NUMBER_RULES = {"batch_size": (1, False), "score_batch_size": (1, False), "num_workers": (0, False),
+                "n_near": (0, False), "n_contextual": (0, False), "seed": (0, False),
+                "retries": (0, False), "max_new_tokens": (1, False), "timeout": (0, True),
+                "temperature": (0, False), "n_neg_labels": (1, False), "corpus_limit": (0, False)}
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Every numeric flag of the parsed command in its range (``--score-batch-size 0``,
+    ``--num-workers -1``, ``--timeout nan``): one :class:`UsageError` naming the flag, before any
+    work. Floats must be finite; ``--seed`` is at most 2**32 - 1."""
+    for dest, value in vars(args).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{flag} {value}: pass a finite number")
+        rule = NUMBER_RULES.get(dest)
+        if rule is None:
+            continue
+        low, open_low = rule
+        if value < low or (open_low and value == low):
+            kind = "an integer" if isinstance(value, int) else "a number"
+            raise UsageError(f"{flag} {value}: must be {kind} {'>' if open_low else '>='} {low}")
+        if dest == "seed" and value > SEED_MAX:
+            raise UsageError(f"{flag} {value} is past {SEED_MAX} (2**32 - 1, the largest seed numpy "
+                             "accepts): pass a smaller seed")
 
 
 def resolve_device(device: str) -> str:

@@ -48,7 +48,7 @@ import torch
 
 from openood_immuno.data.benchmarks import (BENCHMARKS, NUM_CLASSES, RESERVED_SET_NAMES, Benchmark, BenchmarkLists,
                                             ListSpec, parse_extra_ood)
-from openood_immuno.data.lists import ImglistDataset, make_loader, read_imglist
+from openood_immuno.data.lists import ImglistDataset, check_regular_images, make_loader, read_imglist
 from openood_immuno.data.features import FeatureSet, LazyFeatures, extract_features
 from openood_immuno.core.metrics import METRIC_NAMES, compute_all_metrics, f1_at_threshold
 from openood_immuno.postprocessors.base import ImmunoPostprocessor
@@ -78,7 +78,8 @@ def validate_benchmark(data_root: str, lists: BenchmarkLists,
     The ID test list and every OOD list must exist; ID train/val and OOD val lists are checked
     when present (a postprocessor that needs a missing one says so when it asks). Each list is
     parsed as the runner will parse it (:func:`read_imglist`: encoding, labels in range, no -1
-    in ID lists, no duplicated lines, not empty). Returns ``{role: {list, data_dir, sha256,
+    in ID lists, no duplicated lines, not empty), and every listed image that exists must be a
+    regular file (a FIFO or device would block the run). Returns ``{role: {list, data_dir, sha256,
     images} or None}`` (``None``: optional list absent), the lists' part of a run's key.
     """
     if not os.path.isdir(data_root):
@@ -92,6 +93,7 @@ def validate_benchmark(data_root: str, lists: BenchmarkLists,
             keys[role] = None
             continue
         rows = read_imglist(path, num_classes, id_list=role.startswith("id_"))
+        check_regular_images(os.path.join(data_root, spec.data_dir), rows, path)
         keys[role] = {"list": spec.imglist, "data_dir": spec.data_dir, "images": len(rows),
                       "sha256": _sha256(path)}
     return keys

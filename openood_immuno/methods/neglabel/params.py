@@ -17,9 +17,10 @@ class NegLabelParams(Params):
     """NegLabel: WordNet corpus, 0.95-quantile mining of 10k negatives, grouped ID softmax mass."""
 
     n_neg_labels: int = param(10_000, "M negative labels, split between nouns and adjectives by pool "
-                              "size", low=1, sweep=(5000, 10_000, 20_000))
+                              "size", low=1, sweep=(5000, 10_000, 20_000),
+                              means=("m", "num_neg_labels", "num_negatives", "negatives", "n_negatives"))
     quantile: float = param(0.95, "eta of d_j = quantile over ID classes of cos(candidate, class)",
-                            low=0, high=1, sweep=(0.9, 0.95, 0.99))
+                            low=0, high=1, sweep=(0.9, 0.95, 0.99), means=("eta", "percentile"))
     id_template: str = param(ID_TEMPLATE, "prompt of the ID class names", placeholder="{}")
     noun_template: str = param(NOUN_TEMPLATE, "prompt of the noun candidates", placeholder="{}")
     adj_template: str = param(ADJ_TEMPLATE, "prompt of the adjective candidates", placeholder="{}")
@@ -28,8 +29,10 @@ class NegLabelParams(Params):
                                               pattern=LEXNAME)
     corpus_limit: int = param(0, "> 0: mine on that many candidates only (smoke runs, tests)", low=0)
     neg_labels_file: str = param("", "a file from `openood-immuno neglabels --out`: skip mining")
-    logit_scale: float = param(100.0, "logits = logit_scale * cos", low=0, low_open=True)
-    n_groups: int = param(100, "K groups of negatives in the score", low=1, sweep=(10, 50, 100, 200))
+    logit_scale: float = param(100.0, "logits = logit_scale * cos", low=0, low_open=True,
+                              means=("scale", "inverse_temperature"))
+    n_groups: int = param(100, "K groups of negatives in the score", low=1, sweep=(10, 50, 100, 200),
+                         means=("k", "groups", "num_groups", "ngroups"))
     group_seed: int = param(0, "seed of the fixed permutation of the negatives", low=0)
 
     BANK = ("n_neg_labels", "quantile", "id_template", "noun_template", "adj_template",

@@ -1,0 +1,190 @@
+"""Round 3 of bad inputs (issue 18, classes D and G): each refused in one line naming the option
+or file, before expensive work; a newcomer's first hour (offline in seconds, resources checked up
+front, "did you mean" by meaning)."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from openood_immuno.cli import main, run
+from openood_immuno.cli.args import UsageError
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*with RANDOM weights")
+TINY = ["--model", "ImmunoTiny-ViT", "--device", "cpu", "--pretrained", "none"]
+LISTS = {"test_imagenet.txt": 4, "test_ssb_hard.txt": 3, "test_ninco.txt": 3, "test_inaturalist.txt": 3,
+         "test_textures.txt": 3, "test_openimage_o.txt": 3}
+
+
+@pytest.fixture
+def small_root(minibench, tmp_path):
+    """A data_root with the test lists cut to 3-4 images; ``images_largescale/`` is a real folder
+    (its sub-folders link to minibench's) so a test can put odd files in it."""
+    root = tmp_path / "data"
+    (root / "benchmark_imglist" / "imagenet").mkdir(parents=True)
+    (root / "images_largescale").mkdir()
+    for sub in (minibench / "images_largescale").iterdir():
+        os.symlink(sub, root / "images_largescale" / sub.name)
+    os.symlink(minibench / "images_classic", root / "images_classic")
+    for name, n in LISTS.items():
+        lines = (minibench / "benchmark_imglist" / "imagenet" / name).read_text().splitlines()[:n]
+        (root / "benchmark_imglist" / "imagenet" / name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Building a model fails the test: the refusal must come first."""
+    import openood_immuno.models.clip_net as clip_net
+
+    monkeypatch.setattr(clip_net, "build_clip_net", lambda *a, **k: pytest.fail("model built before checks"))
+
+
+def _eval_argv(root, out, *extra):
+    return ["eval", "--data-root", str(root), *TINY, "--postprocessors", "mcm", "--engine", "builtin",
+            "--num-workers", "0", "--output-dir", str(out), *extra]
+
+
+def _one_line_exit_2(capsys, argv, *needles):
+    """``openood-immuno ARGV`` exits 2 with one line on stderr holding every needle."""
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    for needle in needles:
+        assert needle in err[0], err[0]
+    return err[0]
+
+
+# ---- D: image lists ----------------------------------------------------------------------------
+@pytest.mark.parametrize("spelling", ["./{p}", "{d}//{f}", "imagenet_1k/../{p}", "{d}/./{f}"])
+def test_duplicates_after_path_normalisation_are_refused(tmp_path, spelling):
+    from openood_immuno.data.lists import read_imglist
+
+    plain = "imagenet_1k/val/a.JPEG"
+    d, f = plain.rsplit("/", 1)
+    other = spelling.format(p=plain, d=d, f=f)
+    lst = tmp_path / "l.txt"
+    lst.write_text(f"{plain} 1\nimagenet_1k/val/b.JPEG 2\n{other} 1\n")
+    with pytest.raises(ValueError, match=rf"lists 1 image\(s\) more than once \(e\.g\. '{re.escape(other)}' at lines "
+                                         r"1 and 3 \(as 'imagenet_1k/val/a\.JPEG'\).*remove the duplicated"):
+        read_imglist(str(lst), 1000)
+
+
+def test_duplicates_after_normalisation_through_eval(small_root, tmp_path, capsys, no_model):
+    test_list = small_root / "benchmark_imglist" / "imagenet" / "test_imagenet.txt"
+    first = test_list.read_text().splitlines()[0]
+    test_list.write_text(test_list.read_text() + "./" + first + "\n")
+    _one_line_exit_2(capsys, _eval_argv(small_root, tmp_path / "out"), "test_imagenet.txt",
+                     "more than once", "at lines 1 and 5")
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _socket(path: Path) -> Path:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.close()
+    return path
+
+
+@pytest.mark.parametrize("make, kind", [(_fifo, "a FIFO"), (_socket, "a socket"),
+                                        (lambda p: Path("/dev/null"), "a character device"),
+                                        (lambda p: (p.mkdir(), p)[1], "a folder")],
+                         ids=["fifo", "socket", "device", "folder"])
+def test_special_files_listed_as_images_are_refused_not_read(small_root, tmp_path, capsys, no_model,
+                                                               make, kind):
+    target = make(small_root / "images_largescale" / "odd.jpg")
+    rel = os.path.relpath(target, small_root / "images_largescale")
+    (small_root / "benchmark_imglist" / "odd.txt").write_text(f"{rel} -1\n")
+    signal.alarm(20)   # reading a FIFO would block: fail instead of hanging the suite
+    try:
+        line = _one_line_exit_2(capsys, _eval_argv(small_root, tmp_path / "out", "--extra-ood",
+                                                   "odd=benchmark_imglist/odd.txt"),
+                                f"is {kind}", "odd.txt", "not an image file")
+        from openood_immuno.data.lists import load_rgb
+
+        with pytest.raises(ValueError, match=f"is {kind}"):
+            load_rgb(str(target))
+    finally:
+        signal.alarm(0)
+    assert "odd.jpg" in line or "/dev/null" in line
+
+
+# ---- D: numeric flags and seeds -----------------------------------------------------------------
+@pytest.mark.parametrize("flag, value, message", [
+    ("--score-batch-size", "0", "--score-batch-size 0: must be an integer >= 1"),
+    ("--score-batch-size", "-5", "--score-batch-size -5: must be an integer >= 1"),
+    ("--batch-size", "0", "--batch-size 0: must be an integer >= 1"),
+    ("--num-workers", "-1", "--num-workers -1: must be an integer >= 0"),
+])
+def test_non_positive_sizes_are_refused_before_any_work(small_root, tmp_path, capsys, no_model, flag,
+                                                        value, message):
+    _one_line_exit_2(capsys, _eval_argv(small_root, tmp_path / "out", f"{flag}={value}"), message)
+
+
+def test_numeric_flags_of_other_commands_are_checked_too(capsys, tmp_path):
+    _one_line_exit_2(capsys, ["antibodies", "--id", "imagenet", "--generator", "wordnet", "--out",
+                              str(tmp_path / "b.json"), "--timeout", "nan"], "--timeout nan: pass a finite")
+    _one_line_exit_2(capsys, ["antibodies", "--id", "imagenet", "--generator", "wordnet", "--out",
+                              str(tmp_path / "b.json"), "--seed", str(2**32)], "--seed 4294967296 is past")
+    assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ("١,٢", "'١' is not a non-negative integer in ASCII digits"),
+    ("--1", "'--1' is not a non-negative integer"),
+    ("-1", "'-1' is not a non-negative integer"),
+    ("0,4294967296", "4294967296 is past 4294967295"),
+    ("0,,1", "'' is not a non-negative integer"),
+    ("0,0", "repeats a seed"),
+])
+def test_bad_seeds_are_refused_in_one_line(small_root, tmp_path, capsys, no_model, seeds, message):
+    _one_line_exit_2(capsys, _eval_argv(small_root, tmp_path / "out", f"--seeds={seeds}"), "--seeds",
+                     message)
+
+
+def test_largest_seed_is_accepted():
+    from openood_immuno.cli.args import parse_seeds
+
+    assert parse_seeds("0, 4294967295") == [0, 2**32 - 1]
+
+
+# ---- D: sweep keys through --pp-arg; G: "did you mean" by meaning ----------------------------------
+@pytest.mark.parametrize("item, needles", [
+    ("mcm.T_list=[0.5,1]", ["mcm.T_list is a sweep list", "set one value with mcm.T=VALUE",
+                            "postprocessor_sweep"]),
+    ("mcm.tau_list=[1]", ["mcm.tau_list is a sweep list", "mcm.T=VALUE"]),
+])
+def test_sweep_keys_through_pp_arg_are_named_as_sweeps(small_root, tmp_path, capsys, no_model, item,
+                                                       needles):
+    line = _one_line_exit_2(capsys, _eval_argv(small_root, tmp_path / "out", "--pp-arg", item), *needles)
+    assert "did you mean" not in line
+
+
+@pytest.mark.parametrize("cls, key, meant", [
+    ("mcm", "temperature", "T"), ("mcm", "Temperature", "T"), ("mcm", "temp", "T"),
+    ("mcm", "tempates", "templates"), ("mcm", "prompts", "templates"),
+    ("immuno", "learning_rate", "lr"), ("immuno", "epoch", "epochs"), ("immuno", "lamda", "lambda"),
+    ("immuno", "threshold", "tau"), ("neglabel", "num_groups", "n_groups"), ("neglabel", "eta", "quantile"),
+    ("ants", "vsnl_topk_list", "vsnl_top_k_list"),
+])
+def test_did_you_mean_uses_meaning_and_aliases(cls, key, meant):
+    from openood_immuno.methods.ants.params import ANTSParams
+    from openood_immuno.methods.immuno.params import ImmunoParams
+    from openood_immuno.methods.mcm.params import MCMParams
+    from openood_immuno.methods.neglabel.params import NegLabelParams
+
+    params = {"mcm": MCMParams, "immuno": ImmunoParams, "neglabel": NegLabelParams, "ants": ANTSParams}[cls]
+    assert params.suggest(key) == meant
+
+
+def test_did_you_mean_temperature_through_the_cli(small_root, tmp_path, capsys, no_model):
+    _one_line_exit_2(capsys, _eval_argv(small_root, tmp_path / "out", "--pp-arg", "mcm.temperature=2"),
+                     "unknown parameter(s) ['temperature']", "did you mean 'T' for 'temperature'?")
