@@ -85,6 +85,15 @@ class ImmunoPostprocessor(BasePostprocessor):
         """The resolved parameters by yml name (defaults filled in), e.g. for a run manifest."""
         return self.params.as_args()
 
+    def check_resources(self) -> None:
+        """Every external resource the parameters need (``params.resources()``: the WordNet
+        corpus), checked in milliseconds; the commands call it before any model is built."""
+        for resource in self.params.resources():
+            if resource == "wordnet":
+                from openood_immuno.data.wordnet import require_wordnet
+
+                require_wordnet(f"postprocessor '{self.name}'")
+
     # ---- the method -------------------------------------------------------------------
     def fit(self, net, id_features: Mapping[str, FeatureSet]) -> "ImmunoPostprocessor":
         """Prepare the scorer (text banks, training, calibration). Returns ``self``.

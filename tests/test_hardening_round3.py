@@ -188,3 +188,95 @@ def test_did_you_mean_uses_meaning_and_aliases(cls, key, meant):
 def test_did_you_mean_temperature_through_the_cli(small_root, tmp_path, capsys, no_model):
     _one_line_exit_2(capsys, _eval_argv(small_root, tmp_path / "out", "--pp-arg", "mcm.temperature=2"),
                      "unknown parameter(s) ['temperature']", "did you mean 'T' for 'temperature'?")
+
+
+# ---- G: offline in seconds, one line ----------------------------------------------------------------
+@pytest.fixture
+def unreachable_hub(monkeypatch):
+    """A Hub that refuses connections (a dead local port), weights not cached, no offline variable;
+    counts the probes. The process's offline state is restored afterwards."""
+    from openood_immuno.llm import hub
+
+    for var in hub.OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(hub, "hub_file_cached", lambda repo, filename: False)
+    probes = []
+    real = hub.hub_problem
+    monkeypatch.setattr(hub, "hub_problem", lambda name, *a, **k: probes.append(name) or real(name, *a, **k))
+    hub.reset_hub_state()
+    yield probes
+    hub.reset_hub_state()
+
+
+def test_offline_default_model_fails_in_seconds_with_one_line(small_root, tmp_path, capsys, unreachable_hub,
+                                                             monkeypatch):
+    import time
+
+    import open_clip
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms",
+                        lambda *a, **k: pytest.fail("open_clip asked to download while offline"))
+    argv = ["eval", "--data-root", str(small_root), "--postprocessors", "mcm", "--engine", "builtin",
+            "--num-workers", "0", "--device", "cpu", "--output-dir", str(tmp_path / "out")]
+    start = time.monotonic()
+    _one_line_exit_2(capsys, argv, "could not obtain pretrained weights ViT-B-16/openai",
+                     "not in the local Hugging Face cache", "is unreachable", "--pretrained /path/to/checkpoint")
+    assert time.monotonic() - start < 10
+    assert constants.HF_HUB_OFFLINE, "the process did not go offline after the failed probe"
+    # a second model in the same process: no second probe, no wait
+    start = time.monotonic()
+    _one_line_exit_2(capsys, argv, "is unreachable")
+    assert time.monotonic() - start < 5 and len(unreachable_hub) == 1
+
+
+def test_offline_antibodies_command_builds_the_bank_and_skips_the_summary_in_one_line(tmp_path, capsys,
+                                                                                      unreachable_hub):
+    classes = tmp_path / "classes.txt"
+    classes.write_text("tench\ngoldfish\n")
+    out = tmp_path / "bank.json"
+    assert run(["antibodies", "--id", str(classes), "--out", str(out), "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    skipped = [line for line in stdout.splitlines() if "summary skipped" in line]
+    assert len(skipped) == 1 and "is unreachable" in skipped[0] and out.is_file()
+    assert len(unreachable_hub) == 1
+
+
+# ---- G: resources checked before the model -------------------------------------------------------------
+@pytest.mark.parametrize("pp, extra", [("neglabel", []), ("ants", ["--pp-arg", "ants.mllm=none"]),
+                                       ("immuno_zeroshot", [])])
+def test_missing_wordnet_is_reported_before_the_model_is_built(small_root, tmp_path, capsys, no_model,
+                                                               monkeypatch, pp, extra):
+    import openood_immuno.data.wordnet as wordnet
+
+    def absent():
+        raise LookupError("Resource wordnet not found")
+
+    monkeypatch.setattr(wordnet, "wordnet_root", absent)
+    argv = _eval_argv(small_root, tmp_path / "out", *extra)
+    argv[argv.index("mcm")] = pp
+    _one_line_exit_2(capsys, argv, f"postprocessor '{pp}' needs the WordNet corpus of nltk",
+                     "NLTK_DATA", "nltk.downloader wordnet")
+
+
+def test_a_neglabel_file_needs_no_wordnet(tmp_path, monkeypatch):
+    from openood_immuno.methods.neglabel.params import NegLabelParams
+
+    assert NegLabelParams().resources() == ("wordnet",)
+    assert NegLabelParams.from_mapping({"neg_labels_file": "x.txt"}).resources() == ()
+
+
+# ---- D: output files --------------------------------------------------------------------------------------
+def test_neglabels_out_naming_a_folder_is_refused_before_mining(tmp_path, capsys, no_model):
+    _one_line_exit_2(capsys, ["neglabels", "--out", str(tmp_path), *TINY],
+                     f"--out '{tmp_path}' is a folder: pass a file path")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    _one_line_exit_2(capsys, ["neglabels", "--out", str(blocker / "x.txt"), *TINY], "is a file, not a folder")
+    _one_line_exit_2(capsys, ["antibodies", "--out", str(tmp_path), "--no-filter-summary"],
+                     f"--out '{tmp_path}' is a folder")

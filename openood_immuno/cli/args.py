@@ -194,6 +194,22 @@ def net_from_args(args, class_names=None):
                           device=resolve_device(args.device), progress=not args.no_progress)
 
 
+def check_out_file(path: str, option: str) -> None:
+    """An output file path (``--out``): not a folder, not under a file, its folder writable;
+    checked before any work (mining, generation)."""
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} is a folder: pass a file path, e.g. "
+                         f"{os.path.join(path, 'neg_labels.txt')}")
+    parent = os.path.dirname(os.path.abspath(path))
+    existing = parent
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"{option} {path!r} cannot be created: {existing!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"{option} {path!r} cannot be written: {existing!r} is not writable")
+
+
 def check_data_root(data_root: str) -> None:
     """``--data-root`` is a folder holding OpenOOD's ``benchmark_imglist/``."""
     if not os.path.isdir(data_root):

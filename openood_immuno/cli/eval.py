@@ -105,6 +105,8 @@ def run(args) -> int:
     lists = BenchmarkLists.of(get_benchmark(args.id_name, args.benchmark), parse_extra_ood(args.extra_ood))
     pps = {name: build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None,
                                      **pp_args.get(name, {})) for name in names}
+    for pp in pps.values():  # the WordNet corpus, ...: before the model is built
+        pp.check_resources()
     check_lists(args.data_root, _needed_lists(lists, pps, engine, args.aps))
     list_keys = validate_benchmark(args.data_root, lists, NUM_CLASSES.get(args.id_name))
     check_writable(args.output_dir, "--output-dir")

@@ -87,6 +87,10 @@ def run(args) -> int:
         check_variants(variants, extra)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if extra.get("antibody_bank", "wordnet") == "wordnet":  # the variants' on-the-fly bank
+        from openood_immuno.data.wordnet import require_wordnet
+
+        require_wordnet("falsify (the variants' antibody_bank: wordnet)")
     lists = BenchmarkLists.of(get_benchmark(args.id_name))  # OpenOOD v1.5's near and far sets
     check_lists(args.data_root, [*lists.id.values(), *lists.ood.values()])
     validate_benchmark(args.data_root, lists, NUM_CLASSES.get(args.id_name))

@@ -57,6 +57,7 @@ def run(args) -> int:
     if not getattr(pp, "vaccinate", False):
         raise UsageError(f"--config {args.config} has no rejection adapter to train: use immuno, "
                          "immuno_dis or an immuno ablation")
+    pp.check_resources()
     bench = BENCHMARKS[args.id_name]
     splits = [bench.id["train"], bench.id["val"]]
     check_lists(args.data_root, splits)

@@ -259,6 +259,11 @@ class Params:
     def check(self) -> None:
         """Rules between fields (subclasses); raise ParamError('<name> ...')."""
 
+    def resources(self) -> tuple[str, ...]:
+        """External resources these values need at fit time (``'wordnet'``), so a run can check
+        them before any model is built (subclasses)."""
+        return ()
+
     # ---- building -----------------------------------------------------------------------------
     @classmethod
     def _canonical(cls, key: str) -> str:

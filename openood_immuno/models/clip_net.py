@@ -80,6 +80,28 @@ def _quiet_root_log():
         root.removeFilter(quiet)
 
 
+def _weights_unavailable(name: str, tag: str) -> Optional[str]:
+    """Why open_clip's ``name``/``tag`` weights cannot be had now, decided in seconds: they are not
+    in the local Hugging Face cache and the Hub is offline or unreachable
+    (:func:`openood_immuno.llm.hub.hub_unavailable`: one probe per process, which then stays
+    offline). None when they are cached, the Hub answers, or they come from a plain URL."""
+    from open_clip.pretrained import get_pretrained_cfg, has_hf_hub
+
+    from openood_immuno.llm.hub import hub_file_cached, hub_unavailable
+
+    location = get_pretrained_cfg(name, tag).get("hf_hub", "")
+    if not (location and has_hf_hub()):
+        return None
+    repo_id, filename = os.path.split(location)
+    filename = filename or "open_clip_pytorch_model.bin"
+    stem = filename.rsplit(".", 1)[0]
+    candidates = [filename, "open_clip_model.safetensors" if filename == "open_clip_pytorch_model.bin"
+                  else stem + ".safetensors"]
+    if any(hub_file_cached(repo_id, f) for f in candidates):
+        return None
+    return hub_unavailable(repo_id)
+
+
 def _create_open_clip(model: str, pretrained: str | None, seed: int):
     """Build (model, preprocess) with a clear error for every way loading can fail."""
     import open_clip
@@ -115,6 +137,12 @@ def _create_open_clip(model: str, pretrained: str | None, seed: int):
         if pretrained not in tags:
             raise ValueError(f"no pretrained weights {pretrained!r} for {name}: known tags are "
                              f"{tags or 'none'}; or pass a local checkpoint path")
+        reason = _weights_unavailable(name, pretrained)
+        if reason is not None:
+            raise RuntimeError(f"could not obtain pretrained weights {name}/{pretrained}: they are not in "
+                               f"the local Hugging Face cache and {reason}. Download them once on a "
+                               "machine with internet access (open_clip caches them under "
+                               "~/.cache/huggingface) or pass --pretrained /path/to/checkpoint")
     try:
         with _quiet_root_log():
             clip, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)

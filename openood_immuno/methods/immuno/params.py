@@ -53,6 +53,11 @@ class ImmunoZeroShotParams(Params):
             raise ParamError(f"delta_low must be <= delta_high, got delta_low {self.delta_low} > "
                              f"delta_high {self.delta_high}")
 
+    def resources(self) -> tuple[str, ...]:
+        # the on-the-fly bank and the random_words ablation are drawn from WordNet
+        wordnet = self.antibody_bank == "wordnet" or self.antibody_source == "random_words"
+        return ("wordnet",) if wordnet else ()
+
 
 @dataclass(frozen=True)
 class ImmunoDISParams(ImmunoZeroShotParams):

@@ -35,6 +35,9 @@ class NegLabelParams(Params):
                          means=("k", "groups", "num_groups", "ngroups"))
     group_seed: int = param(0, "seed of the fixed permutation of the negatives", low=0)
 
+    def resources(self) -> tuple[str, ...]:
+        return () if self.neg_labels_file else ("wordnet",)   # the mining corpus
+
     BANK = ("n_neg_labels", "quantile", "id_template", "noun_template", "adj_template",
             "exclude_lexnames", "corpus_limit", "neg_labels_file")
     """The parameters the text banks depend on (the others only change the score)."""
