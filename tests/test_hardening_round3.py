@@ -280,3 +280,49 @@ def test_neglabels_out_naming_a_folder_is_refused_before_mining(tmp_path, capsys
     _one_line_exit_2(capsys, ["neglabels", "--out", str(blocker / "x.txt"), *TINY], "is a file, not a folder")
     _one_line_exit_2(capsys, ["antibodies", "--out", str(tmp_path), "--no-filter-summary"],
                      f"--out '{tmp_path}' is a folder")
+
+
+# ---- D: model JSON and checkpoint ---------------------------------------------------------------------------
+TINY_JSON = Path(__file__).resolve().parents[1] / "openood_immuno" / "models" / "model_configs" / "ImmunoTiny-ViT.json"
+
+
+@pytest.mark.parametrize("text, needles", [
+    ('{"embed_dim": 64, "vision_cfg": {', ["is not valid JSON (line 1, column", "an example:"]),
+    ('{"embed_dim": 64,\n "vision_cfg": {"width": 64},\n}', ["is not valid JSON (line 3, column 1"]),
+    ('{"embed_dim": 64}', ["lacks the key(s) ['vision_cfg', 'text_cfg']"]),
+    ('[1, 2]', ["holds a JSON list, not an object"]),
+    ('{"embed_dim": "64", "vision_cfg": {}, "text_cfg": []}', ["embed_dim, text_cfg must be an integer, an object"]),
+    ('{"embed_dim": 64, "vision_cfg": {"widht": 64}, "text_cfg": {}}', ["could not be built by open_clip",
+                                                                       "widht", "vision_cfg and text_cfg"]),
+], ids=["truncated", "trailing-comma", "missing-keys", "not-object", "wrong-types", "unknown-key"])
+def test_broken_or_partial_model_json_names_the_file_and_the_keys(tmp_path, capsys, text, needles):
+    config = tmp_path / "MyModel.json"
+    config.write_text(text)
+    line = _one_line_exit_2(capsys, ["neglabels", "--out", str(tmp_path / "n.txt"), "--model", str(config),
+                                     "--pretrained", "none", "--device", "cpu"], str(config), *needles)
+    assert "Traceback" not in line
+    # open_clip rescans every config path it was given at each registration: a broken file must
+    # never reach it, or every later model of the process would fail on it
+    from openood_immuno.models.clip_net import _register_local_model_configs, check_model_config
+
+    _register_local_model_configs()
+    assert check_model_config(str(TINY_JSON))["embed_dim"] == 64
+
+
+def test_model_json_folder_is_named(tmp_path, capsys):
+    folder = tmp_path / "cfg.json"
+    folder.mkdir()
+    _one_line_exit_2(capsys, ["neglabels", "--out", str(tmp_path / "n.txt"), "--model", str(folder),
+                              "--pretrained", "none", "--device", "cpu"], "is a folder, not a file")
+
+
+@pytest.mark.parametrize("make, kind", [(lambda p: (p.mkdir(), str(p))[1], "a folder"),
+                                        (lambda p: "/dev/null", "a character device"),
+                                        (lambda p: (p.mkdir(), os.path.relpath(p))[1], "a folder")],
+                         ids=["folder", "dev-null", "folder-without-slash"])
+def test_a_checkpoint_that_is_not_a_file_says_so(tmp_path, capsys, monkeypatch, make, kind):
+    monkeypatch.chdir(tmp_path)
+    target = make(tmp_path / "ckpts")
+    _one_line_exit_2(capsys, ["neglabels", "--out", str(tmp_path / "n.txt"), "--model", "ImmunoTiny-ViT",
+                              "--pretrained", target, "--device", "cpu"],
+                     f"CLIP checkpoint {target!r} is not a file ({kind})", "pass the checkpoint file")
