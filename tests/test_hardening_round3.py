@@ -326,3 +326,65 @@ def test_a_checkpoint_that_is_not_a_file_says_so(tmp_path, capsys, monkeypatch, 
     _one_line_exit_2(capsys, ["neglabels", "--out", str(tmp_path / "n.txt"), "--model", "ImmunoTiny-ViT",
                               "--pretrained", target, "--device", "cpu"],
                      f"CLIP checkpoint {target!r} is not a file ({kind})", "pass the checkpoint file")
+
+
+# ---- D: a full disk while writing a cache ---------------------------------------------------------------
+def _full_disk(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _torch_full_disk(*args, **kwargs):
+    raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file "
+                       "data/0: file write failed")
+
+
+@pytest.mark.parametrize("fail", [_full_disk, _torch_full_disk], ids=["ENOSPC", "torch-write-failed"])
+def test_a_full_disk_while_writing_the_cache_names_the_file(tmp_path, monkeypatch, fail):
+    import torch
+
+    from openood_immuno.core import cache
+
+    monkeypatch.setattr(cache.torch, "save", fail)
+    monkeypatch.setattr(cache, "_free_bytes", lambda folder: 0)
+    target = tmp_path / "features" / "x.pt"
+    with pytest.raises(cache.NoSpaceError, match=rf"no space left on the device of '{re.escape(str(target.parent))}' "
+                                                 rf"while writing '{re.escape(str(target))}' \(0 MB free\)"):
+        cache.atomic_torch_save(torch.zeros(3), target)
+    assert list(target.parent.iterdir()) == []   # no temporary file left
+    monkeypatch.setattr(cache, "_free_bytes", lambda folder: 10 << 30)
+    if fail is _torch_full_disk:  # plenty of space: torch's error is not mistaken for a full disk
+        with pytest.raises(RuntimeError, match="PytorchStreamWriter"):
+            cache.atomic_torch_save(torch.zeros(3), target)
+
+
+def test_a_full_disk_while_writing_the_cache_through_the_cli(small_root, tmp_path, monkeypatch, capsys):
+    from openood_immuno.core import cache
+
+    monkeypatch.setenv("OPENOOD_IMMUNO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache.torch, "save", _full_disk)
+    line = _one_line_exit_2(capsys, _eval_argv(small_root, tmp_path / "out"),
+                            f"no space left on the device of '{tmp_path / 'cache'}", "while writing",
+                            "free some space or write elsewhere", "OPENOOD_IMMUNO_CACHE")
+    assert "PytorchStreamWriter" not in line and "inline_container" not in line
+
+
+# ---- D: yml syntax errors -------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, line_col, problem", [
+    ("postprocessor:\n  name: mcm\n  postprocessor_args: {T: 1\n", ":4:1:", "expected ',' or '}'"),
+    ("postprocessor:\n  name: mcm\n   APS_mode: false\n", ":3:12:", "mapping values are not allowed here"),
+    ("postprocessor:\n\tname: mcm\n", ":2:1:", "found character '\\t' that cannot start any token"),
+], ids=["unclosed-flow", "bad-indent", "tab"])
+def test_a_yml_syntax_error_names_file_and_line(tmp_path, capsys, text, line_col, problem):
+    from openood_immuno.core.ymlconfig import load_yml
+
+    bad = tmp_path / "run.yml"
+    bad.write_text(text)
+    with pytest.raises(ValueError) as err:
+        load_yml(bad)
+    assert f"{bad}{line_col} config is not valid YAML" in str(err.value) and problem in str(err.value)
+    assert "\n" not in str(err.value)
+    # the openood-main route checks every --config file before OpenOOD is imported
+    _one_line_exit_2(capsys, ["openood-main", "--config", str(bad)], f"{bad}{line_col} --config file is "
+                                                                     "not valid YAML", problem)
