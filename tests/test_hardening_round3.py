@@ -388,3 +388,112 @@ def test_a_yml_syntax_error_names_file_and_line(tmp_path, capsys, text, line_col
     # the openood-main route checks every --config file before OpenOOD is imported
     _one_line_exit_2(capsys, ["openood-main", "--config", str(bad)], f"{bad}{line_col} --config file is "
                                                                      "not valid YAML", problem)
+
+
+# ---- D: endpoint URLs (IPv6, user:password) and the answer size cap ------------------------------------------
+@pytest.mark.parametrize("text, name, url", [
+    ("openai:m1@http://[::1]:8000/v1", "m1", "http://[::1]:8000/v1"),
+    ("openai:http://[::1]/v1/chat/completions", "", "http://[::1]/v1"),
+    ("openai:http://user:pa%40ss@gpu-box:8000/v1", "", "http://user:pa%40ss@gpu-box:8000/v1"),
+    ("openai:org/m:7b@https://me:secret@[2001:db8::1]:443/v1", "org/m:7b", "https://me:secret@[2001:db8::1]:443/v1"),
+])
+def test_ipv6_hosts_and_credentials_are_accepted_by_the_spec(text, name, url):
+    from openood_immuno.llm.spec import ModelSpec, parse_spec
+
+    assert parse_spec(text, "mllm") == ModelSpec("openai", name, url)
+
+
+@pytest.mark.parametrize("text", ["openai:http://[::1/v1", "openai:http://host:99999/v1", "openai:http:///v1",
+                                  "openai:m@http://[::1/v1"])
+def test_broken_urls_are_still_refused(text):
+    from openood_immuno.llm.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError, match="an openai: reference needs an http\\(s\\) base URL"):
+        parse_spec(text, "mllm")
+
+
+def _handler():
+    from fake_endpoint import QuietJSONHandler
+
+    class Api(QuietJSONHandler):
+        def do_GET(self):
+            self.server.requests.append(self.headers.get("Authorization"))
+            mode = self.server.mode
+            if mode == "announce-huge":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(17 << 20))
+                self.end_headers()
+                self.wfile.write(b'{"data": [')
+            elif mode == "stream-big":   # no Content-Length: the body runs until the socket closes
+                self.close_connection = True
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"data": [' + b'{"id": "m"},' * 2000 + b'{"id": "m"}]}')
+            elif mode == "500":
+                self.send_json({"error": "x"}, 500)
+            else:
+                self.send_json({"data": [{"id": "m1"}]})
+    return Api
+
+
+def test_an_ipv6_endpoint_is_reached(monkeypatch):
+    import threading
+
+    from fake_endpoint import LoopbackServer
+
+    from openood_immuno.llm.http import OpenAIClient
+
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+    class V6(LoopbackServer):
+        address_family = socket.AF_INET6
+
+    srv = V6(("::1", 0), _handler())
+    srv.stop, srv.requests, srv.mode = threading.Event(), [], "good"
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        assert OpenAIClient(f"http://[::1]:{srv.server_address[1]}/v1", timeout_s=5).models() == ["m1"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_printed(monkeypatch):
+    import base64
+
+    from fake_endpoint import serving
+
+    from openood_immuno.llm.http import EndpointError, OpenAIClient
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with serving(_handler(), mode="good") as srv:
+        port = srv.server_address[1]
+        client = OpenAIClient(f"http://alice:s%3Acret@127.0.0.1:{port}/v1", timeout_s=5)
+        assert client.models() == ["m1"]
+        assert srv.requests[-1] == "Basic " + base64.b64encode(b"alice:s:cret").decode()
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-1")   # an API key wins over the URL's credentials
+        client.models()
+        assert srv.requests[-1] == "Bearer sk-1"
+        srv.mode = "500"
+        with pytest.raises(EndpointError) as err:
+            client.models()
+    assert "cret" not in str(err.value) and "alice" not in str(err.value)
+    assert f"http://127.0.0.1:{port}/v1/models" in str(err.value)
+
+
+@pytest.mark.parametrize("mode, cap, needle", [("announce-huge", None, "17825792 bytes announced"),
+                                               ("stream-big", 1000, "more than that sent")])
+def test_an_answer_over_the_size_cap_is_an_error_not_read_whole(mode, cap, needle):
+    from fake_endpoint import base_url, serving
+
+    from openood_immuno.llm.http import MAX_ANSWER_BYTES, EndpointError, request_json
+
+    assert MAX_ANSWER_BYTES == 16 << 20
+    with serving(_handler(), mode=mode) as srv:
+        kwargs = {"max_bytes": cap} if cap else {}
+        with pytest.raises(EndpointError, match=r"the answer from .* is larger than .* MiB") as err:
+            request_json(base_url(srv) + "/models", timeout_s=5, **kwargs)
+    assert err.value.kind == "bad_answer" and needle in str(err.value)
