@@ -497,3 +497,33 @@ def test_an_answer_over_the_size_cap_is_an_error_not_read_whole(mode, cap, needl
         with pytest.raises(EndpointError, match=r"the answer from .* is larger than .* MiB") as err:
             request_json(base_url(srv) + "/models", timeout_s=5, **kwargs)
     assert err.value.kind == "bad_answer" and needle in str(err.value)
+
+
+# ---- D: training that diverges ----------------------------------------------------------------------------
+@pytest.mark.parametrize("lr", [1e30, 1e10])
+def test_diverging_vaccination_stops_naming_lr_and_caches_nothing(tmp_path, monkeypatch, lr):
+    import torch
+    import torch.nn.functional as F
+
+    from openood_immuno.cli.errors import one_line
+    from openood_immuno.methods.immuno.vaccination import (VaccinationConfig, VaccinationDiverged,
+                                                           load_or_vaccinate)
+
+    monkeypatch.setenv("OPENOOD_IMMUNO_CACHE", str(tmp_path / "cache"))
+    gen = torch.Generator().manual_seed(0)
+    x = F.normalize(torch.randn(40, 16, generator=gen), dim=1)
+    mu = F.normalize(torch.randn(4, 16, generator=gen), dim=1)
+    ab = F.normalize(torch.randn(8, 16, generator=gen), dim=1)
+    config = VaccinationConfig(hidden=8, epochs=3, lr=lr, batch_size=16, weight_decay=1e-4, beta=5.0,
+                               margin=0.2, hard_k=2, seed=0)
+    with pytest.raises(VaccinationDiverged) as err:
+        load_or_vaccinate(x, torch.arange(40) % 4, mu, torch.ones(4), ab, torch.arange(8) % 4, config,
+                          progress=False)
+    message = one_line(err.value)
+    assert f"lr = {lr:g}" in message and "lower lr" in message and "nothing was cached" in message
+    assert "vaccination diverged in epoch" in message and "\n" not in message
+    assert not list((tmp_path / "cache" / "immuno_adapters").glob("*.pt"))
+    # a sane rate trains and caches as before
+    ok = VaccinationConfig(**{**config.__dict__, "lr": 1e-3})
+    load_or_vaccinate(x, torch.arange(40) % 4, mu, torch.ones(4), ab, torch.arange(8) % 4, ok, progress=False)
+    assert len(list((tmp_path / "cache" / "immuno_adapters").glob("*.pt"))) == 1
