@@ -527,3 +527,14 @@ def test_diverging_vaccination_stops_naming_lr_and_caches_nothing(tmp_path, monk
     ok = VaccinationConfig(**{**config.__dict__, "lr": 1e-3})
     load_or_vaccinate(x, torch.arange(40) % 4, mu, torch.ones(4), ab, torch.arange(8) % 4, ok, progress=False)
     assert len(list((tmp_path / "cache" / "immuno_adapters").glob("*.pt"))) == 1
+
+
+# ---- G: --id on a data_root without its lists ---------------------------------------------------------
+@pytest.mark.parametrize("command", ["eval", "vaccinate", "falsify"])
+def test_id_without_its_lists_names_the_id_option(small_root, tmp_path, capsys, no_model, command):
+    argv = {"eval": _eval_argv(small_root, tmp_path / "out", "--id", "cifar10"),
+            "vaccinate": ["vaccinate", "--data-root", str(small_root), "--id", "cifar10", *TINY],
+            "falsify": ["falsify", "--data-root", str(small_root), "--id", "cifar10", *TINY,
+                        "--output-dir", str(tmp_path / "f")]}[command]
+    _one_line_exit_2(capsys, argv, "--id cifar10: --data-root", "has no benchmark_imglist/cifar10/ lists",
+                     "pass --id imagenet")

@@ -221,13 +221,30 @@ def check_data_root(data_root: str) -> None:
                          "data_root (the folder holding benchmark_imglist/ and the image folders)")
 
 
-def check_lists(data_root: str, specs: Iterable) -> None:
-    """Every list of ``specs`` (``ListSpec``) that this run needs exists under ``data_root``.
+def check_id_lists(data_root: str, id_name: str) -> None:
+    """``--id NAME`` has its lists under ``data_root`` (``benchmark_imglist/NAME/``); else one
+    line naming ``--id`` and the ID benchmarks this data_root does hold."""
+    if os.path.isdir(os.path.join(data_root, "benchmark_imglist", id_name)):
+        return
+    held = [n for n in ID_BENCHMARKS if os.path.isdir(os.path.join(data_root, "benchmark_imglist", n))]
+    fix = (f"pass --id {held[0]}" + (f" (this data_root holds {', '.join(held)})" if len(held) > 1 else "")
+           if held else "this data_root holds no ID benchmark's lists")
+    raise UsageError(f"--id {id_name}: --data-root {data_root!r} has no benchmark_imglist/{id_name}/ lists: "
+                     f"{fix}, or point --data-root at a data_root with {id_name} (OpenOOD's "
+                     "download script fetches each benchmark's lists and images)")
+
+
+def check_lists(data_root: str, specs: Iterable, id_name: str | None = None) -> None:
+    """Every list of ``specs`` (``ListSpec``) that this run needs exists under ``data_root``;
+    with ``id_name``, a data_root without that benchmark's lists is named as a ``--id`` problem
+    first (:func:`check_id_lists`).
 
     Run before any model is built (the lists' content is checked by
     :func:`openood_immuno.experiments.runner.validate_benchmark`).
     """
     specs = list(specs)
+    if id_name is not None:
+        check_id_lists(data_root, id_name)
     missing = [s.imglist for s in specs if not os.path.isfile(os.path.join(data_root, s.imglist))]
     if missing:
         raise UsageError(f"--data-root {data_root!r} lacks the image list(s) {missing} that this run "

@@ -107,7 +107,7 @@ def run(args) -> int:
                                      **pp_args.get(name, {})) for name in names}
     for pp in pps.values():  # the WordNet corpus, ...: before the model is built
         pp.check_resources()
-    check_lists(args.data_root, _needed_lists(lists, pps, engine, args.aps))
+    check_lists(args.data_root, _needed_lists(lists, pps, engine, args.aps), args.id_name)
     list_keys = validate_benchmark(args.data_root, lists, NUM_CLASSES.get(args.id_name))
     check_writable(args.output_dir, "--output-dir")
     check_writable(str(cache_root()), "feature cache folder ($OPENOOD_IMMUNO_CACHE)")

@@ -92,7 +92,7 @@ def run(args) -> int:
 
         require_wordnet("falsify (the variants' antibody_bank: wordnet)")
     lists = BenchmarkLists.of(get_benchmark(args.id_name))  # OpenOOD v1.5's near and far sets
-    check_lists(args.data_root, [*lists.id.values(), *lists.ood.values()])
+    check_lists(args.data_root, [*lists.id.values(), *lists.ood.values()], args.id_name)
     validate_benchmark(args.data_root, lists, NUM_CLASSES.get(args.id_name))
     check_writable(args.output_dir, "--output-dir")
     check_writable(str(cache_root()), "feature cache folder ($OPENOOD_IMMUNO_CACHE)")
