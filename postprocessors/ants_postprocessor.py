@@ -77,7 +77,11 @@ class ANTSPostprocessor(ImmunoPostprocessor):
         if self.params.reset_each_list:
             self.reset()
         out = super().score_feature_set(fs, batch_size, progress)
-        log.info("ANTS %s on %s: %s", self.name, fs.name, self.status())
+        status = self.status()
+        # said once while it stays the same (a degraded run: the same status on every list)
+        same = status == getattr(self, "_last_logged_status", None)
+        log.log(logging.DEBUG if same else logging.INFO, "ANTS %s on %s: %s", self.name, fs.name, status)
+        self._last_logged_status = status
         return out
 
     @torch.no_grad()

@@ -538,3 +538,86 @@ def test_id_without_its_lists_names_the_id_option(small_root, tmp_path, capsys, 
                         "--output-dir", str(tmp_path / "f")]}[command]
     _one_line_exit_2(capsys, argv, "--id cifar10: --data-root", "has no benchmark_imglist/cifar10/ lists",
                      "pass --id imagenet")
+
+
+# ---- G: said once; --no-progress silences every bar ------------------------------------------------------
+def _fake_eval(text):
+    def fake(args):
+        import logging
+        import warnings
+
+        from tqdm import tqdm
+
+        for _ in range(3):   # per list, per seed: the same degraded message again and again
+            logging.getLogger("openood_immuno.methods.ants.scorer").error(text)
+            warnings.warn(text)
+        logging.getLogger("openood_immuno.x").warning("another message")
+        for _ in tqdm(range(3), desc="a library's bar", disable=False):   # as OpenOOD's Evaluator does
+            pass
+        return 0
+    return fake
+
+
+@pytest.mark.parametrize("no_progress", [True, False])
+def test_a_degraded_warning_is_said_once_and_no_progress_silences_every_bar(monkeypatch, capsys, no_progress):
+    import logging
+
+    import openood_immuno.cli.eval as eval_cli
+
+    monkeypatch.setattr(logging.root, "handlers", [])   # the console handler, as in a real process
+    text = "ANTS ants: MLLM openai:m@http://x/v1 unavailable (…). DEGRADED: every score below is the NegLabel score"
+    monkeypatch.setattr(eval_cli, "run", _fake_eval(text))
+    assert run(["eval", "--data-root", ".", *(["--no-progress"] if no_progress else [])]) == 0
+    err = capsys.readouterr().err
+    assert err.count("DEGRADED: every score") == 1 and err.count("another message") == 1
+    assert ("a library's bar" in err) is not no_progress
+
+
+def test_silenced_progress_bars_covers_subclasses_and_restores():
+    from tqdm import tqdm as std_tqdm
+    from tqdm.auto import tqdm as auto_tqdm
+
+    from openood_immuno.core.progress import silenced_progress_bars
+
+    with silenced_progress_bars():
+        assert std_tqdm(range(2), disable=False).disable and auto_tqdm(range(2), disable=False).disable
+    assert not std_tqdm(range(2), disable=False, file=open(os.devnull, "w")).disable
+
+
+# ---- G: the console table's status column; report's summary ---------------------------------------------
+def test_console_table_shows_the_status_column():
+    from openood_immuno.experiments.runner import EvalResult
+
+    row = [50.0, 62.0, 60.0, 61.0, 1.0]
+    ok = EvalResult("mcm", {"ninco": row}).format().splitlines()
+    assert ok[0].rstrip().endswith("status") and ok[1].rstrip().endswith("ok")
+    bad = EvalResult("ants", {"ninco": row}, status={"degraded": True, "degraded_reason": "MLLM down"})
+    lines = bad.format().splitlines()
+    assert lines[0].startswith("ants [DEGRADED: MLLM down]") and lines[2].rstrip().endswith("DEGRADED")
+
+
+def test_report_prints_a_short_summary_and_the_paths_it_wrote(tmp_path, capsys):
+    from openood_immuno.experiments.results import RunSpec, write_run
+    from openood_immuno.experiments.runner import EvalResult
+
+    rows = {k: [50.0, 62.0, 60.0, 61.0, 1.0] for k in ("ssb_hard", "ninco", "nearood", "inaturalist",
+                                                             "textures", "openimage_o", "farood")}
+    spec = RunSpec("imagenet", "ViT-B-16", "openai", "ViT-B-16|tag:openai", "/data", {"id_test": {"sha256": "0"}},
+                   "mcm", {}, "openood")
+    write_run(str(tmp_path / "res"), spec, EvalResult("mcm", rows))
+    assert main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "## Published" not in out and "| run |" not in out   # not the whole report.md
+    assert "1 run(s) (near / far AUROC):" in out and "mcm: 62.00 / 62.00" in out
+    assert f"report: {tmp_path / 'rep' / 'report.md'}" in out and f"leaderboard: {tmp_path / 'rep'}" in out
+    assert "plots: none" in out and len(out.splitlines()) < 10
+    assert main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep"), "--print"]) == 0
+    assert "## Published" in capsys.readouterr().out
+
+
+def test_mining_sizes_are_checked_when_read(small_root, tmp_path, capsys, no_model):
+    argv = _eval_argv(small_root, tmp_path / "out", "--pp-arg", "ants.mllm=none", "--pp-arg", "ants.corpus_limit=2000")
+    argv[argv.index("mcm")] = "ants"
+    _one_line_exit_2(capsys, argv, "n_neg_labels (10000) exceeds corpus_limit (2000)")
+    argv[argv.index("ants.corpus_limit=2000")] = "ants.n_groups=20000"
+    _one_line_exit_2(capsys, argv, "n_groups (20000) exceeds n_neg_labels (10000)")

@@ -206,15 +206,20 @@ class EvalResult:
         return run_status(self.status)
 
     def format(self) -> str:
+        """The console table: one row per set, the metric columns, then ``status`` (as in
+        ``ood.csv``: ``ok``, or the state of a degraded or partial run, whose reasons are the
+        line above the table)."""
         # "100.00±100.00" must never be cut, nor a column name run into its neighbour
         width = max(10 if self.std is None else 15, *(len(m) + 2 for m in self.columns))
-        lines = [] if self.run_status.ok else [f"{self.run_status.tag(self.postprocessor)}: not "
-                                               f"{self.postprocessor}'s own numbers"]
-        lines.append(f"{'':<14}" + "".join(f"{m:>{width}}" for m in self.columns))
+        status = self.run_status
+        lines = [] if status.ok else [f"{status.tag(self.postprocessor)}: not "
+                                      f"{self.postprocessor}'s own numbers"]
+        lines.append(f"{'':<14}" + "".join(f"{m:>{width}}" for m in self.columns) + "  status")
+        cell = "ok" if status.ok else status.state.upper()
         for name, vals in self.rows.items():
             cells = [f"{v:.2f}" if self.std is None else f"{v:.2f}±{s:.2f}"
                      for v, s in zip(vals, (self.std or {}).get(name, vals))]
-            lines.append(f"{name:<14}" + "".join(c.rjust(width) for c in cells))
+            lines.append(f"{name:<14}" + "".join(c.rjust(width) for c in cells) + f"  {cell}")
         return "\n".join(lines)
 
     def write_files(self, folder: str) -> list[str]:

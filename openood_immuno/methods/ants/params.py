@@ -93,6 +93,7 @@ class ANTSParams(NegLabelParams):
     """The parameters the MLLM backend depends on (a change reloads it)."""
 
     def check(self) -> None:
+        super().check()
         if self.mllm.strip().lower() not in ("none", "scripted") and ":" not in self.mllm:
             raise ParamError(f"mllm must be hf:NAME_OR_PATH, openai:MODEL@URL, scripted "
                              f"or none, got {self.mllm!r}")

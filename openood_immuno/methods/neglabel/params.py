@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
-from openood_immuno.core.params import Params, param
+from openood_immuno.core.params import ParamError, Params, param
 from .corpus import NEGLABEL_EXCLUDED_LEXNAMES
 from .mining import ADJ_TEMPLATE, ID_TEMPLATE, NOUN_TEMPLATE
 
@@ -34,6 +34,18 @@ class NegLabelParams(Params):
     n_groups: int = param(100, "K groups of negatives in the score", low=1, sweep=(10, 50, 100, 200),
                          means=("k", "groups", "num_groups", "ngroups"))
     group_seed: int = param(0, "seed of the fixed permutation of the negatives", low=0)
+
+    def check(self) -> None:
+        # what mining would refuse after the model is built, refused when the values are read
+        if self.neg_labels_file:
+            return
+        if 0 < self.corpus_limit < self.n_neg_labels:
+            raise ParamError(f"n_neg_labels ({self.n_neg_labels}) exceeds corpus_limit ({self.corpus_limit}), "
+                             "the candidate words mined from: lower n_neg_labels or raise corpus_limit "
+                             "(0 = all of WordNet)")
+        if self.n_groups > self.n_neg_labels:
+            raise ParamError(f"n_groups ({self.n_groups}) exceeds n_neg_labels ({self.n_neg_labels}): each "
+                             "group needs at least one negative label; lower n_groups")
 
     def resources(self) -> tuple[str, ...]:
         return () if self.neg_labels_file else ("wordnet",)   # the mining corpus
