@@ -621,3 +621,66 @@ def test_mining_sizes_are_checked_when_read(small_root, tmp_path, capsys, no_mod
     _one_line_exit_2(capsys, argv, "n_neg_labels (10000) exceeds corpus_limit (2000)")
     argv[argv.index("ants.corpus_limit=2000")] = "ants.n_groups=20000"
     _one_line_exit_2(capsys, argv, "n_groups (20000) exceeds n_neg_labels (10000)")
+
+
+# ---- G: plots that say what they show ----------------------------------------------------------------------
+def test_falsification_plot_shows_paired_deltas_around_a_zero_line():
+    import matplotlib.pyplot as plt
+
+    from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, PLOTTED, FalsificationResult,
+                                                          delta_panels, falsification_figure)
+
+    base = {m: 80.0 for m in PLOTTED}
+    per_seed = {v.label: {s: dict(base) for s in (0, 1)} for v in DEFAULT_VARIANTS}
+    per_seed["immuno_no_antibodies"][0]["AUROC_near"] = 79.6   # a 0.4-point difference
+    per_seed["immuno_no_antibodies"][1]["AUROC_near"] = 79.6
+    result = FalsificationResult(DEFAULT_VARIANTS, (0, 1), per_seed)
+    panel = delta_panels(result)["AUROC_near"]
+    assert panel["reference"] == (80.0, 0.0)
+    assert panel["deltas"][0][0] == "immuno_no_antibodies" and panel["deltas"][0][1] == pytest.approx(-0.4)
+    fig = falsification_figure(result)
+    ax = fig.axes[list(delta_panels(result)).index("AUROC_near")]
+    assert not ax.patches                                             # no bars from 0
+    assert any(list(line.get_ydata()) == [0, 0] for line in ax.lines)   # the zero line
+    low, high = ax.get_ylim()
+    assert low < -0.4 < 0 < high and high - low < 5                   # the 0.4 point fills the panel
+    assert any(t.get_text() == "-0.40" for t in ax.texts) and "immuno = 80.00" in ax.get_title()
+    plt.close(fig)
+
+
+def _captured_figures(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    return figures, real_close
+
+
+def test_histograms_are_outlines_and_the_evt_plot_says_when_every_class_is_pooled(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from openood_immuno.experiments.report import plot_run
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, shift in (("id", 1.0), ("ninco", 0.0), ("textures", -0.5)):
+        np.savez(folder / f"scores_{name}.npz", conf=rng.normal(shift, 1, 50), label=np.zeros(50),
+                 pred=np.zeros(50))
+    np.savez(folder / "artifacts.npz", evt_threshold=np.full(10, 0.3), evt_pooled=np.ones(10, bool))
+    meta = {"files": ["scores_id.npz", "scores_ninco.npz", "scores_textures.npz", "artifacts.npz"],
+            "pp_args": {"evt_min_samples": 5}}
+    (folder / "run.json").write_text(json.dumps(meta))
+    figures, real_close = _captured_figures(monkeypatch)
+    written = plot_run({"folder": folder, "meta": meta, "name": "immuno", "protocol": "openood"}, tmp_path)
+    assert [p.name for p in written] == ["run_roc_hist.png", "run_evt_thresholds.png"]
+    hist_ax = figures[0].axes[1]
+    assert hist_ax.patches and not any(p.get_fill() for p in hist_ax.patches)   # outlines only
+    evt_text = " ".join(t.get_text() for t in figures[1].axes[0].texts)
+    assert "every one of the 10 classes fell back to the pooled Weibull fit" in evt_text
+    assert "fewer than 5 ID validation images" in evt_text
+    for fig in figures:
+        real_close(fig)
