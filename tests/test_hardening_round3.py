@@ -684,3 +684,26 @@ def test_histograms_are_outlines_and_the_evt_plot_says_when_every_class_is_poole
     assert "fewer than 5 ID validation images" in evt_text
     for fig in figures:
         real_close(fig)
+
+
+# ---- G: docs and help say what the code does ----------------------------------------------------------------
+def test_readme_and_openood_doc_agree_on_acc():
+    root = Path(__file__).resolve().parents[1]
+    readme = " ".join((root / "README.md").read_text().split())
+    openood_doc = " ".join((root / "docs" / "openood.md").read_text().split())
+    definition = "ID top-1 accuracy of the postprocessor's own predictions"
+    assert definition in readme and definition in openood_doc
+    assert "that of the net's zero-shot classifier" not in openood_doc
+
+
+def test_eval_help_names_the_real_output_layout(small_root, tmp_path, capsys):
+    from openood_immuno.experiments.results import RunSpec
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = capsys.readouterr().out
+    assert "OUTPUT_DIR/<id>_<model>_<weights>/<postprocessor>-<key>/" in text
+    assert "<postprocessor>_stream-<key>/" in text and "run.json" in text and "scores_<set>.npz" in text
+    spec = RunSpec("imagenet", "ViT-B-16", "openai", "x", "/d", {}, "mcm", {}, "stream")
+    folder = spec.folder("OUT")
+    assert folder.parent.name == "imagenet_ViT-B-16_openai" and folder.name.startswith("mcm_stream-")
