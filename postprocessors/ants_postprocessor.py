@@ -22,7 +22,7 @@ import torch
 
 from openood_immuno.methods.ants import ANTSParams, ANTSScorer, images_from_tensor, load_mllm
 from openood_immuno.methods.neglabel import NegLabelScorer
-from openood_immuno.postprocessors.base import ImmunoPostprocessor
+from openood_immuno.postprocessors.base import ImmunoPostprocessor, require_clip_net
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class ANTSPostprocessor(ImmunoPostprocessor):
     @torch.no_grad()
     def postprocess(self, net, data):
         """OpenOOD's per-batch path: images recovered from the normalised tensor for the MLLM."""
+        require_clip_net(net, f"postprocessor '{self.name}'")
         scorer = self._scorer()
         features = net.encode_image(data)
         self.check_features(features, "image features of the batch")

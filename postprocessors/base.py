@@ -55,6 +55,24 @@ OPENOOD_BASE = _openood_base()
 BasePostprocessor = OPENOOD_BASE or _StandaloneBasePostprocessor
 
 
+CLIP_NET_ATTRIBUTES = ("encode_image", "encode_text", "class_names", "identity", "embed_dim")
+
+
+class NotACLIPNet(TypeError, ValueError):
+    """A net without the CLIP interface of :func:`openood_immuno.build_clip_net`."""
+
+
+def require_clip_net(net, who: str) -> None:
+    """One line when ``net`` is not a CLIP net of :func:`openood_immuno.build_clip_net` (an OpenOOD
+    ResNet, a bare open_clip model, ...): our postprocessors score CLIP image features against
+    text embeddings, so they need ``encode_image``, ``encode_text`` and the ID ``class_names``."""
+    missing = [a for a in CLIP_NET_ATTRIBUTES if not hasattr(net, a)]
+    if missing:
+        raise NotACLIPNet(f"{who} needs a CLIP net built by openood_immuno.build_clip_net(model, pretrained, "
+                          f"class_names) (in OpenOOD configs: network.name: clip), got a "
+                          f"{type(net).__name__} without {', '.join(missing)}")
+
+
 class ImmunoPostprocessor(BasePostprocessor):
     """Feature-level scorer with OpenOOD's postprocessor interface.
 
@@ -101,6 +119,7 @@ class ImmunoPostprocessor(BasePostprocessor):
         Removes any adapter hook left on the net (``net.clear_adapter()``) by a postprocessor
         fitted before: ``net(x)`` is zero-shot again unless this one installs its own.
         """
+        require_clip_net(net, f"postprocessor '{self.name}'")
         clear = getattr(net, "clear_adapter", None)
         if clear is not None:
             clear()
@@ -133,6 +152,7 @@ class ImmunoPostprocessor(BasePostprocessor):
 
     # ---- OpenOOD's interface ------------------------------------------------------------
     def setup(self, net, id_loader_dict, ood_loader_dict) -> None:
+        require_clip_net(net, f"postprocessor '{self.name}'")
         net.eval()  # OpenOOD calls setup() before net.eval() (OpenOOD issue #216)
         self.fit(net, LazyFeatures(net, id_loader_dict))
 
@@ -149,6 +169,7 @@ class ImmunoPostprocessor(BasePostprocessor):
     @torch.no_grad()
     def postprocess(self, net, data: torch.Tensor):
         self._require_fit()
+        require_clip_net(net, f"postprocessor '{self.name}'")
         features = net.encode_image(data)
         self.check_features(features, "image features of the batch")
         return self.score_features(features)
@@ -161,6 +182,7 @@ class ImmunoPostprocessor(BasePostprocessor):
     @torch.no_grad()
     def inference(self, net, data_loader: DataLoader, progress: bool = True):
         """OpenOOD's ``inference`` on cached features, on the net's device."""
+        require_clip_net(net, f"postprocessor '{self.name}'")
         fs = extract_features(net, data_loader, progress=progress)
         return self.score_feature_set(fs, data_loader.batch_size or 256, progress)
 

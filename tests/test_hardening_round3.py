@@ -707,3 +707,37 @@ def test_eval_help_names_the_real_output_layout(small_root, tmp_path, capsys):
     spec = RunSpec("imagenet", "ViT-B-16", "openai", "x", "/d", {}, "mcm", {}, "stream")
     folder = spec.folder("OUT")
     assert folder.parent.name == "imagenet_ViT-B-16_openai" and folder.name.startswith("mcm_stream-")
+
+
+# ---- G: a net that is not CLIP -----------------------------------------------------------------------------
+class _ResNetLike:
+    """What OpenOOD passes with network.name: resnet50: a classifier without CLIP's text side."""
+
+    def eval(self):
+        return self
+
+    def __call__(self, x, return_feature=False):
+        raise AssertionError("never called")
+
+
+@pytest.mark.parametrize("name", ["mcm", "neglabel", "ants", "immuno_zeroshot", "immuno"])
+def test_a_non_clip_net_is_one_line_naming_build_clip_net(name):
+    import torch
+
+    from openood_immuno.cli.errors import one_line
+    from openood_immuno.openood.registry import build_postprocessor
+
+    pp = build_postprocessor(name, "imagenet", **({"mllm": "none"} if name == "ants" else {}))
+    net = _ResNetLike()
+    calls = [lambda: pp.fit(net, {}), lambda: pp.setup(net, {}, {})]
+    for call in calls:
+        with pytest.raises(TypeError) as err:
+            call()
+        line = one_line(err.value)
+        assert line.startswith(f"postprocessor '{name}' needs a CLIP net built by openood_immuno.build_clip_net(")
+        assert "network.name: clip" in line and "_ResNetLike without encode_image, encode_text" in line
+        assert "\n" not in line and " in base.py" not in line
+    pp.net = object()   # as if fitted: the per-batch and loader paths check the net they are given
+    for call in (lambda: pp.postprocess(net, torch.zeros(1, 3, 8, 8)), lambda: pp.inference(net, None)):
+        with pytest.raises(ValueError, match="needs a CLIP net built by openood_immuno.build_clip_net"):
+            call()
