@@ -149,7 +149,7 @@ def unit(n, d=64, seed=0):
 @pytest.fixture(scope="module")
 def net32(tmp_path_factory):
     """An ImmunoTiny-ViT variant with 32-d embeddings: 'another CLIP model'."""
-    shipped = Path(openood_immuno.__file__).parent / "model_configs" / "ImmunoTiny-ViT.json"
+    shipped = Path(openood_immuno.__file__).parent / "models" / "model_configs" / "ImmunoTiny-ViT.json"
     config = json.loads(shipped.read_text())
     path = tmp_path_factory.mktemp("models") / "ImmunoTiny32.json"
     path.write_text(json.dumps({**config, "embed_dim": 32}))

@@ -741,3 +741,15 @@ def test_a_non_clip_net_is_one_line_naming_build_clip_net(name):
     for call in (lambda: pp.postprocess(net, torch.zeros(1, 3, 8, 8)), lambda: pp.inference(net, None)):
         with pytest.raises(ValueError, match="needs a CLIP net built by openood_immuno.build_clip_net"):
             call()
+
+
+def test_the_tensor_decode_path_refuses_a_fifo_too(tmp_path):
+    from openood_immuno.data.decode import read_bytes
+
+    fifo = _fifo(tmp_path / "pipe.jpg")
+    signal.alarm(20)
+    try:
+        with pytest.raises(ValueError, match="is a FIFO"):
+            read_bytes(str(fifo), "l.txt")
+    finally:
+        signal.alarm(0)
