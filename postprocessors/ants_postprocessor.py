@@ -87,7 +87,7 @@ class ANTSPostprocessor(ImmunoPostprocessor):
     @torch.no_grad()
     def postprocess(self, net, data):
         """OpenOOD's per-batch path: images recovered from the normalised tensor for the MLLM."""
-        require_clip_net(net, f"postprocessor '{self.name}'")
+        require_clip_net(net, f"postprocessor '{self.name}'", images=True)
         scorer = self._scorer()
         features = net.encode_image(data)
         self.check_features(features, "image features of the batch")

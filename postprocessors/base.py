@@ -55,18 +55,22 @@ OPENOOD_BASE = _openood_base()
 BasePostprocessor = OPENOOD_BASE or _StandaloneBasePostprocessor
 
 
-CLIP_NET_ATTRIBUTES = ("encode_image", "encode_text", "class_names", "identity", "embed_dim")
+# what fitting reads of a net (text side), and what scoring images adds
+CLIP_NET_ATTRIBUTES = ("encode_text", "class_names", "identity")
+CLIP_IMAGE_ATTRIBUTES = ("encode_image",)
 
 
 class NotACLIPNet(TypeError, ValueError):
     """A net without the CLIP interface of :func:`openood_immuno.build_clip_net`."""
 
 
-def require_clip_net(net, who: str) -> None:
+def require_clip_net(net, who: str, images: bool = False) -> None:
     """One line when ``net`` is not a CLIP net of :func:`openood_immuno.build_clip_net` (an OpenOOD
-    ResNet, a bare open_clip model, ...): our postprocessors score CLIP image features against
-    text embeddings, so they need ``encode_image``, ``encode_text`` and the ID ``class_names``."""
-    missing = [a for a in CLIP_NET_ATTRIBUTES if not hasattr(net, a)]
+    ResNet, a bare open_clip model, ...): our postprocessors fit on text embeddings of the ID
+    ``class_names`` (``encode_text``, ``identity``) and, with ``images``, score ``encode_image``
+    features."""
+    wanted = CLIP_NET_ATTRIBUTES + (CLIP_IMAGE_ATTRIBUTES if images else ())
+    missing = [a for a in wanted if not hasattr(net, a)]
     if missing:
         raise NotACLIPNet(f"{who} needs a CLIP net built by openood_immuno.build_clip_net(model, pretrained, "
                           f"class_names) (in OpenOOD configs: network.name: clip), got a "
@@ -152,7 +156,7 @@ class ImmunoPostprocessor(BasePostprocessor):
 
     # ---- OpenOOD's interface ------------------------------------------------------------
     def setup(self, net, id_loader_dict, ood_loader_dict) -> None:
-        require_clip_net(net, f"postprocessor '{self.name}'")
+        require_clip_net(net, f"postprocessor '{self.name}'", images=True)
         net.eval()  # OpenOOD calls setup() before net.eval() (OpenOOD issue #216)
         self.fit(net, LazyFeatures(net, id_loader_dict))
 
@@ -169,7 +173,7 @@ class ImmunoPostprocessor(BasePostprocessor):
     @torch.no_grad()
     def postprocess(self, net, data: torch.Tensor):
         self._require_fit()
-        require_clip_net(net, f"postprocessor '{self.name}'")
+        require_clip_net(net, f"postprocessor '{self.name}'", images=True)
         features = net.encode_image(data)
         self.check_features(features, "image features of the batch")
         return self.score_features(features)
@@ -182,7 +186,7 @@ class ImmunoPostprocessor(BasePostprocessor):
     @torch.no_grad()
     def inference(self, net, data_loader: DataLoader, progress: bool = True):
         """OpenOOD's ``inference`` on cached features, on the net's device."""
-        require_clip_net(net, f"postprocessor '{self.name}'")
+        require_clip_net(net, f"postprocessor '{self.name}'", images=True)
         fs = extract_features(net, data_loader, progress=progress)
         return self.score_feature_set(fs, data_loader.batch_size or 256, progress)
 

@@ -735,7 +735,7 @@ def test_a_non_clip_net_is_one_line_naming_build_clip_net(name):
             call()
         line = one_line(err.value)
         assert line.startswith(f"postprocessor '{name}' needs a CLIP net built by openood_immuno.build_clip_net(")
-        assert "network.name: clip" in line and "_ResNetLike without encode_image, encode_text" in line
+        assert "network.name: clip" in line and "_ResNetLike without encode_text, class_names, identity" in line
         assert "\n" not in line and " in base.py" not in line
     pp.net = object()   # as if fitted: the per-batch and loader paths check the net they are given
     for call in (lambda: pp.postprocess(net, torch.zeros(1, 3, 8, 8)), lambda: pp.inference(net, None)):
