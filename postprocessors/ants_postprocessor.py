@@ -22,7 +22,7 @@ import torch
 
 from openood_immuno.methods.ants import ANTSParams, ANTSScorer, images_from_tensor, load_mllm
 from openood_immuno.methods.neglabel import NegLabelScorer
-from openood_immuno.postprocessors.base import ImmunoPostprocessor
+from openood_immuno.postprocessors.base import ImmunoPostprocessor, require_clip_net
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,17 @@ class ANTSPostprocessor(ImmunoPostprocessor):
         if self.params.reset_each_list:
             self.reset()
         out = super().score_feature_set(fs, batch_size, progress)
-        log.info("ANTS %s on %s: %s", self.name, fs.name, self.status())
+        status = self.status()
+        # said once while it stays the same (a degraded run: the same status on every list)
+        same = status == getattr(self, "_last_logged_status", None)
+        log.log(logging.DEBUG if same else logging.INFO, "ANTS %s on %s: %s", self.name, fs.name, status)
+        self._last_logged_status = status
         return out
 
     @torch.no_grad()
     def postprocess(self, net, data):
         """OpenOOD's per-batch path: images recovered from the normalised tensor for the MLLM."""
+        require_clip_net(net, f"postprocessor '{self.name}'", images=True)
         scorer = self._scorer()
         features = net.encode_image(data)
         self.check_features(features, "image features of the batch")

@@ -55,6 +55,28 @@ OPENOOD_BASE = _openood_base()
 BasePostprocessor = OPENOOD_BASE or _StandaloneBasePostprocessor
 
 
+# what fitting reads of a net (text side), and what scoring images adds
+CLIP_NET_ATTRIBUTES = ("encode_text", "class_names", "identity")
+CLIP_IMAGE_ATTRIBUTES = ("encode_image",)
+
+
+class NotACLIPNet(TypeError, ValueError):
+    """A net without the CLIP interface of :func:`openood_immuno.build_clip_net`."""
+
+
+def require_clip_net(net, who: str, images: bool = False) -> None:
+    """One line when ``net`` is not a CLIP net of :func:`openood_immuno.build_clip_net` (an OpenOOD
+    ResNet, a bare open_clip model, ...): our postprocessors fit on text embeddings of the ID
+    ``class_names`` (``encode_text``, ``identity``) and, with ``images``, score ``encode_image``
+    features."""
+    wanted = CLIP_NET_ATTRIBUTES + (CLIP_IMAGE_ATTRIBUTES if images else ())
+    missing = [a for a in wanted if not hasattr(net, a)]
+    if missing:
+        raise NotACLIPNet(f"{who} needs a CLIP net built by openood_immuno.build_clip_net(model, pretrained, "
+                          f"class_names) (in OpenOOD configs: network.name: clip), got a "
+                          f"{type(net).__name__} without {', '.join(missing)}")
+
+
 class ImmunoPostprocessor(BasePostprocessor):
     """Feature-level scorer with OpenOOD's postprocessor interface.
 
@@ -85,6 +107,15 @@ class ImmunoPostprocessor(BasePostprocessor):
         """The resolved parameters by yml name (defaults filled in), e.g. for a run manifest."""
         return self.params.as_args()
 
+    def check_resources(self) -> None:
+        """Every external resource the parameters need (``params.resources()``: the WordNet
+        corpus), checked in milliseconds; the commands call it before any model is built."""
+        for resource in self.params.resources():
+            if resource == "wordnet":
+                from openood_immuno.data.wordnet import require_wordnet
+
+                require_wordnet(f"postprocessor '{self.name}'")
+
     # ---- the method -------------------------------------------------------------------
     def fit(self, net, id_features: Mapping[str, FeatureSet]) -> "ImmunoPostprocessor":
         """Prepare the scorer (text banks, training, calibration). Returns ``self``.
@@ -92,6 +123,7 @@ class ImmunoPostprocessor(BasePostprocessor):
         Removes any adapter hook left on the net (``net.clear_adapter()``) by a postprocessor
         fitted before: ``net(x)`` is zero-shot again unless this one installs its own.
         """
+        require_clip_net(net, f"postprocessor '{self.name}'")
         clear = getattr(net, "clear_adapter", None)
         if clear is not None:
             clear()
@@ -135,6 +167,7 @@ class ImmunoPostprocessor(BasePostprocessor):
 
     # ---- OpenOOD's interface ------------------------------------------------------------
     def setup(self, net, id_loader_dict, ood_loader_dict) -> None:
+        require_clip_net(net, f"postprocessor '{self.name}'", images=True)
         net.eval()  # OpenOOD calls setup() before net.eval() (OpenOOD issue #216)
         self.fit(net, LazyFeatures(net, id_loader_dict))
 
@@ -151,6 +184,7 @@ class ImmunoPostprocessor(BasePostprocessor):
     @torch.no_grad()
     def postprocess(self, net, data: torch.Tensor):
         self._require_fit()
+        require_clip_net(net, f"postprocessor '{self.name}'", images=True)
         features = net.encode_image(data)
         self.check_features(features, "image features of the batch")
         return self.score_features(features)
@@ -163,6 +197,7 @@ class ImmunoPostprocessor(BasePostprocessor):
     @torch.no_grad()
     def inference(self, net, data_loader: DataLoader, progress: bool = True):
         """OpenOOD's ``inference`` on cached features, on the net's device."""
+        require_clip_net(net, f"postprocessor '{self.name}'", images=True)
         fs = extract_features(net, data_loader, progress=progress)
         return self.score_feature_set(fs, data_loader.batch_size or 256, progress)
 

@@ -136,7 +136,8 @@ def test_misspelled_postprocessor_fails_fast_with_did_you_mean(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--postprocessors", ","], r"--postprocessors ',' names no postprocessor: pass one or more of"),
     (["--postprocessors", "mcm,mcm"], r"--postprocessors names \['mcm'\] more than once"),
-    (["--seeds", "0,x"], r"--seeds '0,x': 'x' is not an integer; pass comma-separated integers"),
+    (["--seeds", "0,x"], r"--seeds '0,x': 'x' is not a non-negative integer in ASCII digits; pass "
+                          r"comma-separated integers"),
     (["--seeds", "0,0"], r"--seeds '0,0' repeats a seed"),
     (["--pp-arg", "mcm.T"], r"--pp-arg expects NAME.KEY=VALUE \(e.g. immuno.epochs=5\), got 'mcm.T'"),
     (["--pp-arg", "T=1"], r"--pp-arg expects NAME.KEY=VALUE"),

@@ -202,7 +202,7 @@ def test_falsify_command_on_minibench(small_minibench, small_bank, tmp_path, cap
 
 @pytest.mark.parametrize("argv, message", [
     (["--seeds", "0,0"], "repeats a seed"),
-    (["--seeds", "a"], "is not an integer"),
+    (["--seeds", "a"], "is not a non-negative integer"),
     (["--variants", "immuno,nope"], "--variants: unknown variant 'nope'"),
     (["--variants", "mcm,immuno"], "immuno first"),
     (["--pp-arg", "*.epochz=2"], "epochz is not a parameter of any variant"),

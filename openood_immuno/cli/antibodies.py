@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .args import HelpFormatter, add_model_args, add_progress_arg, net_from_args, resolve_device
+from .args import HelpFormatter, add_model_args, add_progress_arg, check_out_file, net_from_args, resolve_device
 
 DESCRIPTION = """\
 Generate antibodies (near-OOD look-alikes and contextual phrases, Immuno-VLM Phase 2) for every
@@ -57,6 +57,7 @@ def run(args) -> int:
     from openood_immuno.methods.immuno.bank_quality import bank_quality, quality_lines
     from openood_immuno.methods.immuno.generators import build_bank, id_classes, make_generator
 
+    check_out_file(args.out, "--out")
     classes = id_classes(args.id_spec)
     options = {}
     if args.generator != "wordnet":

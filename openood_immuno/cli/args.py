@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import os
+import re
 import sys
 from importlib import resources
 from typing import Iterable, Sequence
@@ -66,14 +68,22 @@ def parse_postprocessors(text: str) -> list[str]:
     return names
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``--seeds 0,1,2`` -> ``[0, 1, 2]``."""
+SEED_MAX = 2**32 - 1   # numpy's seeds lie in [0, 2**32 - 1]
+
+
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """``--seeds 0,1,2`` -> ``[0, 1, 2]``: ASCII digits only (``int()`` would also read ``'١'``),
+    each in ``[0, 2**32 - 1]`` (numpy's range), none repeated."""
     items = [s.strip() for s in text.split(",")]
-    bad = [s for s in items if not s.lstrip("-").isdigit()]
-    if bad or not items:
-        raise UsageError(f"--seeds {text!r}: {bad[0] if bad else text!r} is not an integer; pass "
-                         "comma-separated integers, e.g. --seeds 0,1,2")
+    bad = [s for s in items if not re.fullmatch(r"[0-9]+", s)]
+    if bad:
+        raise UsageError(f"{option} {text!r}: {bad[0]!r} is not a non-negative integer in ASCII digits; "
+                         f"pass comma-separated integers in [0, {SEED_MAX}], e.g. {option} 0,1,2")
     seeds = [int(s) for s in items]
+    big = [s for s in seeds if s > SEED_MAX]
+    if big:
+        raise UsageError(f"{option} {text!r}: {big[0]} is past {SEED_MAX} (2**32 - 1, the largest seed "
+                         "numpy accepts): pass smaller seeds")
     if len(set(seeds)) < len(seeds):
         raise UsageError(f"--seeds {text!r} repeats a seed: name each seed once")
     return seeds
@@ -153,6 +163,36 @@ def add_loader_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
 
 
+# every numeric flag of every command, by argparse dest: (lowest value, whether it is excluded);
+# checked by :func:`check_numbers` once the command line is parsed
+NUMBER_RULES = {"batch_size": (1, False), "score_batch_size": (1, False), "num_workers": (0, False),
+                "n_near": (0, False), "n_contextual": (0, False), "seed": (0, False),
+                "retries": (0, False), "max_new_tokens": (1, False), "timeout": (0, True),
+                "temperature": (0, False), "n_neg_labels": (1, False), "corpus_limit": (0, False)}
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Every numeric flag of the parsed command in its range (``--score-batch-size 0``,
+    ``--num-workers -1``, ``--timeout nan``): one :class:`UsageError` naming the flag, before any
+    work. Floats must be finite; ``--seed`` is at most 2**32 - 1."""
+    for dest, value in vars(args).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{flag} {value}: pass a finite number")
+        rule = NUMBER_RULES.get(dest)
+        if rule is None:
+            continue
+        low, open_low = rule
+        if value < low or (open_low and value == low):
+            kind = "an integer" if isinstance(value, int) else "a number"
+            raise UsageError(f"{flag} {value}: must be {kind} {'>' if open_low else '>='} {low}")
+        if dest == "seed" and value > SEED_MAX:
+            raise UsageError(f"{flag} {value} is past {SEED_MAX} (2**32 - 1, the largest seed numpy "
+                             "accepts): pass a smaller seed")
+
+
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -169,6 +209,22 @@ def net_from_args(args, class_names=None):
                           device=resolve_device(args.device), progress=not args.no_progress)
 
 
+def check_out_file(path: str, option: str) -> None:
+    """An output file path (``--out``): not a folder, not under a file, its folder writable;
+    checked before any work (mining, generation)."""
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} is a folder: pass a file path, e.g. "
+                         f"{os.path.join(path, 'neg_labels.txt')}")
+    parent = os.path.dirname(os.path.abspath(path))
+    existing = parent
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"{option} {path!r} cannot be created: {existing!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"{option} {path!r} cannot be written: {existing!r} is not writable")
+
+
 def check_data_root(data_root: str) -> None:
     """``--data-root`` is a folder holding OpenOOD's ``benchmark_imglist/``."""
     if not os.path.isdir(data_root):
@@ -180,13 +236,30 @@ def check_data_root(data_root: str) -> None:
                          "data_root (the folder holding benchmark_imglist/ and the image folders)")
 
 
-def check_lists(data_root: str, specs: Iterable) -> None:
-    """Every list of ``specs`` (``ListSpec``) that this run needs exists under ``data_root``.
+def check_id_lists(data_root: str, id_name: str) -> None:
+    """``--id NAME`` has its lists under ``data_root`` (``benchmark_imglist/NAME/``); else one
+    line naming ``--id`` and the ID benchmarks this data_root does hold."""
+    if os.path.isdir(os.path.join(data_root, "benchmark_imglist", id_name)):
+        return
+    held = [n for n in ID_BENCHMARKS if os.path.isdir(os.path.join(data_root, "benchmark_imglist", n))]
+    fix = (f"pass --id {held[0]}" + (f" (this data_root holds {', '.join(held)})" if len(held) > 1 else "")
+           if held else "this data_root holds no ID benchmark's lists")
+    raise UsageError(f"--id {id_name}: --data-root {data_root!r} has no benchmark_imglist/{id_name}/ lists: "
+                     f"{fix}, or point --data-root at a data_root with {id_name} (OpenOOD's "
+                     "download script fetches each benchmark's lists and images)")
+
+
+def check_lists(data_root: str, specs: Iterable, id_name: str | None = None) -> None:
+    """Every list of ``specs`` (``ListSpec``) that this run needs exists under ``data_root``;
+    with ``id_name``, a data_root without that benchmark's lists is named as a ``--id`` problem
+    first (:func:`check_id_lists`).
 
     Run before any model is built (the lists' content is checked by
     :func:`openood_immuno.experiments.runner.validate_benchmark`).
     """
     specs = list(specs)
+    if id_name is not None:
+        check_id_lists(data_root, id_name)
     missing = [s.imglist for s in specs if not os.path.isfile(os.path.join(data_root, s.imglist))]
     if missing:
         raise UsageError(f"--data-root {data_root!r} lacks the image list(s) {missing} that this run "

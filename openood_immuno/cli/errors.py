@@ -77,8 +77,11 @@ def _os_error(exc: OSError) -> str:
         return f"{what}{reason}: a folder stands where a file is expected; pass a file path"
     if isinstance(exc, FileExistsError):
         return f"{what}{reason}: remove it or choose another path"
-    if exc.errno == errno.ENOSPC:
-        return f"{what}{reason}: free some space or write elsewhere"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if type(exc).__name__ == "NoSpaceError":   # its message names the folder and the file
+            what = ""
+        return (f"{what}{reason}: free some space or write elsewhere (--output-dir, --out, or the cache "
+                "folder OPENOOD_IMMUNO_CACHE)")
     return f"{what}{reason}"
 
 

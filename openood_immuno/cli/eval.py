@@ -14,8 +14,15 @@ DESCRIPTION = """\
 Score one or more postprocessors on an OpenOOD v1.5 data_root and print and write, per
 postprocessor, the table of Evaluator.eval_ood() (FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC per
 OOD set, near and far means; ACC = the postprocessor's own predictions) plus ACC_zeroshot
-(frozen CLIP) and, for postprocessors that decide (immuno), F1@tau, to
-OUTPUT_DIR/<run>/<postprocessor>/ood.csv.
+(frozen CLIP), for postprocessors that decide (immuno) F1@tau, and a status column.
+
+Each run is one folder, written whole at the end (complete or absent):
+  OUTPUT_DIR/<id>_<model>_<weights>/<postprocessor>-<key>/         (--protocol openood)
+  OUTPUT_DIR/<id>_<model>_<weights>/<postprocessor>_stream-<key>/  (--protocol stream)
+holding ood.csv, scores_<set>.npz, artifacts.npz (immuno's EVT thresholds) and run.json
+(what defines the run, its status and timings); <key> is the content key of what defines
+the run, so the same run again replaces its folder. `openood-immuno report OUTPUT_DIR`
+collects every run folder.
 
 Image features are computed once per model and list and cached, so several postprocessors
 cost one backbone pass. Flags, postprocessor names, --pp-arg and the data_root's image lists
@@ -105,7 +112,9 @@ def run(args) -> int:
     lists = BenchmarkLists.of(get_benchmark(args.id_name, args.benchmark), parse_extra_ood(args.extra_ood))
     pps = {name: build_postprocessor(name, args.id_name, APS_mode=True if args.aps else None,
                                      **pp_args.get(name, {})) for name in names}
-    check_lists(args.data_root, _needed_lists(lists, pps, engine, args.aps))
+    for pp in pps.values():  # the WordNet corpus, ...: before the model is built
+        pp.check_resources()
+    check_lists(args.data_root, _needed_lists(lists, pps, engine, args.aps), args.id_name)
     list_keys = validate_benchmark(args.data_root, lists, NUM_CLASSES.get(args.id_name))
     check_writable(args.output_dir, "--output-dir")
     check_writable(str(cache_root()), "feature cache folder ($OPENOOD_IMMUNO_CACHE)")

@@ -131,13 +131,18 @@ def run(args) -> int:
         check_variants(variants, pp_args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    every_bank = pp_args.get(EVERY, {}).get("antibody_bank", "wordnet")
+    if every_bank == "wordnet" or any(v.get("antibody_bank") == "wordnet" for v in pp_args.values()):
+        from openood_immuno.data.wordnet import require_wordnet  # the variants' on-the-fly bank
+
+        require_wordnet("falsify (the variants' antibody_bank: wordnet)")
     try:
         extra_ood = parse_extra_ood(args.extra_ood)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     lists = BenchmarkLists.of(get_benchmark(args.id_name), extra_ood)  # OpenOOD v1.5's sets + extra
     near, far = _groups(lists, args.near_ood)
-    check_lists(args.data_root, [*lists.id.values(), *lists.ood.values()])
+    check_lists(args.data_root, [*lists.id.values(), *lists.ood.values()], args.id_name)
     validate_benchmark(args.data_root, lists, NUM_CLASSES.get(args.id_name))
     check_writable(args.output_dir, "--output-dir")
     check_writable(str(cache_root()), "feature cache folder ($OPENOOD_IMMUNO_CACHE)")

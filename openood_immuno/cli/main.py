@@ -8,7 +8,7 @@ import warnings
 
 from . import antibodies, falsify, features, neglabels, openood_main, report, vaccinate
 from . import eval as evaluate
-from .args import HelpFormatter, UsageError
+from .args import HelpFormatter, UsageError, check_numbers
 from .errors import one_line
 
 DESCRIPTION = """\
@@ -36,15 +36,44 @@ def main(argv=None) -> int:
     if extra and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.passthrough_args = extra
+    check_numbers(args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    _SAID.clear()
+    for handler in logging.getLogger().handlers:  # the console handler of basicConfig only
+        if type(handler) is logging.StreamHandler and not any(isinstance(f, _SaidOnce) for f in handler.filters):
+            handler.addFilter(_SaidOnce())
     logging.getLogger("openood_immuno").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    return args.func(args)
+    from openood_immuno.core.progress import silenced_progress_bars
+
+    with silenced_progress_bars(getattr(args, "no_progress", False)):
+        return args.func(args)
+
+
+_SAID: set[str] = set()   # warnings and WARNING/ERROR log lines already shown by this command
+
+
+def _said_before(text: str) -> bool:
+    key = text.strip().removeprefix("openood-immuno: ")
+    seen = key in _SAID
+    _SAID.add(key)
+    return seen
+
+
+class _SaidOnce(logging.Filter):
+    """A WARNING or ERROR log line is shown once per process, and not again as a warning (a
+    degraded run said it was degraded once, not once per list, per seed and per channel)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING or not _said_before(record.getMessage())
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning as one line ``openood-immuno: warning: ...`` (no source line)."""
+    """A warning as one line ``openood-immuno: warning: ...`` (no source line), once per process
+    (also when the same text was logged as a WARNING or ERROR)."""
     text = str(message).removeprefix("openood-immuno: ")
+    if _said_before(text):
+        return
     print(f"openood-immuno: warning: {text}", file=sys.stderr if file is None else file)
 
 

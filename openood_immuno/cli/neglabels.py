@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import time
 
-from .args import HelpFormatter, UsageError, add_id_arg, add_model_args, add_progress_arg, net_from_args
+from .args import (HelpFormatter, UsageError, add_id_arg, add_model_args, add_progress_arg, check_out_file,
+                   net_from_args)
 
 DESCRIPTION = """\
 Mine NegLabel's negative labels (Jiang et al., ICLR 2024) for the ID classes under a CLIP net
@@ -64,7 +65,11 @@ def run(args) -> int:
         return 0
     if not args.out:
         raise UsageError("neglabels: pass --out FILE (export) or --check FILE (validate a list)")
+    check_out_file(args.out, "--out")
     params = mining_params(args)
+    from openood_immuno.data.wordnet import require_wordnet
+
+    require_wordnet("neglabels (the mining corpus)")
     net = net_from_args(args)
     start = time.perf_counter()
     labels = negative_labels(net, params["n_neg_labels"], params["quantile"], params["id_template"],

@@ -58,9 +58,10 @@ def run(args) -> int:
     if not getattr(pp, "vaccinate", False):
         raise UsageError(f"--config {args.config} has no rejection adapter to train: use immuno, "
                          "immuno_dis or an immuno ablation")
+    pp.check_resources()
     bench = BENCHMARKS[args.id_name]
     splits = [bench.id["train"], bench.id["val"]]
-    check_lists(args.data_root, splits)
+    check_lists(args.data_root, splits, args.id_name)
     for spec in splits:  # encoding, labels, duplicates: before the model is built
         read_imglist(os.path.join(args.data_root, spec.imglist), bench.num_classes, id_list=True)
     net = net_from_args(args)

@@ -4,10 +4,13 @@ Every cache file is written to a temporary file in the same folder and moved int
 place with :func:`os.replace`, which is atomic on POSIX and Windows. A reader
 therefore sees either the old complete file or the new complete file, never a
 half-written one; an interrupted write leaves only a ``.tmp-*`` file that no reader
-opens.
+opens. A write that fails because the disk is full (``ENOSPC``, ``EDQUOT``, or torch's own
+"file write failed" with the disk out of space) raises :class:`NoSpaceError` naming the file, not
+a library's internal message.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -39,8 +42,39 @@ def content_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
 
 
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+LOW_SPACE_BYTES = 64 << 20   # below this, a library's failed write is taken for a full disk
+
+
+class NoSpaceError(OSError):
+    """A write that failed because its disk (or quota) is full; the message names the file."""
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _no_space(exc: BaseException, folder: Path) -> bool:
+    """Whether ``exc`` means the disk is full: ENOSPC/EDQUOT, or a library's write error
+    (torch: "file write failed", "unexpected pos") while the disk has almost no space left."""
+    if isinstance(exc, OSError):
+        return exc.errno in NO_SPACE_ERRNOS
+    if isinstance(exc, RuntimeError) and any(s in str(exc) for s in ("write failed", "unexpected pos")):
+        free = _free_bytes(folder)
+        return free is not None and free < LOW_SPACE_BYTES
+    return False
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then atomically move ``tmp_path`` onto ``path``."""
+    """Call ``write(tmp_path)`` then atomically move ``tmp_path`` onto ``path``.
+
+    A full disk raises :class:`NoSpaceError` (errno ENOSPC) ``no space left on the device of
+    '<folder>' while writing '<path>' (<free> MB free)``; the temporary file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
@@ -51,9 +85,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, Exception) and _no_space(exc, path.parent):
+            free = _free_bytes(path.parent)
+            left = f" ({free / 2**20:.0f} MB free)" if free is not None else ""
+            raise NoSpaceError(errno.ENOSPC, f"no space left on the device of {str(path.parent)!r} while "
+                                             f"writing {str(path)!r}{left}") from exc
         raise
     return path
 

@@ -23,6 +23,12 @@ A field's name is its yml name, except where that is a Python keyword (``lam``, 
 ``param(..., yml="lambda")``). ``ALIASES`` maps other spellings of a yml name to it (and
 ``<alias>_list`` to ``<name>_list`` in sweeps).
 
+An unknown key is answered with the parameter it most likely means (:meth:`Params.suggest`):
+a word of a field's ``means`` (its synonyms: ``mcm.temperature`` -> ``T``) or an alias, compared
+without case and punctuation, before the closest spelling. A sweep key (``T_list``) given as a
+single value (``--pp-arg mcm.T_list=...`` or under ``postprocessor_args``) is named as such, with
+the two places it can go.
+
 :func:`markdown_table` renders a class's parameter table; ``python -m
 openood_immuno.experiments.param_docs --write-docs`` writes those tables into the docs.
 """
@@ -47,7 +53,7 @@ def param(default: Any, help: str, *, yml: Optional[str] = None, choices: Option
           low: Optional[float] = None, high: Optional[float] = None, low_open: bool = False,
           high_open: bool = False, also: Sequence[str] = (), placeholder: Optional[str] = None,
           pattern: Optional[str] = None, nonempty: bool = False,
-          sweep: Optional[Sequence[Any]] = None) -> Any:
+          sweep: Optional[Sequence[Any]] = None, means: Sequence[str] = ()) -> Any:
     """A dataclass field with its validation rules and documentation.
 
     Args:
@@ -62,11 +68,13 @@ def param(default: Any, help: str, *, yml: Optional[str] = None, choices: Option
         pattern: a regular expression every text (of a list) must match in full.
         nonempty: a text or list must not be empty.
         sweep: the default OpenOOD APS list of this parameter (``<name>_list``).
+        means: other words a user may write for it (``temperature`` for ``T``); an unknown key
+            equal to one of them is answered with "did you mean" this parameter.
     """
     meta = {"help": help, "yml": yml, "choices": tuple(choices) if choices is not None else None,
             "low": low, "high": high, "low_open": low_open, "high_open": high_open,
             "also": tuple(also), "placeholder": placeholder, "pattern": pattern, "nonempty": nonempty,
-            "sweep": tuple(sweep) if sweep is not None else None}
+            "sweep": tuple(sweep) if sweep is not None else None, "means": tuple(means)}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -251,6 +259,11 @@ class Params:
     def check(self) -> None:
         """Rules between fields (subclasses); raise ParamError('<name> ...')."""
 
+    def resources(self) -> tuple[str, ...]:
+        """External resources these values need at fit time (``'wordnet'``), so a run can check
+        them before any model is built (subclasses)."""
+        return ()
+
     # ---- building -----------------------------------------------------------------------------
     @classmethod
     def _canonical(cls, key: str) -> str:
@@ -266,13 +279,58 @@ class Params:
         return bad
 
     @classmethod
+    def suggest(cls, key: str) -> Optional[str]:
+        """The parameter an unknown ``key`` most likely means (``<name>_list`` for a sweep key), or
+        None: a name, alias or synonym (``means``) equal to it without case and punctuation
+        first, else the closest of those by spelling (difflib, cutoff 0.6); always the yml name."""
+        is_list = key.endswith("_list")
+        base = key[:-5] if is_list else key
+        words: dict[str, str] = {}
+        for name, spec in cls.specs().items():
+            for word in (name, spec.attr, *spec.meta.get("means", ())):
+                words.setdefault(word, name)
+        for alias, name in cls.ALIASES.items():
+            words.setdefault(alias, name)
+
+        def plain(text: str) -> str:
+            return re.sub(r"[^a-z0-9]", "", text.lower())
+
+        hit = next((name for word, name in words.items() if plain(word) == plain(base)), None)
+        if hit is None:
+            close = difflib.get_close_matches(base, list(words), n=1, cutoff=0.6)
+            hit = words[close[0]] if close else None
+        if hit is None:
+            return None
+        return hit + "_list" if is_list else hit
+
+    @classmethod
     def _unknown_message(cls, bad: Sequence[str], where: str) -> str:
         names = cls.names()
-        valid = names + [f"{n}_list" for n in names] + list(cls.ALIASES)
-        hints = {k: difflib.get_close_matches(k, valid, n=1, cutoff=0.6) for k in bad}
-        guess = "; ".join(f"did you mean {h[0]!r} for {k!r}?" for k, h in hints.items() if h)
+        hints = {k: cls.suggest(k) for k in bad}
+        guess = "; ".join(f"did you mean {h!r} for {k!r}?" for k, h in hints.items() if h and h != k)
         return (f"{where}: unknown parameter(s) {sorted(bad)}; valid ones are {sorted(names)} "
                 f"(sweeps as '<name>_list')" + (f"; {guess}" if guess else ""))
+
+    @classmethod
+    def _is_sweep_key(cls, key: str) -> bool:
+        return key.endswith("_list") and cls._canonical(key[:-5]) in cls.specs()
+
+    @classmethod
+    def _check_keys(cls, keys: Iterable[str], sweep_keys: Iterable[str], where: str, prefix: str) -> None:
+        """ParamError for a sweep key given as a value (``T_list`` among the args), then for
+        unknown keys (with "did you mean")."""
+        keys = list(keys)
+        misplaced = [k for k in keys if cls._is_sweep_key(k)]
+        if misplaced:
+            key = misplaced[0]
+            name = cls._canonical(key[:-5])
+            raise ParamError(f"{where}: {prefix}{key} is a sweep list (the values OpenOOD's parameter "
+                             f"search tries), not a parameter: set one value with {prefix}{name}=VALUE "
+                             f"(--pp-arg, or {name}: VALUE under postprocessor_args), or put {key}: "
+                             "[...] under postprocessor_sweep in a yml config (searched with --aps)")
+        bad = cls.unknown(keys, sweep_keys)
+        if bad:
+            raise ParamError(cls._unknown_message(bad, where))
 
     @classmethod
     def canonical(cls, values: Mapping[str, Any], where: str = "", suffix: str = "") -> dict[str, Any]:
@@ -305,9 +363,7 @@ class Params:
         """
         where = where or cls.__name__
         values = dict(values or {})
-        bad = cls.unknown(values)
-        if bad:
-            raise ParamError(cls._unknown_message(bad, where))
+        cls._check_keys(values, (), where, prefix)
         values = cls.canonical(values, where)
         specs = cls.specs()
         try:
@@ -318,9 +374,7 @@ class Params:
     def replace(self, values: Mapping[str, Any], where: str = "", prefix: str = "") -> "Params":
         """A copy with ``{yml name: value}`` changed (validated as at load)."""
         where = where or type(self).__name__
-        bad = self.unknown(values)
-        if bad:
-            raise ParamError(self._unknown_message(bad, where))
+        self._check_keys(values, (), where, prefix)
         specs = self.specs()
         try:
             return dataclasses.replace(self, **{specs[k].attr: v
@@ -379,9 +433,7 @@ class Params:
         """``(params, sweep)`` from OpenOOD's ``postprocessor_args`` and ``postprocessor_sweep``;
         unknown names of both are reported in one message."""
         where = where or cls.__name__
-        bad = cls.unknown(args or {}, sweep or {})
-        if bad:
-            raise ParamError(cls._unknown_message(bad, where))
+        cls._check_keys(args or {}, sweep or {}, where, prefix)
         return cls.from_mapping(args, where, prefix), cls.sweep_from_mapping(sweep, where, prefix)
 
     # ---- reading ------------------------------------------------------------------------------

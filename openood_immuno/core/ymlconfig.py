@@ -77,8 +77,25 @@ def merge_postprocessor(base: Mapping[str, Any], child: Mapping[str, Any]) -> di
     return out
 
 
+def load_yml(path: str | Path, what: str = "config") -> Any:
+    """The YAML document of ``path``; a syntax error is one ValueError naming the file, line and
+    column (``a.yml:3:7: not valid YAML (mapping values are not allowed here): fix the file``)."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        detail = f"{problem}, {context}" if context and problem != context else problem
+        raise ValueError(f"{where}: {what} is not valid YAML ({detail}): fix the file") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: {what} is not UTF-8 text (byte {exc.start}): convert it to UTF-8") from None
+
+
 def _read(path: Path) -> Mapping[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yml(path, "postprocessor config")
     if not isinstance(data, Mapping) or not isinstance(data.get("postprocessor"), Mapping):
         raise ValueError(f"{path}: not an OpenOOD postprocessor config (no 'postprocessor' section)")
     for key in _MERGED:

@@ -29,7 +29,7 @@ import torchvision.transforms as T
 from torch.utils.data import DataLoader, Dataset
 
 from .decode_options import DecodeOptions
-from .lists import ImglistDataset
+from .lists import ImglistDataset, check_regular_image
 
 _JPEG_MAGIC = b"\xff\xd8"
 
@@ -130,8 +130,10 @@ def _decode_rgb(blobs: Sequence[torch.Tensor], device, paths: Sequence[str]) -> 
 
 
 def read_bytes(path: str, listed_in: str = "") -> torch.Tensor:
-    """A file's bytes as a uint8 tensor; a missing file raises naming the list and the fix."""
+    """A file's bytes as a uint8 tensor; a missing file raises naming the list and the fix, a
+    FIFO, device, socket or folder is refused before it is opened (reading one would block)."""
     where = f" (listed in {listed_in})" if listed_in else ""
+    check_regular_image(path, listed_in)
     try:
         with open(path, "rb") as fh:
             return torch.frombuffer(bytearray(fh.read()), dtype=torch.uint8)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -40,7 +41,9 @@ def read_imglist(path: str, num_classes: Optional[int] = None,
     """Parse a list file into ``[(relative_path, label), ...]`` with errors that name the line.
 
     ``id_list``: labels must be class indices (``-1`` marks OOD images, which an ID list must
-    not hold: they would be scored as OOD). A path listed twice is refused.
+    not hold: they would be scored as OOD). A path listed twice is refused, also when only its
+    spelling differs (``./a.jpg``, ``a//b.jpg``, ``a/../a/b.jpg``: compared after
+    ``os.path.normpath``).
     """
     rows = []
     first_line: dict[str, int] = {}
@@ -60,18 +63,53 @@ def read_imglist(path: str, num_classes: Optional[int] = None,
         if label < -1 or (num_classes is not None and label >= num_classes):
             raise ValueError(f"{path}:{lineno}: label {label} out of range [-1, {num_classes}); "
                              "ID labels are class indices and OOD images use -1")
-        if rel in first_line:
-            duplicates.append((rel, first_line[rel], lineno))
+        norm = os.path.normpath(rel)
+        if norm in first_line:
+            duplicates.append((rel, first_line[norm], lineno))
         else:
-            first_line[rel] = lineno
+            first_line[norm] = (lineno, rel)
         rows.append((rel, label))
     if duplicates:
-        shown = ", ".join(f"{rel!r} at lines {a} and {b}" for rel, a, b in duplicates[:3])
+        shown = ", ".join(f"{rel!r} at lines {a} and {b}" + (f" (as {first!r})" if first != rel else "")
+                          for rel, (a, first), b in duplicates[:3])
+        respelled = any(rel != first for rel, (_, first), _ in duplicates)
         raise ValueError(f"image list {path!r} lists {len(duplicates)} image(s) more than once "
-                         f"(e.g. {shown}): remove the duplicated lines")
+                         f"(e.g. {shown}){' (paths are compared normalised: ./x, a//x and a/../a/x' if respelled else ''}"
+                         f"{' are the same file as x and a/x)' if respelled else ''}: remove the duplicated lines")
     if not rows:
         raise ValueError(f"image list {path!r} is empty: it must list at least one image")
     return rows
+
+
+def _special_kind(mode: int) -> Optional[str]:
+    """``'a FIFO'``, ``'a device'``, ``'a socket'``, ``'a folder'`` for a non-regular file, else None."""
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def check_regular_image(path: str, listed_in: str = "") -> None:
+    """Refuse a listed image that is a FIFO, device, socket or folder (reading a FIFO or a
+    terminal would block the run forever); a missing file is left to the loader."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    kind = _special_kind(mode)
+    if kind is not None:
+        where = f" (listed in {listed_in})" if listed_in else ""
+        raise ValueError(f"image {path!r}{where} is {kind}, not an image file: replace it with the "
+                         "image or remove its line from the list")
+
+
+def check_regular_images(data_dir: str, rows: list[tuple[str, int]], listed_in: str) -> None:
+    """:func:`check_regular_image` for every row of a list (one ``stat`` per image), before any
+    model is built."""
+    for rel, _ in rows:
+        check_regular_image(os.path.join(data_dir, rel), listed_in)
 
 
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
@@ -101,6 +139,7 @@ def load_rgb(path: str, listed_in: str = "") -> Image.Image:
     """Open an image as RGB (grayscale, palette, CMYK, 16/32-bit and float converted); clear error
     when unreadable or over PIL's decompression-bomb limit."""
     where = f" (listed in {listed_in})" if listed_in else ""
+    check_regular_image(path, listed_in)
     try:
         with Image.open(path) as img:
             img.load()

@@ -475,26 +475,53 @@ def falsification_markdown(result: FalsificationResult) -> str:
     return "\n".join(lines)
 
 
-def plot_falsification(result: FalsificationResult, path: str | Path) -> Path:
-    """Per-variant bars (mean) with error bars (std over seeds), one panel per metric."""
+def delta_panels(result: FalsificationResult) -> dict[str, dict]:
+    """What :func:`plot_falsification` draws, per plotted metric: the reference's mean and std
+    (``immuno``) and each other variant's paired delta ``variant - immuno`` (mean, std over seeds)."""
+    summary = summarize(result)
+    others = [v.label for v in result.variants if v.label != REFERENCE]
+    return {m: {"reference": summary["value"][REFERENCE][m],
+                "deltas": [(label, *summary["delta"][label][m]) for label in others]}
+            for m in PLOTTED if m in result.metrics}
+
+
+def falsification_figure(result: FalsificationResult):
+    """One panel per metric: each variant's paired delta to ``immuno`` (mean, std error bar over
+    seeds) as a point around a zero line, labelled with its value, so a 0.4-point difference is
+    as visible as a 20-point one; the panel title gives immuno's own value."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = summarize(result)["value"]
-    labels = [v.label for v in result.variants]
-    metrics = [m for m in PLOTTED if m in result.metrics]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.1 * len(metrics), 3.6), squeeze=False)
-    x = np.arange(len(labels))
-    for ax, m in zip(axes[0], metrics):
-        means = [summary[l][m][0] for l in labels]
-        stds = [summary[l][m][1] for l in labels]
-        ax.bar(x, means, yerr=stds, capsize=4, color=[f"C{i}" for i in range(len(labels))])
+    panels = delta_panels(result)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 3.6), squeeze=False)
+    for ax, (metric, panel) in zip(axes[0], panels.items()):
+        labels = [d[0] for d in panel["deltas"]]
+        x = np.arange(len(labels))
+        ax.axhline(0.0, color="k", lw=0.9)
+        for i, (label, mean, std) in enumerate(panel["deltas"]):
+            ax.errorbar([i], [mean], yerr=[0.0 if math.isnan(std) else std], fmt="o", color=f"C{i + 1}",
+                        capsize=4)
+            if not math.isnan(mean):
+                ax.annotate(f"{mean:+.2f}", (i, mean), textcoords="offset points", xytext=(6, 0),
+                            fontsize=7, va="center")
         ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=8)
-        ax.set_title(m, fontsize=9)
-    fig.suptitle(f"Falsification test, {len(result.seeds)} training seeds (error bars: std)", fontsize=10)
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        ref_mean, ref_std = panel["reference"]
+        ax.set_title(f"{metric}\n{REFERENCE} = {_fmt(ref_mean, ref_std)}", fontsize=8)
+        ax.set_ylabel(f"delta to {REFERENCE}", fontsize=8)
+    fig.suptitle(f"Falsification test: paired deltas to {REFERENCE}, {len(result.seeds)} training seeds "
+                 "(error bars: std)", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_falsification(result: FalsificationResult, path: str | Path) -> Path:
+    """:func:`falsification_figure` written atomically to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = falsification_figure(result)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return Path(path)

@@ -294,6 +294,28 @@ def _load_scores(path: Path, problems: list[str]):
     return data
 
 
+def _shared_bins(score_sets: list, bins: int = 40) -> np.ndarray:
+    """40 bins over the range of every set's finite confidences (one grid for all histograms)."""
+    values = [np.asarray(s["conf"], dtype=np.float64).ravel() for s in score_sets if s is not None]
+    values = np.concatenate(values) if values else np.zeros(0)
+    values = values[np.isfinite(values)]
+    if values.size == 0 or values.min() == values.max():
+        center = float(values[0]) if values.size else 0.0
+        return np.linspace(center - 0.5, center + 0.5, bins + 1)
+    return np.linspace(values.min(), values.max(), bins + 1)
+
+
+def evt_all_pooled_note(num_classes: int, meta: dict) -> str:
+    """Why every class uses the pooled Weibull fit (written on the EVT plot)."""
+    args = meta.get("pp_args") or {}
+    need = max(3, int(args.get("evt_min_samples", 5)))
+    source = args.get("evt_fit", "val")
+    return (f"every one of the {num_classes} classes fell back to the pooled Weibull fit:\n"
+            f"each has fewer than {need} calibration scores (evt_fit: {source}; max(3, evt_min_samples)),\n"
+            "or its own fit failed, so all thresholds are equal.\n"
+            "Per-class thresholds need more calibration images per class.")
+
+
 def plot_run(run: dict, out_dir: Path, problems: list[str] | None = None) -> list[Path]:
     """ROC curves per OOD set, ID-vs-OOD score histograms, per-class EVT thresholds (if any).
 
@@ -319,24 +341,29 @@ def plot_run(run: dict, out_dir: Path, problems: list[str] | None = None) -> lis
         scores = {}  # OOD lists alone, without their ID scores, make no ROC
     if scores:
         fig, (ax_roc, ax_hist) = plt.subplots(1, 2, figsize=(11, 4.2))
+        # every histogram is an outline on shared bins (ID black, thicker), so overlapping sets stay
+        # readable; fills of 35-60% opacity hid each other
+        bins = _shared_bins([id_scores] + list(scores.values()))
         if id_scores is not None:
-            ax_hist.hist(id_scores["conf"], bins=40, alpha=0.6, density=True, label="ID (test)")
+            ax_hist.hist(id_scores["conf"], bins=bins, density=True, histtype="step", color="k", lw=1.8,
+                         label="ID (test)")
         for name, s in scores.items():
             # openood protocol: the OOD list alone (ID from scores_id); stream protocol: a whole
             # ID + OOD stream (label -1 = OOD)
             if id_scores is None:
                 conf, is_ood = s["conf"], (s["label"] == -1).astype(int)
                 if name == next(iter(scores)):  # ID scores differ a little from stream to stream
-                    ax_hist.hist(conf[is_ood == 0], bins=40, alpha=0.6, density=True,
-                                 label=f"ID (in the {name} stream)")
+                    ax_hist.hist(conf[is_ood == 0], bins=bins, density=True, histtype="step", color="k",
+                                 lw=1.8, label=f"ID (in the {name} stream)")
                 ood_conf = conf[is_ood == 1]
             else:
                 conf = np.concatenate([id_scores["conf"], s["conf"]])
                 is_ood = np.concatenate([np.zeros(len(id_scores["conf"])), np.ones(len(s["conf"]))])
                 ood_conf = s["conf"]
             fpr, tpr, _ = roc_curve(is_ood, -conf)
-            ax_roc.plot(fpr, tpr, label=name)
-            ax_hist.hist(ood_conf, bins=40, alpha=0.35, density=True, histtype="stepfilled", label=name)
+            line, = ax_roc.plot(fpr, tpr, label=name)
+            ax_hist.hist(ood_conf, bins=bins, density=True, histtype="step", lw=1.2, color=line.get_color(),
+                         label=name)
         ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax_roc.set(xlabel="ID flagged OOD (FPR)", ylabel="OOD flagged OOD (TPR)",
                    title=f"ROC: {title} ({run['protocol']})")
@@ -361,6 +388,10 @@ def plot_run(run: dict, out_dir: Path, problems: list[str] | None = None) -> lis
             ax.legend(fontsize=8)
             ax.set(xlabel="ID class index", ylabel="DIS threshold (Weibull CDF = 0.5)",
                    title=f"per-class EVT thresholds: {title}")
+            if len(thr) and pooled.all():
+                ax.text(0.5, 0.5, evt_all_pooled_note(len(thr), run["meta"]), transform=ax.transAxes,
+                        ha="center", va="center", fontsize=8, wrap=True,
+                        bbox={"facecolor": "lightyellow", "edgecolor": "0.5"})
             fig.tight_layout()
             path = out_dir / f"{stem}_evt_thresholds.png"
             fig.savefig(path, dpi=110)

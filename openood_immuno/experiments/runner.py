@@ -50,7 +50,7 @@ import torch
 
 from openood_immuno.data.benchmarks import (BENCHMARKS, NUM_CLASSES, RESERVED_SET_NAMES, Benchmark, BenchmarkLists,
                                             ListSpec, parse_extra_ood)
-from openood_immuno.data.lists import ImglistDataset, make_loader, read_imglist
+from openood_immuno.data.lists import ImglistDataset, check_regular_images, make_loader, read_imglist
 from openood_immuno.data.features import FeatureSet, LazyFeatures, extract_features
 from openood_immuno.core.metrics import METRIC_NAMES, compute_all_metrics, f1_at_threshold
 from openood_immuno.postprocessors.base import ImmunoPostprocessor
@@ -83,7 +83,8 @@ def validate_benchmark(data_root: str, lists: BenchmarkLists,
     The ID test list and every OOD list must exist; ID train/val and OOD val lists are checked
     when present (a postprocessor that needs a missing one says so when it asks). Each list is
     parsed as the runner will parse it (:func:`read_imglist`: encoding, labels in range, no -1
-    in ID lists, no duplicated lines, not empty). Returns ``{role: {list, data_dir, sha256,
+    in ID lists, no duplicated lines, not empty), and every listed image that exists must be a
+    regular file (a FIFO or device would block the run). Returns ``{role: {list, data_dir, sha256,
     images} or None}`` (``None``: optional list absent), the lists' part of a run's key.
     """
     if not os.path.isdir(data_root):
@@ -97,6 +98,7 @@ def validate_benchmark(data_root: str, lists: BenchmarkLists,
             keys[role] = None
             continue
         rows = read_imglist(path, num_classes, id_list=role.startswith("id_"))
+        check_regular_images(os.path.join(data_root, spec.data_dir), rows, path)
         keys[role] = {"list": spec.imglist, "data_dir": spec.data_dir, "images": len(rows),
                       "sha256": _sha256(path)}
     return keys
@@ -213,17 +215,22 @@ class EvalResult:
         return run_status(self.status)
 
     def format(self) -> str:
+        """The console table: one row per set, the metric columns, then ``status`` (as in
+        ``ood.csv``: ``ok``, or the state of a degraded or partial run, whose reasons are the
+        line above the table)."""
         # "100.00±100.00" must never be cut, nor a column name run into its neighbour
         width = max(10 if self.std is None else 15, *(len(m) + 2 for m in self.columns))
-        lines = [] if self.run_status.ok else [f"{self.run_status.tag(self.postprocessor)}: not "
-                                               f"{self.postprocessor}'s own numbers"]
+        status = self.run_status
+        lines = [] if status.ok else [f"{status.tag(self.postprocessor)}: not "
+                                      f"{self.postprocessor}'s own numbers"]
         if self.label and self.label != self.postprocessor:
             lines.append(self.label)
-        lines.append(f"{'':<14}" + "".join(f"{m:>{width}}" for m in self.columns))
+        lines.append(f"{'':<14}" + "".join(f"{m:>{width}}" for m in self.columns) + "  status")
+        cell = "ok" if status.ok else status.state.upper()
         for name, vals in self.rows.items():
             cells = [f"{v:.2f}" if self.std is None else f"{v:.2f}±{s:.2f}"
                      for v, s in zip(vals, (self.std or {}).get(name, vals))]
-            lines.append(f"{name:<14}" + "".join(c.rjust(width) for c in cells))
+            lines.append(f"{name:<14}" + "".join(c.rjust(width) for c in cells) + f"  {cell}")
         return "\n".join(lines)
 
     def write_files(self, folder: str) -> list[str]:

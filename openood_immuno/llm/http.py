@@ -10,10 +10,17 @@
 * **Cancel.** :meth:`OpenAIClient.abort` shuts every request in flight (used on Ctrl-C, so no
   worker thread outlives the interrupt by more than a moment).
 
+* **URLs.** The host may be a name, an IPv4 or a bracketed IPv6 address (``http://[::1]:8000/v1``);
+  ``user:password@`` in the URL is sent as HTTP basic authentication (unless an API key is
+  sent) and never appears in a message (:func:`without_credentials`).
+* **Size cap.** An answer larger than :data:`MAX_ANSWER_BYTES` (16 MiB) is a ``'bad_answer'``
+  error, refused from its ``Content-Length`` or after reading one byte past the cap, never read whole.
+
 Proxies from ``http_proxy`` / ``https_proxy`` / ``no_proxy`` are honoured as urllib does.
 """
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -21,10 +28,11 @@ import socket
 import threading
 import urllib.request
 from typing import Optional
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+MAX_ANSWER_BYTES = 16 << 20   # no chat or model-list answer comes near this
 
 
 class EndpointError(RuntimeError):
@@ -47,6 +55,35 @@ def api_base(url: str) -> str:
         if base.endswith(suffix):
             base = base[: -len(suffix)]
     return base
+
+
+def is_http_url(text: str) -> bool:
+    """Whether ``text`` is an ``http(s)://`` URL with a host (a name, IPv4, or ``[IPv6]``), an
+    optional ``user:password@`` and a valid port; no spaces."""
+    if not str(text).lower().startswith(("http://", "https://")) or any(c.isspace() for c in text):
+        return False
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return bool(parts.hostname)
+
+
+def _netloc(parts) -> str:
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{parts.port}" if parts.port is not None else host
+
+
+def without_credentials(url: str) -> tuple[str, Optional[str]]:
+    """``(url without user:password@, the Basic Authorization header or None)``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    user_pass = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    header = "Basic " + base64.b64encode(user_pass.encode("utf-8")).decode("ascii")
+    return urlunsplit(parts._replace(netloc=_netloc(parts))), header
 
 
 def _shut(sock: Optional[socket.socket]) -> None:
@@ -77,15 +114,20 @@ def _connection(url: str, timeout_s: float) -> tuple[http.client.HTTPConnection,
 
 
 def request_json(url: str, payload: Optional[dict] = None, headers: Optional[dict] = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, registry: Optional["_InFlight"] = None) -> dict:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, registry: Optional["_InFlight"] = None,
+                 max_bytes: int = MAX_ANSWER_BYTES) -> dict:
     """GET (``payload=None``) or POST JSON to ``url`` within ``timeout_s`` seconds in total.
 
-    Returns the decoded JSON object; raises :class:`EndpointError` for anything else.
+    Returns the decoded JSON object; raises :class:`EndpointError` for anything else (an
+    answer over ``max_bytes``: ``'bad_answer'``, without reading it whole).
     """
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    url, basic = without_credentials(url)
     body = None if payload is None else json.dumps(payload).encode("utf-8")
     head = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
+    if basic and not any(k.lower() == "authorization" for k in head):
+        head["Authorization"] = basic
     conn, target = _connection(url, timeout_s)
     expired = threading.Event()
     opened: list[socket.socket] = []   # the socket, kept: http.client drops conn.sock early
@@ -106,9 +148,18 @@ def request_json(url: str, payload: Optional[dict] = None, headers: Optional[dic
             raise TimeoutError
         conn.request("GET" if body is None else "POST", target, body, head)
         resp = conn.getresponse()
-        data = resp.read()
+        length = resp.getheader("Content-Length")
+        if length is not None and length.strip().isdigit() and int(length) > max_bytes:
+            raise _TooLarge(f"{int(length)} bytes announced")
+        data = resp.read(max_bytes + 1)
         if expired.is_set():
             raise TimeoutError
+        if len(data) > max_bytes:
+            raise _TooLarge("more than that sent")
+    except _TooLarge as exc:
+        raise EndpointError("bad_answer", f"the answer from {url} is larger than {max_bytes / 2**20:g} MiB "
+                                          f"({exc}): not read; check the URL (it must be an "
+                                          "OpenAI-compatible API)") from None
     except Exception as exc:
         if registry is not None and registry.cancelled:
             raise EndpointError("cancelled", "cancelled") from exc
@@ -131,6 +182,10 @@ def request_json(url: str, payload: Optional[dict] = None, headers: Optional[dic
     if not isinstance(answer, dict):
         raise EndpointError("bad_answer", f"not a JSON object from {url}: {str(answer)[:60]}")
     return answer
+
+
+class _TooLarge(Exception):
+    """An answer over the size cap (turned into a ``'bad_answer'`` EndpointError)."""
 
 
 class _InFlight:
@@ -163,9 +218,9 @@ class OpenAIClient:
 
     def __init__(self, base_url: str, api_key_env: str = DEFAULT_API_KEY_ENV,
                  timeout_s: float = DEFAULT_TIMEOUT_S):
-        if not str(base_url).startswith(("http://", "https://")):
+        if not is_http_url(str(base_url)):
             raise ValueError(f"OpenAI-compatible endpoint must be an http(s) URL such as "
-                             f"http://localhost:8000/v1, got {base_url!r}")
+                             f"http://localhost:8000/v1, got {without_credentials(str(base_url))[0]!r}")
         if not float(timeout_s) > 0:
             raise ValueError(f"the request timeout must be > 0 seconds, got {timeout_s}")
         self.base_url = api_base(base_url)

@@ -4,12 +4,16 @@
 2. A path that does not exist (absolute, ``./``, ``~``, or not a valid Hub name): one error.
 3. ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set: the Hugging Face cache only
    (``local_files_only``); not cached -> one error, no network.
-4. Otherwise the Hub (``$HF_ENDPOINT``, default https://huggingface.co) is probed once with a
-   :data:`PROBE_TIMEOUT_S` deadline: reachable -> a normal load (downloads what is missing);
-   unreachable -> the cache only, and one error when the model is not cached.
+4. Otherwise the Hub (``$HF_ENDPOINT``, default https://huggingface.co) is probed with a
+   :data:`PROBE_TIMEOUT_S` deadline, once per process and endpoint (:func:`hub_unavailable`):
+   reachable -> a normal load (downloads what is missing); unreachable -> the cache only, and
+   one error when the model is not cached. An unreachable Hub also switches the process to
+   offline mode (``huggingface_hub.constants.HF_HUB_OFFLINE``), so no later download of any
+   library (open_clip's weights, transformers) sits through the Hub client's retries.
 
 So an offline machine fails within a few seconds with one line, instead of the Hub client's
-minutes of "Retrying in ..." per model.
+minutes of "Retrying in ..." per model. :func:`hub_file_cached` tells whether one file of a Hub
+repository is in the local cache (open_clip's weights, :mod:`openood_immuno.models.clip_net`).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ log = logging.getLogger(__name__)
 
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 PROBE_TIMEOUT_S = 3.0
+_PROBED: dict[str, Optional[str]] = {}   # endpoint -> why it is unreachable (None: it answered)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,55 @@ def hub_problem(name: str, timeout_s: float = PROBE_TIMEOUT_S) -> Optional[str]:
     return None
 
 
+def hub_unavailable(name: str) -> Optional[str]:
+    """Why the Hub cannot serve ``name`` in this process (``'HF_HUB_OFFLINE is set (offline)'``,
+    ``'the Hub (URL) is unreachable (why)'``), or None when it answers.
+
+    The Hub is probed once per process and endpoint (:func:`hub_problem`, at most
+    :data:`PROBE_TIMEOUT_S`); when it does not answer, the process goes offline
+    (:func:`go_offline`) and every later call returns the same reason at once.
+    """
+    var = offline_variable()
+    if var:
+        return f"{var} is set (offline)"
+    endpoint = hub_endpoint()
+    if endpoint not in _PROBED:
+        _PROBED[endpoint] = hub_problem(name)
+        if _PROBED[endpoint] is not None:
+            go_offline(f"the Hub ({endpoint}) is unreachable ({_PROBED[endpoint]})")
+    problem = _PROBED[endpoint]
+    return None if problem is None else f"the Hub ({endpoint}) is unreachable ({problem})"
+
+
+def go_offline(reason: str) -> None:
+    """Put ``huggingface_hub`` (and the libraries that ask it: transformers, open_clip) in offline
+    mode for the rest of the process: downloads fail at once instead of retrying."""
+    from huggingface_hub import constants
+
+    if not constants.HF_HUB_OFFLINE:
+        log.debug("%s: Hugging Face downloads are off for the rest of this process (local cache only)",
+                 reason)
+        constants.HF_HUB_OFFLINE = True
+
+
+def reset_hub_state() -> None:
+    """Forget the probes and leave offline mode as the environment sets it (tests)."""
+    from huggingface_hub import constants
+
+    _PROBED.clear()
+    constants.HF_HUB_OFFLINE = offline_variable() is not None
+
+
+def hub_file_cached(repo_id: str, filename: str) -> bool:
+    """Whether ``filename`` of Hub repository ``repo_id`` is in the local cache (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, filename), str)
+    except Exception:  # an invalid repo id or a damaged cache: not usable offline
+        return False
+
+
 def cached_snapshot(name: str) -> Optional[str]:
     """The local snapshot folder of Hub model ``name``, or ``None`` (never touches the network)."""
     from huggingface_hub import snapshot_download
@@ -95,17 +149,12 @@ def locate(name: str) -> HFSource:
     fix = (f"download it once where there is internet (huggingface-cli download {name}) and pass "
            "its local folder as hf:/path/to/folder")
     cached = cached_snapshot(name)
-    var = offline_variable()
-    if var:
-        if cached:
-            return HFSource(name, True)
-        raise BackendUnavailable(f"{name!r} is not in the local Hugging Face cache and {var} is set "
-                                 f"(offline): {fix}")
-    problem = hub_problem(name)
-    if problem is None:
+    if cached and offline_variable():
+        return HFSource(name, True)
+    reason = hub_unavailable(name)
+    if reason is None:
         return HFSource(name, False)
     if cached:
-        log.info("Hugging Face Hub unreachable (%s): loading %s from the local cache", problem, name)
+        log.info("%s: loading %s from the local cache", reason, name)
         return HFSource(name, True)
-    raise BackendUnavailable(f"{name!r} is not in the local Hugging Face cache and the Hub "
-                             f"({hub_endpoint()}) is unreachable ({problem}): {fix}")
+    raise BackendUnavailable(f"{name!r} is not in the local Hugging Face cache and {reason}: {fix}")

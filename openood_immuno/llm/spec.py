@@ -8,7 +8,9 @@
 =================================  ====================================================
 
 ``URL`` is the API base (``http(s)://HOST[:PORT]/v1``); a trailing ``/chat/completions`` is
-dropped. Anything else is one :class:`SpecError` naming the option and every accepted form.
+dropped. ``HOST`` may be a name, an IPv4 address or a bracketed IPv6 address (``[::1]``), with
+``user:password@`` before it (sent as HTTP basic authentication, never printed). Anything else
+is one :class:`SpecError` naming the option and every accepted form.
 """
 from __future__ import annotations
 
@@ -16,13 +18,12 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from .http import api_base
+from .http import api_base, is_http_url
 
 FORMS = ("'hf:<model name or local path>' (e.g. 'hf:Qwen/Qwen2-VL-2B-Instruct')",
          "'openai:<model>@<base_url>' (e.g. 'openai:gpt-4o-mini@https://api.openai.com/v1')",
          "'openai:<base_url>' (the first model the endpoint lists)")
-_MODEL_AT_URL = re.compile(r"^(?P<model>\S+?)@(?P<url>https?://\S+)$")
-_URL = re.compile(r"^https?://[^/\s:]+(?::\d+)?(?:/\S*)?$")
+_MODEL_AT_URL = re.compile(r"^(?P<model>[^\s@]+?)@(?P<url>https?://\S+)$")
 
 
 class SpecError(ValueError):
@@ -62,10 +63,11 @@ def parse_spec(text: str, option: str, keywords: Sequence[str] = ("none",)) -> M
     if sep and kind == "hf" and rest:
         return ModelSpec("hf", rest)
     if sep and kind == "openai" and rest:
-        if _URL.match(rest):
-            return ModelSpec("openai", "", api_base(rest))
+        if rest.lower().startswith(("http://", "https://")):
+            if is_http_url(rest):
+                return ModelSpec("openai", "", api_base(rest))
         m = _MODEL_AT_URL.match(rest)
-        if m and _URL.match(m["url"]):
+        if m and is_http_url(m["url"]):
             return ModelSpec("openai", m["model"], api_base(m["url"]))
     why = (" (an openai: reference needs an http(s) base URL)" if sep and kind == "openai" and rest
            else "")

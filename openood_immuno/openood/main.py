@@ -111,8 +111,12 @@ def _run_pipeline(config) -> None:
 
 def prepare(config_files: Sequence[str], overrides: Sequence[str] = ()):
     """Register openood-immuno and build and check the config as ``main.py`` would; no model loaded."""
+    from openood_immuno.core.ymlconfig import load_yml
+
     from .registry import register
 
+    for path in config_files:  # a missing file or a YAML syntax error: file and line, before OpenOOD
+        load_yml(resolve_config_path(path), "--config file")
     register()  # without OpenOOD, or with an incompatible one, this says how to fix it
     config = build_config(config_files, overrides)
     check_run(config)

@@ -118,6 +118,7 @@ class ANTSParams(NegLabelParams):
     """The parameters the MLLM backend depends on (a change reloads it)."""
 
     def check(self) -> None:
+        super().check()
         try:
             self.ens_prompt.format(class_name="tench")
         except (IndexError, KeyError, ValueError):

@@ -37,7 +37,7 @@ class ImmunoZeroShotParams(Params):
     contextual_template: str = param("a photo of {}.", "prompt of contextual sentences (\"a melting "
                                      "tench\")", placeholder="{}")
     lam: float = param(1.0, "DIS = S_self - lambda * S_nonself", yml="lambda", low=0,
-                       sweep=(0.5, 1.0, 2.0))
+                       sweep=(0.5, 1.0, 2.0), means=("lmbda", "lambda_"))
     delta_low: float = param(0.55, "band-pass: keep delta_low <= cos(e(a), mu_c) <= delta_high",
                              low=-1, high=1, sweep=(0.45, 0.55, 0.65))
     delta_high: float = param(0.92, "band-pass upper bound", low=-1, high=1, sweep=(0.88, 0.92, 0.96))
@@ -53,6 +53,11 @@ class ImmunoZeroShotParams(Params):
         if self.delta_low > self.delta_high:
             raise ParamError(f"delta_low must be <= delta_high, got delta_low {self.delta_low} > "
                              f"delta_high {self.delta_high}")
+
+    def resources(self) -> tuple[str, ...]:
+        # the on-the-fly bank and the random_words ablation are drawn from WordNet
+        wordnet = self.antibody_bank == "wordnet" or self.antibody_source == "random_words"
+        return ("wordnet",) if wordnet else ()
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,12 @@ class ImmunoDISParams(ImmunoZeroShotParams):
                                    "list)", also=("all",), low=0)
     max_train: int = param(0, "cap on training images (0 = none)", low=0)
     adapter_hidden: int = param(512, "residual MLP width (0.5M parameters at d = 512)", low=1)
-    epochs: int = param(20, "training epochs (AdamW on cached features)", low=1)
-    lr: float = param(1e-3, "learning rate", low=0, low_open=True)
+    epochs: int = param(20, "training epochs (AdamW on cached features)", low=1,
+                        means=("epoch", "num_epochs", "n_epochs"))
+    lr: float = param(1e-3, "learning rate", low=0, low_open=True,
+                     means=("learning_rate", "step_size"))
     batch_size: int = param(256, "training batch size", low=1)
-    weight_decay: float = param(1e-4, "AdamW weight decay", low=0)
+    weight_decay: float = param(1e-4, "AdamW weight decay", low=0, means=("wd",))
     beta: float = param(5.0, "loss = pull + beta * push", low=0, sweep=(1.0, 5.0, 20.0))
     margin: Union[float, str] = param("auto", "push hinge cos(g(z), a) <= margin; auto = the "
                                       "margin_quantile of ID-antibody cosines under frozen CLIP",
@@ -125,4 +132,5 @@ class ImmunoParams(ImmunoDISParams):
                        "images rejected when the fit holds: ID_reject@tau in results); F1@tau in "
                        "results (sweep tau_list: not in the default APS grid, AUROC does not depend "
                        "on it)", low=0, high=1, low_open=True, high_open=True,
-                       sweep=(0.01, 0.05, 0.1, 0.2))
+                       sweep=(0.01, 0.05, 0.1, 0.2),
+                       means=("threshold", "reject_threshold"))

@@ -24,6 +24,10 @@ the device inside an epoch (the losses are summed on it), and ``precision: bf16`
 adapter and the ``[batch, antibodies]`` cosine matrix, the dominant cost, under bf16 autocast
 with every reduction in fp32 (the loss stays within 1e-3 of fp32; tested on CPU autocast).
 Large batches (``batch_size`` 4096) then keep the device busy.
+
+Training that diverges (a non-finite epoch loss or adapter weight, e.g. ``lr: 1e30``) stops at
+the end of that epoch with :class:`VaccinationDiverged` naming ``lr`` and ``beta``; nothing is
+cached. The check costs one device synchronisation per epoch.
 """
 from __future__ import annotations
 
@@ -43,6 +47,24 @@ from .params import ImmunoDISParams
 
 log = logging.getLogger(__name__)
 ADAPTER_VERSION = 1
+
+
+class VaccinationDiverged(ValueError):
+    """Training produced a non-finite loss or weight; the message names the parameters to lower."""
+
+
+def _check_finite(adapter: nn.Module, mean: list[float], epoch: int, config: VaccinationConfig) -> None:
+    """:class:`VaccinationDiverged` when the epoch's mean loss or any adapter weight is NaN or inf."""
+    bad_loss = not all(np.isfinite(mean))
+    bad_weights = not bool(torch.stack([p.detach().isfinite().all() for p in adapter.parameters()]).all())
+    if not (bad_loss or bad_weights):
+        return
+    what = (f"the loss is {mean[0]:g} (pull {mean[1]:g}, push {mean[2]:g})" if bad_loss
+            else "the adapter's weights are no longer finite")
+    raise VaccinationDiverged(
+        f"vaccination diverged in epoch {epoch} of {config.epochs}: {what}. The learning rate lr = "
+        f"{config.lr:g} (or the push weight beta = {config.beta:g}) is too large: lower lr (default 0.001, "
+        "e.g. --pp-arg immuno.lr=0.001) or beta; nothing was cached")
 
 
 def auto_margin(features: torch.Tensor, labels: torch.Tensor, antibodies: torch.Tensor,
@@ -205,6 +227,7 @@ def vaccinate(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Te
             opt.step()
             sums += torch.stack([loss, pull, push]).detach().double() * idx.shape[0]
         mean = (sums / x.shape[0]).tolist()
+        _check_finite(adapter, mean, epoch + 1, config)
         history.append({"epoch": epoch + 1, "loss": mean[0], "pull": mean[1], "push": mean[2]})
         bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", push=f"{history[-1]['push']:.4f}")
     return adapter.eval(), history

@@ -14,6 +14,7 @@ class MCMParams(Params):
     ALIASES = {"tau": "T"}   # the key of OpenOOD's own configs/postprocessors/mcm.yml
 
     T: float = param(1.0, "softmax temperature on raw cosines (official: 1)", low=0, low_open=True,
-                     sweep=(0.01, 0.1, 0.5, 1.0, 2.0))
+                     sweep=(0.01, 0.1, 0.5, 1.0, 2.0), means=("temperature", "temp", "softmax_temperature"))
     templates: Tuple[str, ...] = param(("a photo of a {}.",), "ID prompts, averaged per class",
-                                       placeholder="{}", nonempty=True)
+                                       placeholder="{}", nonempty=True,
+                                       means=("prompts", "prompt", "template"))

@@ -13,24 +13,16 @@ import re
 from functools import lru_cache
 from typing import Sequence
 
+from openood_immuno.data.wordnet import require_wordnet, wordnet_root
+
 NEGLABEL_EXCLUDED_LEXNAMES = ("noun.animal", "noun.food")
 _MARKER = re.compile(r"\(.*\)$")
 
 
 def _wordnet_file(name: str):
     """A file of the WordNet database that nltk finds (``NLTK_DATA``, nltk's default folders)."""
-    import nltk
-
-    try:
-        root = nltk.data.find("corpora/wordnet")
-    except LookupError:
-        try:
-            root = nltk.data.find("corpora/wordnet.zip/wordnet/")
-        except LookupError as exc:
-            raise LookupError("NegLabel needs the WordNet corpus of nltk: run "
-                              "`python -m nltk.downloader wordnet` or point NLTK_DATA at a folder "
-                              "holding corpora/wordnet") from exc
-    return io.TextIOWrapper(root.join(name).open(), encoding="utf-8")
+    require_wordnet("NegLabel")
+    return io.TextIOWrapper(wordnet_root().join(name).open(), encoding="utf-8")
 
 
 def _synset_first_lemmas(pos_file: str, lexnames: dict[int, str]):
