@@ -241,7 +241,7 @@ def check_id_lists(data_root: str, id_name: str) -> None:
     line naming ``--id`` and the ID benchmarks this data_root does hold."""
     if os.path.isdir(os.path.join(data_root, "benchmark_imglist", id_name)):
         return
-    held = [n for n in ID_BENCHMARKS if os.path.isdir(os.path.join(data_root, "benchmark_imglist", n))]
+    held = [n for n in BENCHMARKS if os.path.isdir(os.path.join(data_root, "benchmark_imglist", n))]
     fix = (f"pass --id {held[0]}" + (f" (this data_root holds {', '.join(held)})" if len(held) > 1 else "")
            if held else "this data_root holds no ID benchmark's lists")
     raise UsageError(f"--id {id_name}: --data-root {data_root!r} has no benchmark_imglist/{id_name}/ lists: "

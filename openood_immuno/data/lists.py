@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np

@@ -41,15 +41,13 @@ import io
 import itertools
 import logging
 import os
-import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
-from openood_immuno.data.benchmarks import (BENCHMARKS, NUM_CLASSES, RESERVED_SET_NAMES, Benchmark, BenchmarkLists,
-                                            ListSpec, parse_extra_ood)
+from openood_immuno.data.benchmarks import NUM_CLASSES, BenchmarkLists, ListSpec
 from openood_immuno.data.lists import ImglistDataset, check_regular_images, make_loader, read_imglist
 from openood_immuno.data.features import FeatureSet, LazyFeatures, extract_features
 from openood_immuno.core.metrics import METRIC_NAMES, compute_all_metrics, f1_at_threshold

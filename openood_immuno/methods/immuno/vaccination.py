@@ -53,7 +53,7 @@ class VaccinationDiverged(ValueError):
     """Training produced a non-finite loss or weight; the message names the parameters to lower."""
 
 
-def _check_finite(adapter: nn.Module, mean: list[float], epoch: int, config: VaccinationConfig) -> None:
+def _check_finite(adapter: nn.Module, mean: list[float], epoch: int, config: ImmunoDISParams) -> None:
     """:class:`VaccinationDiverged` when the epoch's mean loss or any adapter weight is NaN or inf."""
     bad_loss = not all(np.isfinite(mean))
     bad_weights = not bool(torch.stack([p.detach().isfinite().all() for p in adapter.parameters()]).all())
@@ -227,7 +227,7 @@ def vaccinate(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Te
             opt.step()
             sums += torch.stack([loss, pull, push]).detach().double() * idx.shape[0]
         mean = (sums / x.shape[0]).tolist()
-        _check_finite(adapter, mean, epoch + 1, config)
+        _check_finite(adapter, mean, epoch + 1, p)
         history.append({"epoch": epoch + 1, "loss": mean[0], "pull": mean[1], "push": mean[2]})
         bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", push=f"{history[-1]['push']:.4f}")
     return adapter.eval(), history
