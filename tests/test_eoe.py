@@ -95,7 +95,7 @@ def test_without_llm_the_row_is_degraded_and_scores_mcm(tiny_net):
     assert dead.status()["degraded"] is True and "1 of 1 LLM requests failed" in dead.status()["degraded_reason"]
 
 
-def test_fake_llm_envisions_near_names_and_caches_them(tiny_net):
+def test_fake_llm_envisions_far_names_and_caches_them(tiny_net):
     net = tiny_net
     with serving(ChatHandler, mode="ok") as srv:
         spec = f"openai:fake-llm@{base_url(srv)}"
@@ -120,3 +120,11 @@ def test_eoe_runs_by_name_in_the_builtin_runner(tiny_net, minibench, tmp_path):
     store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)
     result = evaluate(build_postprocessor("eoe", outlier_names_file=str(path)), store)
     assert len(result.rows) == 7 and result.run_status.ok
+
+
+def test_fine_grained_without_class_type_is_refused():
+    from openood_immuno.core.params import ParamError
+
+    with pytest.raises(ParamError, match="class_type"):
+        build_postprocessor("eoe", task="fine_grained")
+    assert build_postprocessor("eoe", task="fine_grained", class_type="bird").params.class_type == "bird"
