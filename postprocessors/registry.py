@@ -16,6 +16,8 @@ from openood_immuno.core.ymlconfig import (Config, available_postprocessors, loa
 
 from .ants_postprocessor import ANTSPostprocessor
 from .base import ImmunoPostprocessor
+from .csp_postprocessor import CSPPostprocessor
+from .eoe_postprocessor import EOEPostprocessor
 from .immuno_postprocessor import ImmunoDISPostprocessor, ImmunoVLMPostprocessor, ImmunoZeroShotPostprocessor
 from .mcm_postprocessor import MCMPostprocessor
 from .neglabel_postprocessor import NegLabelPostprocessor
@@ -23,7 +25,7 @@ from .neglabel_postprocessor import NegLabelPostprocessor
 #: ``postprocessor.method`` of a yml -> the class that implements it
 METHODS: dict[str, type[ImmunoPostprocessor]] = {cls.method: cls for cls in (
     MCMPostprocessor, NegLabelPostprocessor, ANTSPostprocessor, ImmunoVLMPostprocessor,
-    ImmunoDISPostprocessor, ImmunoZeroShotPostprocessor)}
+    ImmunoDISPostprocessor, ImmunoZeroShotPostprocessor, CSPPostprocessor, EOEPostprocessor)}
 
 
 def postprocessor_class(config: Any) -> type[ImmunoPostprocessor]:

@@ -9,6 +9,8 @@ import yaml
 from openood_immuno import available_postprocessors, build_postprocessor
 from openood_immuno.methods.ants.params import ANTSParams
 from openood_immuno.methods.immuno.params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
+from openood_immuno.methods.csp.params import CSPParams
+from openood_immuno.methods.eoe.params import EOEParams
 from openood_immuno.methods.mcm.params import MCMParams
 from openood_immuno.methods.neglabel.params import NegLabelParams
 from openood_immuno.experiments.param_docs import DOC_TABLES, stale_docs
@@ -17,7 +19,8 @@ from openood_immuno.postprocessors.registry import postprocessor_class, with_shi
 from openood_immuno.core.ymlconfig import Config, config_dir, load_postprocessor_config
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = [MCMParams, NegLabelParams, ANTSParams, ImmunoZeroShotParams, ImmunoDISParams, ImmunoParams]
+PARAMS = [MCMParams, NegLabelParams, ANTSParams, ImmunoZeroShotParams, ImmunoDISParams, ImmunoParams,
+          CSPParams, EOEParams]
 
 # OpenOOD v1.5's own configs/postprocessors/mcm.yml (Jingkang50/OpenOOD), verbatim.
 OPENOOD_MCM_YML = """\

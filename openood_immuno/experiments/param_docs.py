@@ -25,6 +25,8 @@ DOC_TABLES = (
      False),
     ("docs/immuno_vlm.md", "ImmunoDISParams", "openood_immuno.methods.immuno.params:ImmunoDISParams", True),
     ("docs/immuno_vlm.md", "ImmunoParams", "openood_immuno.methods.immuno.params:ImmunoParams", True),
+    ("docs/csp.md", "CSPParams", "openood_immuno.methods.csp.params:CSPParams", False),
+    ("docs/eoe.md", "EOEParams", "openood_immuno.methods.eoe.params:EOEParams", False),
 )
 
 
