@@ -107,7 +107,8 @@ SHIPPED_GRIDS = {  # combinations of every shipped APS grid (unchanged by the sw
     "immuno_ablation_random_words": 243, "immuno_ablation_unfiltered": 243, "immuno_dis": 729,
     "immuno_no_antibodies": 81, "immuno_paper": 2187, "immuno_zeroshot": 27, "mcm": 5, "neglabel": 36,
     "immuno_ablation_noise_paper": 243, "immuno_ablation_random_words_paper": 243,
-    "immuno_ablation_unfiltered_paper": 243, "immuno_no_antibodies_paper": 81, "immuno_table2_a": 1}
+    "immuno_ablation_unfiltered_paper": 243, "immuno_no_antibodies_paper": 81, "immuno_table2_a": 1,
+    "csp": 48, "eoe": 15}
 
 
 def _combos(args_dict) -> int:
