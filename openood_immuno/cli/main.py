@@ -8,7 +8,7 @@ import warnings
 
 from . import antibodies, falsify, features, neglabels, openood_main, report, vaccinate
 from . import eval as evaluate
-from .args import HelpFormatter, UsageError
+from .args import HelpFormatter, UsageError, check_pretrained_arg
 from .errors import one_line
 
 DESCRIPTION = """\
@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     if extra and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.passthrough_args = extra
+    check_pretrained_arg(args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("openood_immuno").setLevel(logging.DEBUG if args.verbose else logging.INFO)

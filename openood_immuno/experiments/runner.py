@@ -190,6 +190,7 @@ class EvalResult:
     artifacts: dict = field(default_factory=dict)
     scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     columns: tuple[str, ...] = METRIC_NAMES
+    random_weights: bool = False   # the net was randomly initialised (marked RANDOM WEIGHTS)
 
     def __post_init__(self) -> None:
         bad = {k: len(v) for k, v in self.rows.items() if len(v) != len(self.columns)}
@@ -200,14 +201,16 @@ class EvalResult:
 
     @property
     def run_status(self) -> RunStatus:
-        """ok / partial / degraded, from the postprocessor's ``status()`` (see ``results``)."""
-        return run_status(self.status)
+        """ok / random-weights / stand-in / partial / degraded, from the postprocessor's
+        ``status()`` and the net (:mod:`openood_immuno.core.status`)."""
+        return run_status(self.status, self.random_weights)
 
     def format(self) -> str:
         # "100.00±100.00" must never be cut, nor a column name run into its neighbour
         width = max(10 if self.std is None else 15, *(len(m) + 2 for m in self.columns))
-        lines = [] if self.run_status.ok else [f"{self.run_status.tag(self.postprocessor)}: not "
-                                               f"{self.postprocessor}'s own numbers"]
+        status = self.run_status
+        lines = [] if status.ok else [f"{status.tag(self.postprocessor)}: "
+                                      + status.meaning.replace("the method's", f"{self.postprocessor}'s")]
         lines.append(f"{'':<14}" + "".join(f"{m:>{width}}" for m in self.columns))
         for name, vals in self.rows.items():
             cells = [f"{v:.2f}" if self.std is None else f"{v:.2f}±{s:.2f}"
@@ -345,4 +348,5 @@ def evaluate(pp: ImmunoPostprocessor, store: FeatureStore, protocol: str = "open
              else {f"seed {s}": c for s, c in chosen.items()})
     columns = RESULT_COLUMNS + ((DECISION_COLUMN,) if threshold is not None else ())
     return EvalResult(pp.name, rows, std, hyper, status=pp.status(), artifacts=artifacts,
-                      scores=scores, columns=columns)
+                      scores=scores, columns=columns,
+                      random_weights=bool(getattr(store.net, "random_weights", False)))
