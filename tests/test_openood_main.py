@@ -95,8 +95,8 @@ def test_launcher_checks_lists_and_stale_results_before_loading(minibench, tmp_p
         build_config(["imagenet_clip_mcm.yml"], ["--network.modle", "x"])
 
 
-def _launch(args, isolated_cache, cwd, returncode=0):
-    env = {**os.environ, "OPENOOD_IMMUNO_CACHE": str(isolated_cache)}
+def _launch(args, isolated_cache, cwd, returncode=0, **env_extra):
+    env = {**os.environ, "OPENOOD_IMMUNO_CACHE": str(isolated_cache), **env_extra}
     proc = subprocess.run([sys.executable, "-m", "openood_immuno.openood.main", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == returncode, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -137,14 +137,13 @@ def test_launcher_equals_builtin_runner(name, args, tiny_net, minibench, tmp_pat
 
 
 def test_launcher_marks_ants_without_its_mllm_and_exits_3(minibench, tmp_path, isolated_cache):
-    """Offline, ANTS's MLLM cannot load: the run is written, marked DEGRADED in ood.csv, log.txt
-    and config.yml, and exits 3 unless --allow-degraded (eval's rule)."""
-    small = {"mllm": "hf:/nonexistent/vlm-folder", "n_neg_labels": 120, "corpus_limit": 600, "n_groups": 12,
-             "group_size": 10}
+    """Offline, the shipped config's MLLM (hf:Qwen/...) cannot load: the run is written, marked
+    DEGRADED in ood.csv, log.txt and config.yml, and exits 3 unless --allow-degraded (eval's rule)."""
+    small = {"n_neg_labels": 120, "corpus_limit": 600, "n_groups": 12, "group_size": 10}
     overrides = [x for k, v in small.items() for x in (f"--postprocessor.postprocessor_args.{k}", str(v))]
     args = ["--config", "imagenet_clip_ants.yml", "--data_root", str(minibench), "--output_dir", str(tmp_path),
             *TINY, *overrides]
-    proc = _launch(args, isolated_cache, tmp_path, returncode=3)
+    proc = _launch(args, isolated_cache, tmp_path, returncode=3, HF_HUB_OFFLINE="1")
     label = "DEGRADED: MLLM unavailable: NegLabel scores; RANDOM WEIGHTS: pretrained none"
     assert f"ants [{label}]" in proc.stderr and "--allow-degraded" in proc.stderr
     folder = _results(tmp_path, "imagenet", "ants")
@@ -153,7 +152,7 @@ def test_launcher_marks_ants_without_its_mllm_and_exits_3(minibench, tmp_path, i
     assert {r[-1] for r in rows[1:]} == {label}
     assert (folder / "log.txt").read_text().splitlines()[-1] == f"openood-immuno status: {label}"
     assert (folder / "config.yml").read_text().startswith(f"# openood-immuno status: {label}\n")
-    _launch([*args, "--mark", "allowed", "--allow-degraded"], isolated_cache, tmp_path)
+    _launch([*args, "--mark", "allowed", "--allow-degraded"], isolated_cache, tmp_path, HF_HUB_OFFLINE="1")
     allowed = tmp_path / "imagenet_clip_test_ood_ood_ants_allowed" / "s0" / "ood"
     assert (allowed / "log.txt").read_text().splitlines()[-1] == f"openood-immuno status: {label}"
 
