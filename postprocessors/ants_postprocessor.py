@@ -11,8 +11,12 @@ The method is :class:`openood_immuno.methods.ants.ANTSScorer` (over a NegLabel s
 
 MLLM loading failures: with ``mllm_strict: false`` (default) ANTS logs an ERROR and warns,
 then scores exactly as NegLabel (``status()['degraded']`` is True); ``mllm_strict: true``
-raises at fit instead. Any failed MLLM request also makes ``status()['degraded']`` True, with
-the counts in ``degraded_reason`` and ``mllm_cost``.
+raises at fit instead. Any failed MLLM request (no answer, or an answer with no usable text)
+also makes ``status()['degraded']`` True, with the counts in ``degraded_reason`` and
+``mllm_cost``; so does a bank the mode reads that ended a stream empty or got usable answers
+for fewer than ``min_bank_fill`` of what was asked (``bank_fill``). Without an MLLM by
+configuration (``mllm: none``) or with the ``scripted`` test backend, ``status()['stand_in']``
+names the mark every output shows (``NO MLLM: NegLabel scores``; ``TEST MLLM: ...``).
 """
 from __future__ import annotations
 
@@ -72,12 +76,21 @@ class ANTSPostprocessor(ImmunoPostprocessor):
         return "[mllm none]" if spec.lower() == "none" else f"[{spec}]"
 
     def status(self) -> dict:
-        """Online state (threshold, bank sizes, lambda), MLLM cost, and whether ANTS degraded:
-        the MLLM failed to load, or any of its requests failed (``degraded_reason`` says which)."""
+        """Online state (threshold, bank sizes, lambda), MLLM cost and bank fill, whether ANTS
+        degraded (the MLLM failed to load, any of its requests failed, or a bank it reads was left
+        empty or short: ``degraded_reason`` says which) and ``stand_in``, the mark of a run
+        configured without a real MLLM (``mllm: none``, ``scripted``)."""
+        scorer = self._scorer()
         failed = None if self.backend is None else self.backend.cost.failure_note()
-        reason = ("MLLM unavailable: NegLabel scores" if self.degraded
-                  else f"MLLM: {failed}" if failed else None)
-        return {**self._scorer().status(), "degraded": bool(reason), "degraded_reason": reason}
+        reasons = (["MLLM unavailable: NegLabel scores"] if self.degraded else []) \
+            + ([f"MLLM: {failed}"] if failed else []) + scorer.bank_problems()
+        stand_in = None
+        if self.backend is None and not self.degraded:
+            stand_in = "NO MLLM: NegLabel scores"
+        elif self.backend is not None and self.backend.spec == "scripted":
+            stand_in = "TEST MLLM: scripted answers, not a model"
+        return {**scorer.status(), "degraded": bool(reasons),
+                "degraded_reason": "; ".join(reasons) or None, "stand_in": stand_in}
 
     def score_features(self, features, image_paths=None):
         return self._scorer().score(features, image_paths)

@@ -79,3 +79,35 @@ def dead_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---- replies without usable text (200, well-formed, nothing to use) ---------------------------
+UNUSABLE = {"null": None, "empty": "", "whitespace": " \n\t ", "unparseable": "@@@ ### !!!\n~~~ 123",
+            "reasoning only": None}
+"""Contents of a 200 reply that carries no usable text; ``reasoning only`` is what a reasoning
+model behind vLLM sends when its budget ends inside the reasoning: ``content: null`` beside a
+``reasoning_content``."""
+
+
+def is_image_request(payload) -> bool:
+    content = payload["messages"][0]["content"]
+    return isinstance(content, list) and any(part.get("type") == "image_url" for part in content)
+
+
+class ContentEndpoint(QuietJSONHandler):
+    """Lists model ``tiny``; answers every chat request 200 with ``server.content(payload)`` as
+    ``choices[0].message.content`` (``None`` is JSON ``null``, sent beside a
+    ``reasoning_content``, as vLLM's reasoning parsers do). Payloads go to ``server.requests``."""
+
+    def do_GET(self):
+        self.send_json({"data": [{"id": "tiny"}]})
+
+    def do_POST(self):
+        payload = self.read_json()
+        self.server.requests.append(payload)
+        content = self.server.content(payload)
+        message = {"role": "assistant", "content": content}
+        if content is None:
+            message["reasoning_content"] = "The user wants a short description. Let me look at"
+        self.send_json({"choices": [{"index": 0, "message": message, "finish_reason": "length"}],
+                        "usage": {"completion_tokens": 0 if content is None else 3}})

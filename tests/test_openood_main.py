@@ -95,11 +95,11 @@ def test_launcher_checks_lists_and_stale_results_before_loading(minibench, tmp_p
         build_config(["imagenet_clip_mcm.yml"], ["--network.modle", "x"])
 
 
-def _launch(args, isolated_cache, cwd):
-    env = {**os.environ, "OPENOOD_IMMUNO_CACHE": str(isolated_cache)}
+def _launch(args, isolated_cache, cwd, returncode=0, **env_extra):
+    env = {**os.environ, "OPENOOD_IMMUNO_CACHE": str(isolated_cache), **env_extra}
     proc = subprocess.run([sys.executable, "-m", "openood_immuno.openood.main", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == returncode, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
@@ -118,8 +118,9 @@ def test_launcher_equals_builtin_runner(name, args, tiny_net, minibench, tmp_pat
              "--output_dir", str(tmp_path), *TINY, *overrides], isolated_cache, tmp_path)
     folder = _results(tmp_path, "imagenet", name)
     rows = [line.split(",") for line in (folder / "ood.csv").read_text().splitlines()]
-    assert rows[0] == ["dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC"]
+    assert rows[0] == ["dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC", "status"]   # + our mark
     assert [r[0] for r in rows[1:]] == IMAGENET_ROWS
+    assert {r[6] for r in rows[1:]} == {"RANDOM WEIGHTS: pretrained none"}
     id_scores = np.load(folder / "scores" / "imagenet.npz")
     acc = 100 * np.mean(id_scores["pred"] == id_scores["label"])  # main.py: ACC of the postprocessor's pred
     for row in rows[1:]:
@@ -133,6 +134,27 @@ def test_launcher_equals_builtin_runner(name, args, tiny_net, minibench, tmp_pat
                                       np.concatenate([id_scores["label"], -np.ones_like(s["label"])]),
                                       np.concatenate([id_scores["pred"], s["pred"]]))
         assert 100 * metrics[1] == pytest.approx(ours.rows[ood][1], abs=1e-6)
+
+
+def test_launcher_marks_ants_without_its_mllm_and_exits_3(minibench, tmp_path, isolated_cache):
+    """Offline, the shipped config's MLLM (hf:Qwen/...) cannot load: the run is written, marked
+    DEGRADED in ood.csv, log.txt and config.yml, and exits 3 unless --allow-degraded (eval's rule)."""
+    small = {"n_neg_labels": 120, "corpus_limit": 600, "n_groups": 12, "group_size": 10}
+    overrides = [x for k, v in small.items() for x in (f"--postprocessor.postprocessor_args.{k}", str(v))]
+    args = ["--config", "imagenet_clip_ants.yml", "--data_root", str(minibench), "--output_dir", str(tmp_path),
+            *TINY, *overrides]
+    proc = _launch(args, isolated_cache, tmp_path, returncode=3, HF_HUB_OFFLINE="1")
+    label = "DEGRADED: MLLM unavailable: NegLabel scores; RANDOM WEIGHTS: pretrained none"
+    assert f"ants [{label}]" in proc.stderr and "--allow-degraded" in proc.stderr
+    folder = _results(tmp_path, "imagenet", "ants")
+    rows = [line.split(",") for line in (folder / "ood.csv").read_text().splitlines()]
+    assert rows[0][-1] == "status" and [r[0] for r in rows[1:]] == IMAGENET_ROWS
+    assert {r[-1] for r in rows[1:]} == {label}
+    assert (folder / "log.txt").read_text().splitlines()[-1] == f"openood-immuno status: {label}"
+    assert (folder / "config.yml").read_text().startswith(f"# openood-immuno status: {label}\n")
+    _launch([*args, "--mark", "allowed", "--allow-degraded"], isolated_cache, tmp_path, HF_HUB_OFFLINE="1")
+    allowed = tmp_path / "imagenet_clip_test_ood_ood_ants_allowed" / "s0" / "ood"
+    assert (allowed / "log.txt").read_text().splitlines()[-1] == f"openood-immuno status: {label}"
 
 
 def test_launcher_imagenet200_by_name(imagenet200_root, tmp_path, isolated_cache):

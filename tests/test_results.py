@@ -75,22 +75,22 @@ def test_degraded_run_is_marked_everywhere_and_exits_non_zero(small_root, tmp_pa
     monkeypatch.setattr(registry, "build_postprocessor", degraded)
     assert _eval(small_root, tmp_path / "out") == 3
     captured = capsys.readouterr()
-    assert "mcm [DEGRADED: NegLabel scores, MLLM unavailable]: not mcm's own numbers" in captured.out
+    label = "DEGRADED: NegLabel scores, MLLM unavailable; RANDOM WEIGHTS: pretrained none"
+    assert f"mcm [{label}]: not mcm's own numbers" in captured.out
     assert "--allow-degraded" in captured.err and "mcm [DEGRADED" in captured.err
     (run,) = _runs(tmp_path / "out")
     with open(run / "ood.csv") as fh:
-        assert {r["status"] for r in csv.DictReader(fh)} == {"DEGRADED: NegLabel scores, MLLM unavailable"}
+        assert {r["status"] for r in csv.DictReader(fh)} == {label}
     meta = json.loads((run / "run.json").read_text())
     assert meta["status"]["state"] == "degraded" and meta["status"]["postprocessor_status"]["degraded"]
     assert _eval(small_root, tmp_path / "out", "--allow-degraded") == 0
     assert main(["report", str(tmp_path / "out")]) == 0
     report = (tmp_path / "out" / "report")
     md = (report / "report.md").read_text()
-    assert "| mcm [DEGRADED: NegLabel scores, MLLM unavailable] | openood |" in md
+    assert f"| mcm [{label}] | openood |" in md
     assert "| mcm |" not in md
     with open(report / "leaderboard.csv") as fh:
-        assert [r["Postprocessor"] for r in csv.DictReader(fh)] == [
-            "mcm [DEGRADED: NegLabel scores, MLLM unavailable]"]
+        assert [r["Postprocessor"] for r in csv.DictReader(fh)] == [f"mcm [{label}]"]
 
 
 # ---- run folders -----------------------------------------------------------------------------

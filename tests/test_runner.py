@@ -26,7 +26,7 @@ def test_cli_eval_prints_table_and_caches_features(minibench, tmp_path, capsys, 
     assert set(rows[0]) == {"dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC", "ACC_zeroshot",
                             "label", "status"}
     assert {r["label"] for r in rows} == {"mcm"}  # nothing to name beyond the name
-    assert {r["status"] for r in rows} == {"ok"}
+    assert {r["status"] for r in rows} == {"RANDOM WEIGHTS: pretrained none"}   # --pretrained none
     assert (run / "run.json").is_file()
     caplog.clear()
     with caplog.at_level("INFO", logger="openood_immuno"):

@@ -141,8 +141,18 @@ def add_model_args(parser: argparse.ArgumentParser, title: str | None = None) ->
     group = parser.add_argument_group(title) if title else parser
     group.add_argument("--model", default="ViT-B-16", help="open_clip model name or JSON config path")
     group.add_argument("--pretrained", default="openai",
-                       help="open_clip tag, local checkpoint path, or 'none' (random init: smoke tests)")
+                       help="open_clip tag, local checkpoint path, or 'none' (random init: smoke tests; "
+                            "results are marked RANDOM WEIGHTS)")
     group.add_argument("--device", default="auto", help="torch device; auto: cuda when available, else cpu")
+
+
+def check_pretrained_arg(args) -> None:
+    """An empty ``--pretrained`` (an unset shell variable) is refused before any work, never read
+    as random weights (those need an explicit ``none``)."""
+    value = getattr(args, "pretrained", None)
+    if isinstance(value, str) and not value.strip():
+        raise UsageError(f"--pretrained is empty ({value!r}; an unset variable?): pass an open_clip tag "
+                         "such as openai, a checkpoint path, or none for random weights")
 
 
 def add_id_arg(parser: argparse.ArgumentParser) -> None:

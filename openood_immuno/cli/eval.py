@@ -52,7 +52,8 @@ def add_parser(subparsers) -> None:
                         "(default: stream seed 0, each postprocessor's own seed; implies --engine "
                         "builtin under auto)")
     p.add_argument("--engine", default="auto", choices=["auto", "openood", "builtin"],
-                   help="auto: OpenOOD's Evaluator when installed (openood protocol), else builtin")
+                   help="auto: OpenOOD's Evaluator when installed (openood protocol and benchmark), "
+                        "else builtin; --benchmark mos is always scored by builtin")
     p.add_argument("--aps", action="store_true", help="force OpenOOD's automatic parameter search")
     add_pp_arg(p, "ants.mllm=none or immuno.epochs=5", "one of --postprocessors")
     p.add_argument("--extra-ood", action="append", default=[], metavar="NAME=LIST",
@@ -62,22 +63,41 @@ def add_parser(subparsers) -> None:
     p.add_argument("--score-batch-size", type=int, default=256, help="scoring batch size (stream batch)")
     p.add_argument("--output-dir", default="results", help="folder of the result tables")
     p.add_argument("--allow-degraded", action="store_true",
-                   help="exit 0 even when a run is degraded or partial (e.g. ANTS without its MLLM): "
-                        "such runs are written and marked so either way")
+                   help="exit 0 even when a run is degraded or partial (e.g. ANTS whose MLLM failed): "
+                        "such runs are written and marked so either way (runs marked NO MLLM or "
+                        "RANDOM WEIGHTS, asked for by the command line, exit 0 without it)")
     add_progress_arg(p)
     p.set_defaults(func=run)
 
 
-def _engine(args) -> str:
-    if args.engine == "openood" and (args.protocol != "openood" or args.extra_ood or args.seeds):
-        raise UsageError("--engine openood supports only --protocol openood without --extra-ood and "
-                         "--seeds (OpenOOD's Evaluator fits once): use --engine builtin")
-    if args.engine != "auto":
-        return args.engine
-    from openood_immuno.openood.registry import openood_available
+def choose_engine(engine: str, protocol: str, benchmark: str, extra_ood, seeds,
+                  openood_installed: bool) -> str:
+    """The engine that scores exactly what was asked, or a one-line refusal.
 
-    return "openood" if openood_available() and args.protocol == "openood" and not args.extra_ood \
-        and not args.seeds else "builtin"
+    OpenOOD's Evaluator scores OpenOOD's own OOD sets of ``--id``, once, in its protocol: it
+    is chosen (``auto``) or accepted (``openood``) only for ``--benchmark openood``, ``--protocol
+    openood``, no ``--extra-ood`` and no ``--seeds``; every other run is the builtin runner's.
+    """
+    if engine == "openood":
+        if benchmark != "openood":
+            raise UsageError(f"--engine openood scores OpenOOD's own OOD sets, not --benchmark "
+                             f"{benchmark}: use --engine builtin (or auto)")
+        if protocol != "openood" or extra_ood or seeds:
+            raise UsageError("--engine openood supports only --protocol openood without --extra-ood and "
+                             "--seeds (OpenOOD's Evaluator fits once): use --engine builtin")
+    if engine != "auto":
+        return engine
+    return "openood" if (openood_installed and benchmark == "openood" and protocol == "openood"
+                         and not extra_ood and not seeds) else "builtin"
+
+
+def _engine(args) -> str:
+    installed = False
+    if args.engine == "auto" and args.benchmark == "openood":
+        from openood_immuno.openood.registry import openood_available
+
+        installed = openood_available()
+    return choose_engine(args.engine, args.protocol, args.benchmark, args.extra_ood, args.seeds, installed)
 
 
 def _needed_lists(lists, pps: dict, engine: str, aps: bool) -> list:
@@ -147,9 +167,10 @@ def run(args) -> int:
             print(f"status: {result.status}")
         print(result.format(), flush=True)
         folder = write_run(args.output_dir, spec, result, {"started": started,
-                                                           "seconds": time.time() - started})
+                                                           "seconds": time.time() - started},
+                           {"benchmark": args.benchmark})
         print(f"results: {folder}")
-        if not result.run_status.ok:
+        if result.run_status.fails:   # partial / degraded; stand-in and random weights exit 0
             not_ok.append(result.run_status.tag(name))
     if not_ok and not args.allow_degraded:
         print(f"openood-immuno: error: {'; '.join(not_ok)}: results are written and marked so; pass "

@@ -8,7 +8,7 @@ import warnings
 
 from . import antibodies, falsify, features, neglabels, openood_main, report, vaccinate
 from . import eval as evaluate
-from .args import HelpFormatter, UsageError, check_numbers
+from .args import HelpFormatter, UsageError, check_numbers, check_pretrained_arg
 from .errors import one_line
 
 DESCRIPTION = """\
@@ -37,6 +37,7 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.passthrough_args = extra
     check_numbers(args)
+    check_pretrained_arg(args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     _SAID.clear()

@@ -65,4 +65,5 @@ def evaluate_with_openood(net, pp, data_root: str, id_name: str = "imagenet", ba
         columns = RESULT_COLUMNS + DECISION_COLUMNS
     hyper = dict(zip(pp.args_dict, pp.get_hyperparam())) if pp.APS_mode else None
     return EvalResult(pp.name, rows, None, hyper, status=pp.status(), artifacts=pp.artifacts(),
-                      scores=scores, columns=columns, **described(pp))
+                      scores=scores, columns=columns, **described(pp),
+                      random_weights=bool(getattr(net, "random_weights", False)))

@@ -11,6 +11,10 @@ skipped, never shifted into other columns. Whatever cannot be read (such a table
 file, a folder without permission, scores with NaN) is named in one warning line and in
 report.md, and the rest of the report is written. A run whose status is not ``ok`` is shown
 as e.g. ``ants [DEGRADED: ...]`` in every table, never as ``ants``.
+
+Runs of ``eval --benchmark mos`` (the MOS four: iNaturalist, SUN, Places, Textures; no near-OOD
+row) get a table of their own in report.md and their own ``leaderboard_mos.csv`` (OpenOOD's
+leaderboard format has near/far columns only); ``leaderboard.csv`` holds the OpenOOD-benchmark runs.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from openood_immuno.core.cache import atomic_write_text
+from openood_immuno.data.benchmarks import MOS_FOUR
 from .results import MANIFEST
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,13 @@ log = logging.getLogger(__name__)
 # beside ID_Accuracy (the postprocessor's own predictions); drop it to paste rows into OpenOOD's.
 LEADERBOARD_COLUMNS = ("Training", "Postprocessor", "Near-OOD_AUROC", "Far-OOD_AUROC", "ID_Accuracy",
                        "Outlier_Data", "Arch", "Additional_Description", "ID_Accuracy_zeroshot")
+# the MOS four, as the MCM / NegLabel / ANTS tables report them: per set and averaged
+_MOS_NAMES = {"inaturalist": "iNaturalist", "sun": "SUN", "places": "Places", "textures": "Textures"}
+MOS_LEADERBOARD_COLUMNS = ("Training", "Postprocessor",
+                           *(f"{_MOS_NAMES[s]}_{m}" for s in MOS_FOUR for m in ("FPR@95", "AUROC")),
+                           "Average_FPR@95", "Average_AUROC", "ID_Accuracy", "Arch",
+                           "Additional_Description", "ID_Accuracy_zeroshot")
+_REQUIRED_ROWS = {"openood": ("nearood", "farood"), "mos": (*MOS_FOUR, "farood")}
 _PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "published_results.json"
 # what a damaged, truncated or foreign file raises when read
 _PLOT_NAME = re.compile(r".+-[0-9a-f]{12}_(roc_hist|evt_thresholds)\.png$")
@@ -108,9 +120,10 @@ def _read_run(folder: Path, problems: list[str]):
             raise ValueError("no 'postprocessor' entry")
         path = folder / "ood.csv"
         rows = read_ood_csv(path, meta.get("columns"))
-        for needed in ("nearood", "farood"):
+        benchmark = _benchmark_of(meta, rows)
+        for needed in _REQUIRED_ROWS[benchmark]:
             if needed not in rows:
-                raise ValueError(f"no '{needed}' row")
+                raise ValueError(f"no '{needed}' row (a --benchmark {benchmark} run)")
     except (*_READ_ERRORS, TypeError, AttributeError) as exc:
         _unreadable(problems, path, exc)
         return None
@@ -121,7 +134,7 @@ def _read_run(folder: Path, problems: list[str]):
     pp = meta["postprocessor"]
     shown = meta.get("label") or pp  # the name with its regime, e.g. immuno [wordnet, 16-shot x 20]
     return {"run": f"{folder.parent.name}/{folder.name}", "postprocessor": pp,
-            "name": shown if label == "ok" else f"{shown} [{label}]", "status": label,
+            "name": shown if label == "ok" else f"{shown} [{label}]", "status": label, "benchmark": benchmark,
             "protocol": meta.get("protocol", "openood"), "folder": folder, "meta": meta, "rows": rows}
 
 
@@ -144,6 +157,17 @@ def _run_folders(root: Path, problems: list[str]) -> list[Path]:
         except OSError as exc:
             _unreadable(problems, prefix, exc)
     return out
+
+
+def _benchmark_of(meta: dict, rows: dict) -> str:
+    """``openood`` or ``mos``: ``run.json``'s ``benchmark`` (written since MOS runs were read),
+    else the rows (an older MOS run: the four sets and no near-OOD row)."""
+    benchmark = meta.get("benchmark")
+    if benchmark is None:
+        return "mos" if "nearood" not in rows and set(MOS_FOUR) <= set(rows) else "openood"
+    if benchmark not in _REQUIRED_ROWS:
+        raise ValueError(f"unknown benchmark {benchmark!r} in run.json (known: {sorted(_REQUIRED_ROWS)})")
+    return benchmark
 
 
 def find_runs(results_dir: str, problems: list[str] | None = None) -> list[dict]:
@@ -205,23 +229,51 @@ def _notes(run: dict) -> str:
     return str(status.get("note") or "-")
 
 
+def _training(run: dict) -> str:
+    """``Training`` of a leaderboard row: frozen CLIP, or CLIP + a trained adapter."""
+    weights = _arch(run)[1]
+    clip = f"CLIP ({weights})" if weights else "CLIP"
+    return f"{clip} + trained adapter" if run["meta"].get("trains") else \
+        (f"CLIP zero-shot ({weights})" if weights else "CLIP zero-shot")
+
+
 def leaderboard_rows(runs: list[dict]) -> list[dict]:
     """Rows in the OpenOOD leaderboard CSV format (``results/imagenet1k_ood.csv``), plus
-    ``ID_Accuracy_zeroshot``. ``Training`` names a trained adapter for postprocessors that train."""
+    ``ID_Accuracy_zeroshot``, of the OpenOOD-benchmark runs. ``Training`` names a trained adapter
+    for postprocessors that train."""
     out = []
     for r in runs:
-        arch, weights = _arch(r)
+        if r["benchmark"] != "openood":
+            continue
+        arch = _arch(r)[0]
         rows = r["rows"]
-        clip = f"CLIP ({weights})" if weights else "CLIP"
-        training = f"{clip} + trained adapter" if r["meta"].get("trains") else \
-            (f"CLIP zero-shot ({weights})" if weights else "CLIP zero-shot")
-        out.append({"Training": training,
+        out.append({"Training": _training(r),
                     "Postprocessor": r["name"],
                     "Near-OOD_AUROC": rows["nearood"]["AUROC"], "Far-OOD_AUROC": rows["farood"]["AUROC"],
                     "ID_Accuracy": rows["nearood"]["ACC"], "Outlier_Data": "No", "Arch": arch,
                     "Additional_Description": f"openood-immuno, {r['protocol']} protocol, FPR@95 OpenOOD "
                                               f"v1.5, run {r['run']}{_bank_note(r)}",
                     "ID_Accuracy_zeroshot": _cell(rows["nearood"], "ACC_zeroshot")})
+    return out
+
+
+def mos_leaderboard_rows(runs: list[dict]) -> list[dict]:
+    """Rows of the ``--benchmark mos`` runs (:data:`MOS_LEADERBOARD_COLUMNS`): FPR@95 and AUROC
+    per MOS set and their average (the ``farood`` row), as the MCM / NegLabel / ANTS tables."""
+    out = []
+    for r in runs:
+        if r["benchmark"] != "mos":
+            continue
+        rows = r["rows"]
+        row = {"Training": _training(r), "Postprocessor": r["name"]}
+        for s in MOS_FOUR:
+            row[f"{_MOS_NAMES[s]}_FPR@95"], row[f"{_MOS_NAMES[s]}_AUROC"] = rows[s]["FPR@95"], rows[s]["AUROC"]
+        row.update({"Average_FPR@95": rows["farood"]["FPR@95"], "Average_AUROC": rows["farood"]["AUROC"],
+                    "ID_Accuracy": rows["farood"]["ACC"], "Arch": _arch(r)[0],
+                    "Additional_Description": f"openood-immuno, MOS four, {r['protocol']} protocol, "
+                                              f"FPR@95 OpenOOD v1.5, run {r['run']}",
+                    "ID_Accuracy_zeroshot": _cell(rows["farood"], "ACC_zeroshot")})
+        out.append(row)
     return out
 
 
@@ -240,6 +292,8 @@ def markdown_report(runs: list[dict], problems: list[str] = ()) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     core = {"ssb_hard", "ninco", "nearood", "inaturalist", "textures", "openimage_o", "farood"}
     for r in runs:
+        if r["benchmark"] != "openood":
+            continue
         rows = r["rows"]
         extra = ", ".join(f"{k} {v['AUROC']}" for k, v in rows.items() if k not in core) or "-"
         lines.append(f"| {r['run']} | {r['name']} | {r['protocol']} | {rows['nearood']['FPR@95']} | "
@@ -248,6 +302,7 @@ def markdown_report(runs: list[dict], problems: list[str] = ()) -> str:
                      f"{_cell(rows['nearood'], 'F1@tau')} | {_cell(rows['farood'], 'F1@tau')} | "
                      f"{_cell(rows['nearood'], 'ID_reject@tau')} | {extra} | "
                      f"{_bank_note(r).removeprefix(', bank sha256 ') or '-'} | {_notes(r)} |")
+    lines += _mos_table(runs)
     pub = published_results()
     lines += ["", "## Published (CLIP ViT-B/16, ImageNet-1K)", "", pub["note"], "",
               "| method | benchmark | numbers | source |", "|---|---|---|---|"]
@@ -260,6 +315,27 @@ def markdown_report(runs: list[dict], problems: list[str] = ()) -> str:
     if problems:
         lines += ["", "## Skipped: files and folders that could not be read", ""] + [f"- {p}" for p in problems]
     return "\n".join(lines) + "\n"
+
+
+def _mos_table(runs: list[dict]) -> list[str]:
+    """The ``--benchmark mos`` runs' own table (nothing when there are none)."""
+    mos = mos_leaderboard_rows(runs)
+    if not mos:
+        return []
+    sets = [_MOS_NAMES[s] for s in MOS_FOUR]
+    lines = ["", "## Our runs: MOS four (ImageNet-1K vs iNaturalist, SUN, Places, Textures)", "",
+             "The benchmark of the MCM, NegLabel and ANTS papers' main tables (compare the `mos4` rows "
+             "below, minding the FPR@95 convention); these runs are in leaderboard_mos.csv, not in "
+             "OpenOOD's leaderboard format.", "",
+             "| run | postprocessor | protocol | " + " | ".join(f"{s} FPR@95 | {s} AUROC" for s in sets)
+             + " | average FPR@95 | average AUROC | ID acc | zero-shot acc |",
+             "|" + "---|" * (3 + 2 * len(sets) + 4)]
+    for run, row in zip((r for r in runs if r["benchmark"] == "mos"), mos):
+        cells = [run["run"], row["Postprocessor"], run["protocol"],
+                 *(row[f"{s}_{m}"] for s in sets for m in ("FPR@95", "AUROC")),
+                 row["Average_FPR@95"], row["Average_AUROC"], row["ID_Accuracy"], row["ID_Accuracy_zeroshot"]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines
 
 
 def _load_npz(path: Path, required: tuple[str, ...], problems: list[str]):
@@ -400,8 +476,17 @@ def plot_run(run: dict, out_dir: Path, problems: list[str] | None = None) -> lis
     return written
 
 
+def _csv(columns: tuple[str, ...], rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
 def write_report(results_dir: str, out_dir: str | None = None) -> Path:
-    """Write ``report.md``, ``leaderboard.csv`` and the plots; returns the markdown path."""
+    """Write ``report.md``, ``leaderboard.csv`` (``leaderboard_mos.csv`` too when there are
+    ``--benchmark mos`` runs) and the plots; returns the markdown path."""
     problems: list[str] = []
     runs = find_runs(results_dir, problems)
     out = Path(out_dir or os.path.join(results_dir, "report"))
@@ -415,9 +500,10 @@ def write_report(results_dir: str, out_dir: str | None = None) -> Path:
     for stale in out.glob("*.png"):  # plots of runs no longer in results_dir
         if _PLOT_NAME.match(stale.name) and stale not in written:
             stale.unlink()
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LEADERBOARD_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(leaderboard_rows(runs))
-    atomic_write_text(buf.getvalue(), out / "leaderboard.csv")
+    atomic_write_text(_csv(LEADERBOARD_COLUMNS, leaderboard_rows(runs)), out / "leaderboard.csv")
+    mos = mos_leaderboard_rows(runs)
+    if mos:
+        atomic_write_text(_csv(MOS_LEADERBOARD_COLUMNS, mos), out / "leaderboard_mos.csv")
+    elif (out / "leaderboard_mos.csv").exists():   # of runs no longer in results_dir
+        (out / "leaderboard_mos.csv").unlink()
     return atomic_write_text(markdown_report(runs, problems), out / "report.md")

@@ -18,18 +18,10 @@ gets another key and never overwrites. A crashed or killed run leaves at most a 
 which ``report`` never reads and the next write in the output folder removes
 (:func:`clean_stale`: only when its writer process is gone).
 
-Status (:func:`run_status`) is read from the postprocessor's ``status()`` dict. These keys make
-a run non-``ok``:
-
-* ``degraded`` truthy: **degraded** (the method did not run as itself, e.g. ANTS scoring as
-  NegLabel without its MLLM); the reason is ``degraded_reason`` when given (or ``degraded``
-  itself when it is a string).
-* ``fallback`` truthy: **degraded**; its value (a string) names what was used instead.
-* ``requests_failed`` of ``requests`` (or, when those are absent, ``failures`` of ``requests``
-  in a nested ``mllm_cost`` dict): all failed: **degraded**; some failed: **partial**.
-* ``partial`` truthy: **partial**, its value (a string) the reason.
-
-Every other key is reported as information only.
+Status (:func:`run_status`, :mod:`openood_immuno.core.status`) is read from the postprocessor's
+``status()`` dict and the net (random weights): ok, random-weights, stand-in (e.g. ANTS without
+an MLLM by configuration), partial or degraded; ``run.json`` keeps it with the raw dict, and
+``ood.csv`` its label on every row.
 """
 from __future__ import annotations
 
@@ -53,70 +45,12 @@ from typing import Any, Mapping, Optional, Sequence
 
 from openood_immuno.core.cache import atomic_write_json, content_key
 from openood_immuno.core.fileid import content_digest
+from openood_immuno.core.status import (DEGRADED, OK, PARTIAL, RANDOM_WEIGHTS, STAND_IN,  # noqa: F401
+                                        RunStatus, run_status)
 
 log = logging.getLogger(__name__)
 MANIFEST = "run.json"
 RUN_KEY_VERSION = "run-v1"
-OK, PARTIAL, DEGRADED = "ok", "partial", "degraded"
-_SEVERITY = {OK: 0, PARTIAL: 1, DEGRADED: 2}
-
-
-# ---- status ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RunStatus:
-    """``state`` (ok, partial, degraded) and the reasons, from a postprocessor's ``status()``."""
-
-    state: str = OK
-    reasons: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.state == OK
-
-    @property
-    def label(self) -> str:
-        """``ok`` or e.g. ``DEGRADED: NegLabel scores, MLLM unavailable``."""
-        return OK if self.ok else f"{self.state.upper()}: {'; '.join(self.reasons)}"
-
-    def tag(self, name: str) -> str:
-        """The name a result is shown under: ``ants`` or ``ants [DEGRADED: ...]``, never plain."""
-        return name if self.ok else f"{name} [{self.label}]"
-
-    def as_dict(self) -> dict:
-        return {"state": self.state, "label": self.label, "reasons": list(self.reasons)}
-
-
-def _count(value) -> Optional[int]:
-    try:
-        return None if value is None or isinstance(value, bool) else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def run_status(status: Mapping[str, Any]) -> RunStatus:
-    """Classify a postprocessor's ``status()`` dict (keys in the module docstring)."""
-    found: list[tuple[str, str]] = []
-    if status.get("degraded"):
-        reason = status.get("degraded_reason") or status["degraded"]
-        found.append((DEGRADED, reason if isinstance(reason, str) else "the postprocessor reports "
-                                                                        "it ran degraded"))
-    if status.get("fallback"):
-        fb = status["fallback"]
-        found.append((DEGRADED, f"fallback to {fb}" if isinstance(fb, str) else "fallback used"))
-    made, failed = _count(status.get("requests")), _count(status.get("requests_failed"))
-    if failed is None and isinstance(status.get("mllm_cost"), Mapping):
-        made, failed = _count(status["mllm_cost"].get("requests")), _count(status["mllm_cost"].get("failures"))
-    if failed:
-        made = max(made or 0, failed)
-        found.append((DEGRADED if failed >= made else PARTIAL, f"{failed} of {made} requests failed"))
-    if status.get("partial"):
-        part = status["partial"]
-        found.append((PARTIAL, part if isinstance(part, str) else "the postprocessor reports a "
-                                                                   "partial run"))
-    if not found:
-        return RunStatus()
-    state = max((s for s, _ in found), key=_SEVERITY.__getitem__)
-    return RunStatus(state, tuple(r for _, r in found))
 
 
 # ---- what defines a run ----------------------------------------------------------------------
@@ -374,7 +308,7 @@ def write_run(output_dir: str, spec: RunSpec, result, timings: Optional[Mapping[
     old = None
     try:
         files = result.write_files(str(tmp))
-        status = run_status(result.status)
+        status = result.run_status
         manifest = {"format": "openood-immuno run", "key": spec.key(), "folder": final.name,
                     "id": spec.id_name, "model": spec.model, "pretrained": spec.pretrained,
                     "net_identity": spec.net_identity, "checkpoint": file_fingerprint(spec.pretrained),

@@ -199,6 +199,7 @@ class EvalResult:
     #: (bank, SHA-256, training regime: the postprocessor's ``describe()``)
     label: str = ""
     describe: dict = field(default_factory=dict)
+    random_weights: bool = False   # the net was randomly initialised (marked RANDOM WEIGHTS)
 
     def __post_init__(self) -> None:
         bad = {k: len(v) for k, v in self.rows.items() if len(v) != len(self.columns)}
@@ -209,8 +210,9 @@ class EvalResult:
 
     @property
     def run_status(self) -> RunStatus:
-        """ok / partial / degraded, from the postprocessor's ``status()`` (see ``results``)."""
-        return run_status(self.status)
+        """ok / random-weights / stand-in / partial / degraded, from the postprocessor's
+        ``status()`` and the net (:mod:`openood_immuno.core.status`)."""
+        return run_status(self.status, self.random_weights)
 
     def format(self) -> str:
         """The console table: one row per set, the metric columns, then ``status`` (as in
@@ -219,8 +221,8 @@ class EvalResult:
         # "100.00±100.00" must never be cut, nor a column name run into its neighbour
         width = max(10 if self.std is None else 15, *(len(m) + 2 for m in self.columns))
         status = self.run_status
-        lines = [] if status.ok else [f"{status.tag(self.postprocessor)}: not "
-                                      f"{self.postprocessor}'s own numbers"]
+        lines = [] if status.ok else [f"{status.tag(self.postprocessor)}: "
+                                      + status.meaning.replace("the method's", f"{self.postprocessor}'s")]
         if self.label and self.label != self.postprocessor:
             lines.append(self.label)
         lines.append(f"{'':<14}" + "".join(f"{m:>{width}}" for m in self.columns) + "  status")
@@ -375,4 +377,5 @@ def evaluate(pp: ImmunoPostprocessor, store: FeatureStore, protocol: str = "open
              else {f"seed {s}": c for s, c in chosen.items()})
     columns = RESULT_COLUMNS + (DECISION_COLUMNS if threshold is not None else ())
     return EvalResult(pp.name, rows, std, hyper, status=pp.status(), artifacts=artifacts,
-                      scores=scores, columns=columns, **described(pp))
+                      scores=scores, columns=columns, **described(pp),
+                      random_weights=bool(getattr(store.net, "random_weights", False)))

@@ -1,7 +1,9 @@
 """What a backend has cost, counted honestly, and when an endpoint is given up.
 
 :class:`CostLog` counts every call (``calls``: one batch of a vision backend, one prompt of a
-chat backend), every request sent (``requests``) and failed (``failures``), the requests not
+chat backend), every request sent (``requests``) and failed (``failures``: no answer, or an answer with no
+usable text, which is also counted in ``unusable``: ``null``, empty, whitespace, or nothing the
+caller can parse), the requests not
 sent because the failure budget ran out (``skipped``), the images that got a description
 (``images``), seconds and generated tokens. :meth:`CostLog.failure_note` is the one line a
 status shows when anything failed.
@@ -27,6 +29,7 @@ class CostLog:
     calls: int = 0
     requests: int = 0
     failures: int = 0
+    unusable: int = 0
     skipped: int = 0
     images: int = 0
     seconds: float = 0.0
@@ -40,6 +43,8 @@ class CostLog:
         if not self.failures and not self.skipped:
             return None
         note = f"{self.failures} of {self.requests} requests failed"
+        if self.unusable:
+            note += f" ({self.unusable} answered no usable text)"
         if self.skipped:
             note += f", {self.skipped} not sent (endpoint given up)"
         return note

@@ -17,11 +17,13 @@ Select one with :func:`build_vision_backend` and a model reference (:mod:`.spec`
 Every backend resizes the images to ``image_size`` x ``image_size`` (bilinear) before sending
 them when ``image_size > 0`` (the ANTS authors' Qwen2-VL path: 56), and passes them as read
 otherwise (their LLaVA path: the processor's own resize). Every backend batches requests
-(``batch_size``) and keeps a :class:`~.cost.CostLog` logged after each call. A batch whose
-call raises yields ``None`` answers and a warning; it never propagates. After the
-:class:`~.cost.FailureBudget` is spent (5 batches in a row without any answer, or 300 s of
-them) the backend is given up: later requests are not sent, they count as ``skipped`` and
-answer ``None``. Ctrl-C during concurrent requests shuts them at once.
+(``batch_size``) and keeps a :class:`~.cost.CostLog` logged after each call. A batch whose call raises yields ``None`` answers and a warning; it never
+propagates. An answer with no usable text (``null`` or empty content, whitespace, or one the
+caller's ``accept`` rejects: nothing that parses into a sentence or a label) is a failed request
+too: it answers ``None`` and counts in ``failures`` and ``unusable``. After the
+:class:`~.cost.FailureBudget` is spent (5 batches in a row without any usable answer, or 300 s
+of them) the backend is given up: later requests are not sent, they count as
+``skipped`` and answer ``None``. Ctrl-C during concurrent requests shuts them at once.
 """
 from __future__ import annotations
 
@@ -71,8 +73,11 @@ class MLLMBackend:
         raise NotImplementedError
 
     def generate(self, prompts: Sequence[str], images: Optional[Sequence[Image.Image]] = None,
-                 max_new_tokens: int = 30, task: str = "generate") -> list[Optional[str]]:
-        """One answer per prompt (``None`` where the backend failed); ``images`` pair with prompts."""
+                 max_new_tokens: int = 30, task: str = "generate",
+                 accept: Optional[Callable[[int, str], bool]] = None) -> list[Optional[str]]:
+        """One answer per prompt (``None`` where the backend failed or the answer held no usable
+        text); ``images`` pair with prompts. ``accept(i, text)`` says whether the answer to prompt
+        ``i`` is usable (e.g. parses into a description); a rejected one counts as failed."""
         if images is not None and len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
         if images is not None and self.image_size:
@@ -102,10 +107,21 @@ class MLLMBackend:
                             "labels", self.spec, task, len(chunk), error)
                 out = [None] * len(chunk)
             elapsed = time.perf_counter() - start
+            unusable = 0
+            for k, answer in enumerate(out):
+                if answer is not None and (not isinstance(answer, str) or not answer.strip()
+                                           or (accept is not None and not accept(i + k, answer))):
+                    out[k], unusable = None, unusable + 1
+            if unusable:
+                log.warning("ANTS MLLM %s %s: %d of %d answers held no usable text (null, empty or "
+                            "nothing parseable): counted as failed requests", self.spec, task,
+                            unusable, len(chunk))
+                error = error or f"{unusable} answers without usable text"
             failed = sum(a is None for a in out)
             self.cost.calls += 1
             self.cost.requests += len(chunk)
             self.cost.failures += failed
+            self.cost.unusable += unusable
             self.cost.seconds += elapsed
             if imgs is not None:
                 self.cost.images += len(chunk) - failed

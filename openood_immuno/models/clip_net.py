@@ -40,7 +40,7 @@ from openood_immuno.core.seeding import seeded
 log = logging.getLogger(__name__)
 
 MCM_TEMPLATES = ("a photo of a {}.",)
-RANDOM_INIT = ("none", "random", "")
+RANDOM_INIT = ("none", "random")
 _MODEL_CONFIG_DIR = Path(__file__).with_name("model_configs")
 _TEXT_BATCH = 256
 _PROGRESS_MIN_PROMPTS = 8 * _TEXT_BATCH  # fewer prompts (1000 ID classes) take seconds: no bar
@@ -117,8 +117,20 @@ def _model_identity(model: str) -> str:
     return model
 
 
+def is_random_init(pretrained: str | None) -> bool:
+    """``pretrained`` asks for random weights (``None``, ``'none'``, ``'random'``)."""
+    return pretrained is None or str(pretrained).strip().lower() in RANDOM_INIT
+
+
+def check_pretrained(pretrained: str | None) -> None:
+    """An empty ``pretrained`` (an unset shell variable) is refused, never read as random weights."""
+    if pretrained is not None and not str(pretrained).strip():
+        raise ValueError(f"pretrained is empty ({pretrained!r}; an unset variable?): pass an open_clip "
+                         "tag such as 'openai', a checkpoint path, or 'none' for random weights")
+
+
 def _weights_identity(pretrained: str | None, seed: int) -> str:
-    if pretrained is None or pretrained.lower() in RANDOM_INIT:
+    if is_random_init(pretrained):
         return f"random-init-seed{seed}"
     if os.path.isfile(pretrained):  # by content: a replaced file of the same size and mtime differs
         return f"file:{content_digest(pretrained)}"
@@ -174,7 +186,7 @@ def _create_open_clip(model: str, pretrained: str | None, seed: int):
         raise ValueError(f"unknown CLIP model {model!r}: use one of open_clip.list_models() "
                          f"(e.g. 'ViT-B-16') or the path of a local open_clip JSON model config")
 
-    random_init = pretrained is None or pretrained.lower() in RANDOM_INIT
+    random_init = is_random_init(pretrained)
     if random_init:
         # one place of warning: Python's default filter shows it once per process and model
         warnings.warn(f"openood-immuno: building {name} with RANDOM weights (pretrained='none'). "
@@ -251,7 +263,11 @@ class CLIPNet(nn.Module):
             does not change it: it changes ``forward`` only, never ``encode_image``).
         progress: show a progress bar when encoding many texts (NegLabel's corpus, antibodies).
         adapter_hook: the installed :class:`AdapterHook`, or ``None`` (zero-shot CLIP).
+        random_weights: ``True`` when built with ``pretrained='none'`` (random initialisation):
+            every result of this net is marked ``RANDOM WEIGHTS`` (:mod:`openood_immuno.core.status`).
     """
+
+    random_weights = False
 
     def __init__(self, clip: nn.Module, tokenizer, preprocess: T.Compose, class_names: Sequence[str],
                  templates: Sequence[str], identity: str, text_cache: bool = True,
@@ -414,11 +430,14 @@ def build_clip_net(model: str = "ViT-B-16", pretrained: str | None = "openai",
     """
     import open_clip
 
+    check_pretrained(pretrained)
     clip, preprocess = _create_open_clip(model, pretrained, seed)
     _register_local_model_configs()
     name = Path(model).stem if model.endswith(".json") else model
     tokenizer = open_clip.get_tokenizer(name)
     identity = f"{_model_identity(model)}|{_weights_identity(pretrained, seed)}"
     clip = clip.to(device)
-    return CLIPNet(clip, tokenizer, preprocess, resolve_class_names(class_names), templates,
-                   identity, text_cache=text_cache, progress=progress)
+    net = CLIPNet(clip, tokenizer, preprocess, resolve_class_names(class_names), templates,
+                  identity, text_cache=text_cache, progress=progress)
+    net.random_weights = is_random_init(pretrained)
+    return net

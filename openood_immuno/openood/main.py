@@ -20,15 +20,27 @@ OpenOOD's own postprocessors (``msp``, ...) still move batches with ``Tensor.cud
 
 Before anything is loaded, every image list of the config must exist, and the results folder
 must not hold an ``ood.csv`` already (OpenOOD would append this run's rows to it).
+
+After the run, its status (:mod:`openood_immuno.core.status`: the postprocessor's ``status()``
+and ``network.pretrained: none``) is marked in what OpenOOD wrote (:func:`mark_results`): a
+``status`` column on every row of ``ood.csv``, a last ``openood-immuno status: ...`` line in
+``log.txt`` and a first comment line in ``config.yml``; it is printed on stderr too. As with
+``eval``, a degraded or partial run (e.g. ANTS whose MLLM cannot load offline) exits 3 unless
+``--allow-degraded``; a stand-in (``NO MLLM``) or random-weights run exits 0, marked.
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import os
 import sys
-from typing import Sequence
+from typing import Optional, Sequence
 
+from openood_immuno.core.status import RunStatus, run_status
 from .configs import shipped_config_dir
+
+STATUS_LINE = "openood-immuno status: "
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides as KEY VALUE pairs, e.g. --opts data_root ./data "
                              "network.model ViT-L-14 (same as main.py's --KEY VALUE)")
+    parser.add_argument("--allow-degraded", action="store_true",
+                        help="exit 0 even when the run is degraded or partial (e.g. ANTS without its "
+                             "MLLM): it is marked so in ood.csv, log.txt and config.yml either way")
 
 
 def resolve_config_path(name: str) -> str:
@@ -103,10 +118,87 @@ def check_run(config) -> None:
                               "folder or set --mark to a new name")
 
 
-def _run_pipeline(config) -> None:
+def _run_pipeline(config, built: list) -> None:
+    """``get_pipeline(config).run()``, keeping the postprocessor it builds in ``built``."""
     from openood.pipelines import get_pipeline
 
-    get_pipeline(config).run()
+    pipeline = get_pipeline(config)
+    module = sys.modules.get(type(pipeline).__module__)
+    original = getattr(module, "get_postprocessor", None)
+    if original is None:
+        pipeline.run()
+        return
+
+    def keep(cfg):
+        pp = original(cfg)
+        built.append(pp)
+        return pp
+
+    module.get_postprocessor = keep
+    try:
+        pipeline.run()
+    finally:
+        module.get_postprocessor = original
+
+
+def finished_status(config, postprocessor) -> Optional[RunStatus]:
+    """The status of a finished run: the postprocessor's ``status()`` (ours have one) and
+    whether the CLIP net has random weights (all that is known of OpenOOD's own postprocessors);
+    ``None`` when no postprocessor was seen (a multi-process run: it lived in other processes)."""
+    from openood_immuno.models.clip_net import is_random_init
+
+    network = config.get("network") or {}
+    random_weights = network.get("name") == "clip" and is_random_init(network.get("pretrained", "openai"))
+    status = getattr(postprocessor, "status", None)
+    if callable(status):
+        return run_status(status(), random_weights)
+    return None if postprocessor is None else run_status({}, random_weights)
+
+
+def mark_results(output_dir: str, status: RunStatus) -> list[str]:
+    """Mark ``status`` in what OpenOOD's ``main.py`` wrote to ``output_dir``; the files marked.
+
+    ``ood.csv`` gets a last ``status`` column (the label on every row; rewritten atomically),
+    ``log.txt`` a last line ``openood-immuno status: LABEL``, ``config.yml`` a first comment
+    line saying the same (a comment, so the file loads as before).
+    """
+    from openood_immuno.core.cache import atomic_write_text
+
+    marked = []
+    line = STATUS_LINE + status.label
+    path = os.path.join(output_dir, "ood.csv")
+    if os.path.isfile(path):
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        if rows and rows[0] and rows[0][-1] != "status":
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow(rows[0] + ["status"])
+            writer.writerows(r + [status.label] for r in rows[1:] if r)
+            atomic_write_text(buf.getvalue(), path)
+            marked.append(path)
+    path = os.path.join(output_dir, "log.txt")
+    if os.path.isfile(path):
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        marked.append(path)
+    path = os.path.join(output_dir, "config.yml")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        if not text.startswith("# " + STATUS_LINE):
+            atomic_write_text(f"# {line}\n{text}", path)
+            marked.append(path)
+    return marked
+
+
+def exit_code(status: Optional[RunStatus], allow_degraded: bool, name: str = "run") -> int:
+    """``eval``'s rule: 3 for a degraded or partial run unless ``allow_degraded``, else 0."""
+    if status is not None and status.fails and not allow_degraded:
+        print(f"openood_main: error: {status.tag(name)}: results are written and marked so; pass "
+              "--allow-degraded to accept such a run (exit 0)", file=sys.stderr)
+        return 3
+    return 0
 
 
 def prepare(config_files: Sequence[str], overrides: Sequence[str] = ()):
@@ -123,13 +215,26 @@ def prepare(config_files: Sequence[str], overrides: Sequence[str] = ()):
     return config
 
 
-def run(config) -> int:
-    """OpenOOD's ``main.py`` on a prepared config: ``launch(main, num_gpus, ...)``."""
+def run(config, allow_degraded: bool = False) -> int:
+    """OpenOOD's ``main.py`` on a prepared config: ``launch(main, num_gpus, ...)``; then the
+    run's status is marked in its results (:func:`mark_results`) and decides the exit code
+    (:func:`exit_code`)."""
     from openood.utils import launch
 
+    built: list = []
     launch(_run_pipeline, config.num_gpus, num_machines=config.num_machines,
-           machine_rank=config.machine_rank, dist_url="auto", args=(config,))
-    return 0
+           machine_rank=config.machine_rank, dist_url="auto", args=(config, built))
+    name = (config.get("postprocessor") or {}).get("name", "run")
+    status = finished_status(config, built[-1] if built else None)
+    if status is None:
+        if not built and (config.num_gpus or 1) * (config.num_machines or 1) > 1:
+            print(f"openood_main: warning: the status of {name} is not known here (it ran in "
+                  "other processes): its results are not marked", file=sys.stderr)
+        return 0
+    if config.get("save_output", True):
+        mark_results(config.output_dir, status)
+    print(STATUS_LINE + status.tag(name), file=sys.stderr)
+    return exit_code(status, allow_degraded, name)
 
 
 def parse(argv: Sequence[str] | None = None):
@@ -138,23 +243,26 @@ def parse(argv: Sequence[str] | None = None):
                                      description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
-    return args.config, list(rest) + _opts_to_args(args.opts)
+    return args.config, list(rest) + _opts_to_args(args.opts), args.allow_degraded
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``main.py``'s command line: ``--config`` files, then ``--KEY VALUE`` / ``--opts`` overrides.
+    """``main.py``'s command line: ``--config`` files, then ``--KEY VALUE`` / ``--opts`` overrides
+    (and ``--allow-degraded``); the exit code of :func:`run`.
 
     Errors propagate (programmatic use and tests); ``python -m`` prints bad input in one line.
     """
-    return run(prepare(*parse(argv)))
+    config_files, overrides, allow_degraded = parse(argv)
+    return run(prepare(config_files, overrides), allow_degraded)
 
 
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError, RuntimeError)
 
 if __name__ == "__main__":
     try:
-        prepared = prepare(*parse())
+        files, opts, allow = parse()
+        prepared = prepare(files, opts)
     except USER_ERRORS as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         sys.exit(f"openood_main: error: {message}")
-    sys.exit(run(prepared))
+    sys.exit(run(prepared, allow))

@@ -65,6 +65,9 @@ class ANTSParams(NegLabelParams):
     vsnl_names_per_class: int = param(5, "similar names kept per class", low=1)
     vsnl_template: str = param("the nice {}", "prompt of the VSNL names (class names: like the ID "
                                "prompt)", placeholder="{}")
+    min_bank_fill: float = param(0.5, "a run is degraded when a bank its mode reads gets usable "
+                                 "answers for fewer than this fraction of what was asked (ENS: images "
+                                 "described; VSNL: names asked), or ends a stream empty", low=0, high=1)
     # --- negative-image mining ---
     mining: str = param("adaptive", "adaptive: S_base < threshold, the threshold recomputed at each "
                         "ENS update (threshold_rule); fixed: S_base < init_threshold throughout "

@@ -24,6 +24,11 @@ ANTS code's ``postprocess``):
 
 Without an MLLM (``backend=None``, or one that failed to load: :func:`load_mllm`) the banks stay
 empty and every mode returns S_base exactly.
+
+An MLLM answer with no usable text (``null``, empty, nothing that parses into a description or a
+name) is a failed request (counted in the backend's ``CostLog``); :class:`~.fill.BankFill` counts
+what each bank was asked and got over the run, and :meth:`ANTSScorer.bank_problems` says when the
+banks make the run degraded (``min_bank_fill``).
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ from openood_immuno.scores.ants import ANTSScores, fused_ants_scores
 from .adaptive import RunningMean, adaptive_lambda, fuse
 from openood_immuno.methods.neglabel.scorer import NegLabelScorer
 from .ens import ENSBank, dedupe
+from .fill import BankFill
 from .mining import NegativeImageMiner
 from .sentences import describe_images, ens_sentences
 from .params import ANTSParams
@@ -99,6 +105,7 @@ class ANTSScorer:
         self.ens = ENSBank(params)
         self.vsnl = VSNLBank()
         self.mean_ens, self.mean_vsnl = RunningMean(), RunningMean()
+        self.fill, self.batch_index = BankFill(), 0
         self.reset()
 
     def fit(self, net, base: NegLabelScorer) -> "ANTSScorer":
@@ -109,7 +116,10 @@ class ANTSScorer:
 
     # ---- state -------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget the stream: banks, mining cache, threshold, counts and running means."""
+        """Forget the stream: banks, mining cache, threshold, counts and running means (the
+        run's :class:`~.fill.BankFill` keeps how the stream ended)."""
+        if self.batch_index:
+            self.fill.end_stream(len(self.ens), len(self.vsnl))
         self.batch_index = 0
         self.miner.reset()
         self.ens.clear()
@@ -126,7 +136,20 @@ class ANTSScorer:
                 "threshold_upper": self.miner.upper, "ens_updates": self.miner.updates,
                 "ens_bank": len(self.ens), "vsnl_bank": len(self.vsnl), "lambda": self.last_lambda,
                 "mllm": None if self.backend is None else self.backend.spec,
-                "mllm_cost": None if self.backend is None else self.backend.cost.as_dict()}
+                "mllm_cost": None if self.backend is None else self.backend.cost.as_dict(),
+                "bank_fill": self._fill_now().as_dict()}
+
+    def _fill_now(self) -> BankFill:
+        """The run's bank counts, the stream in progress (if any) counted as ended now."""
+        return self.fill.closed(len(self.ens), len(self.vsnl)) if self.batch_index else self.fill
+
+    def bank_problems(self) -> list[str]:
+        """Why the MLLM's banks make this run degraded (:meth:`~.fill.BankFill.problems`);
+        ``[]`` without an MLLM (that is reported as such) or when the banks are filled."""
+        if self.backend is None:
+            return []
+        p = self.params
+        return self._fill_now().problems(p.mode != "near_only", p.mode != "far_only", p.min_bank_fill)
 
     # ---- one batch -----------------------------------------------------------------------
     @torch.no_grad()
@@ -216,11 +239,14 @@ class ANTSScorer:
             return
         loaded = self._load(items)
         prompts = [p.ens_prompt.format(class_name=c) for _, c in loaded]
-        describe = describe_images(self.backend, [img for img, _ in loaded], prompts,
-                                   p.ens_max_new_tokens)
+        describe = describe_images(self.backend, [img for img, _ in loaded], prompts, p.ens_max_new_tokens,
+                                   accept=lambda i, t: parse_description(t, loaded[i][1]) is not None)
 
-        def parse(answers):
-            return dedupe(d for d in (parse_description(t, c) for t, (_, c) in zip(answers, loaded)) if d)
+        def parse(answers):   # one prompting round: its usable share counts towards min_bank_fill
+            described = [d for d in (parse_description(t, c) for t, (_, c) in zip(answers, loaded)) if d]
+            self.fill.ens_asked += len(loaded)
+            self.fill.ens_usable += len(described)
+            return dedupe(described)
 
         sentences, rounds = ens_sentences(describe, parse, len(loaded), p.ens_selection,
                                           p.ens_sentences, self.ens_rng)
@@ -246,10 +272,14 @@ class ANTSScorer:
         active = self._vsnl_classes()
         missing = self.vsnl.missing(active)
         prompts = [p.vsnl_prompt.format(class_name=names[c]) for c in missing]
-        answers = (self.backend.generate(prompts, None, p.vsnl_max_new_tokens, task="VSNL names")
-                   if prompts else [])
+        answers = (self.backend.generate(
+            prompts, None, p.vsnl_max_new_tokens, task="VSNL names",
+            accept=lambda i, t: bool(parse_list(t, names[missing[i]], p.vsnl_names_per_class)))
+            if prompts else [])
         new = {c: parse_list(t, names[c], p.vsnl_names_per_class)
                for c, t in zip(missing, answers) if t is not None}
+        self.fill.vsnl_asked += len(missing) * p.vsnl_names_per_class
+        self.fill.vsnl_usable += sum(len(v) for v in new.values())
         labels = self.vsnl.update(active, new)
         self.vsnl.features = (self.net.encode_text(labels, (p.vsnl_template,)).to(self.base.id_text.device)
                               if labels else None)

@@ -62,7 +62,9 @@ def ens_sentences(describe: Callable[[], list[Optional[str]]],
     return select_sentences(sentences, m, generator), rounds
 
 
-def describe_images(backend, images: Sequence[Image.Image], prompts: Sequence[str],
-                    max_new_tokens: int) -> Callable[[], list[Optional[str]]]:
-    """The ``describe`` of :func:`ens_sentences`: one MLLM request per (prompt, image)."""
-    return lambda: backend.generate(list(prompts), list(images), max_new_tokens, task="ENS describe")
+def describe_images(backend, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int,
+                    accept: Optional[Callable[[int, str], bool]] = None) -> Callable[[], list[Optional[str]]]:
+    """The ``describe`` of :func:`ens_sentences`: one MLLM request per (prompt, image); an answer
+    that ``accept(i, text)`` rejects counts as a failed request of the backend."""
+    return lambda: backend.generate(list(prompts), list(images), max_new_tokens, task="ENS describe",
+                                    accept=accept)
