@@ -10,8 +10,8 @@ import torch
 from openood_immuno.cli.args import UsageError
 from openood_immuno.experiments import results as results_mod
 from openood_immuno.cli import main
-from openood_immuno.experiments.results import (DEGRADED, OK, PARTIAL, RunSpec, check_writable, run_status,
-                                    write_run)
+from openood_immuno.core.status import DEGRADED, OK, PARTIAL, run_status
+from openood_immuno.experiments.results import RunSpec, check_writable, write_run
 from openood_immuno.experiments.runner import EvalResult
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*with RANDOM weights")

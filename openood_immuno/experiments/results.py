@@ -45,8 +45,6 @@ from typing import Any, Mapping, Optional, Sequence
 
 from openood_immuno.core.cache import atomic_write_json, content_key
 from openood_immuno.core.fileid import content_digest
-from openood_immuno.core.status import (DEGRADED, OK, PARTIAL, RANDOM_WEIGHTS, STAND_IN,  # noqa: F401
-                                        RunStatus, run_status)
 
 log = logging.getLogger(__name__)
 MANIFEST = "run.json"

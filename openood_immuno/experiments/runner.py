@@ -53,7 +53,7 @@ from openood_immuno.data.features import FeatureSet, LazyFeatures, extract_featu
 from openood_immuno.core.metrics import METRIC_NAMES, compute_all_metrics, f1_at_threshold
 from openood_immuno.postprocessors.base import ImmunoPostprocessor
 from .protocols import PROTOCOLS
-from .results import RunStatus, run_status
+from openood_immuno.core.status import RunStatus, run_status
 
 log = logging.getLogger(__name__)
 RESULT_COLUMNS = (*METRIC_NAMES, "ACC_zeroshot")
