@@ -11,13 +11,15 @@ from openood_immuno.methods.ants.params import ANTSParams
 from openood_immuno.methods.immuno.params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
 from openood_immuno.methods.mcm.params import MCMParams
 from openood_immuno.methods.neglabel.params import NegLabelParams
+from openood_immuno.openood.network_params import CLIPNetworkParams
 from openood_immuno.experiments.param_docs import DOC_TABLES, stale_docs
 from openood_immuno.core.params import ParamError, markdown_table
 from openood_immuno.openood.registry import _with_shipped_defaults, postprocessor_class
 from openood_immuno.core.ymlconfig import Config, config_dir, load_postprocessor_config
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = [MCMParams, NegLabelParams, ANTSParams, ImmunoZeroShotParams, ImmunoDISParams, ImmunoParams]
+PARAMS = [MCMParams, NegLabelParams, ANTSParams, ImmunoZeroShotParams, ImmunoDISParams, ImmunoParams,
+          CLIPNetworkParams]
 
 # OpenOOD v1.5's own configs/postprocessors/mcm.yml (Jingkang50/OpenOOD), verbatim.
 OPENOOD_MCM_YML = """\

@@ -25,6 +25,7 @@ DOC_TABLES = (
      False),
     ("docs/immuno_vlm.md", "ImmunoDISParams", "openood_immuno.methods.immuno.params:ImmunoDISParams", True),
     ("docs/immuno_vlm.md", "ImmunoParams", "openood_immuno.methods.immuno.params:ImmunoParams", True),
+    ("docs/openood.md", "CLIPNetworkParams", "openood_immuno.openood.network_params:CLIPNetworkParams", False),
 )
 
 
