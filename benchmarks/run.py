@@ -39,8 +39,6 @@ import torch
 import torch.nn.functional as F
 
 PAPER_TRAIN, PAPER_EPOCHS = 1_281_167, 10   # ImageNet-1K training images, the paper's 10 epochs
-SECTIONS = ("backbone", "scorers", "ants_fused", "neglabel_scaling", "vaccination",
-            "vaccination_paper_scale", "evt", "end_to_end", "decode_difference")
 
 
 @dataclass(frozen=True)
