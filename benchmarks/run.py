@@ -4,6 +4,7 @@ One command, one device, one run; every ratio printed is measured in that run:
 
     python benchmarks/run.py                    # cuda if available, else cpu
     python benchmarks/run.py --device cpu --quick
+    python benchmarks/run.py --smoke            # every section at tiny sizes (tests/test_benchmark_smoke.py)
 
 Random weights give the speed of real ones. Text banks are random unit vectors of the
 ImageNet-scale sizes (d=512, 1000 ID classes, 10,000 negative labels, 20,000 antibodies):
@@ -15,6 +16,11 @@ decoded, resized and encoded into a cached feature entry) against the encoder al
 pre-decoded tensors, per loader option (PIL or tensor decode, workers, prefetch, pinned memory),
 with the time of each stage; and the feature / AUROC difference of the tensor decode path from
 the reference PIL preprocessing (ImmunoTiny-ViT on the minibench test lists, CPU).
+
+``--smoke`` runs every section at tiny sizes (ImmunoTiny-ViT as the backbone, d=64, 20 classes,
+a few hundred labels and antibodies, a few dozen images): its figures say only that each section
+runs, not how fast anything is at scale. The sizes of each mode are :func:`scale`'s; every line
+printed names the sizes it measured. The last line lists the sections that ran.
 """
 from __future__ import annotations
 
@@ -27,11 +33,83 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-D, N_CLASSES, N_NEG, N_ANTIBODIES, BATCH = 512, 1000, 10_000, 20_000, 256
+PAPER_TRAIN, PAPER_EPOCHS = 1_281_167, 10   # ImageNet-1K training images, the paper's 10 epochs
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The sizes of one run (:func:`scale`)."""
+
+    mode: str
+    dim: int = 512                    # CLIP ViT-B/16 embedding
+    n_classes: int = 1000             # ImageNet-1K
+    n_neg: int = 10_000               # NegLabel's negative labels
+    n_antibodies: int = 20_000
+    batch: int = 256                  # scoring batch
+    repeat: int = 20
+    backbone_model: str = "ViT-B-16"
+    backbone_batch: int = 64
+    backbone_repeat: int = 1
+    train: int = 10_000               # synthetic ID features the scorers fit on
+    val: int = 5_000
+    neglabel_sizes: tuple = (1_000, 10_000, 100_000)
+    vaccination_features: int = 100_000
+    vaccination_repeat: int = 1
+    paper_features: int = 100_000     # CPU; a GPU runs the whole 1.28M
+    evt_scores: int = 50_000
+    evt_repeat: int = 9
+    e2e_model: str = "ViT-B-16"
+    e2e_images: int = 4096
+    e2e_batch: int = 64
+    e2e_workers: tuple = (0, 2)
+    encoder_repeat: int = 5
+    stage_images: int = 512
+    decode_images_per_list: int = 0   # 0 = every image of the minibench test lists
+    decode_workers: int = 2
+    decode_classes: int = 1000        # ImageNet class names of the MCM classifier
+    threads: int = 0                  # torch threads; 0 = torch's default
+    overrides: dict = field(default_factory=dict)   # postprocessor args for small banks
+
+
+class Sections:
+    """The sections that ran, in order, with the wall seconds each took."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name], self._last = now - self._last, now
+
+
+def scale(mode: str, gpu: bool) -> Scale:
+    """Sizes of ``full`` (the default), ``quick`` (fewer repeats, smaller CPU batches) and
+    ``smoke`` (tiny: every section runs in seconds; the figures mean nothing at scale)."""
+    if mode == "smoke":
+        return Scale("smoke", dim=64, n_classes=20, n_neg=200, n_antibodies=200, batch=32, repeat=2,
+                     backbone_model="ImmunoTiny-ViT", backbone_batch=8, train=200, val=100,
+                     neglabel_sizes=(100, 400), vaccination_features=500, paper_features=500,
+                     evt_scores=200, evt_repeat=1, e2e_model="ImmunoTiny-ViT", e2e_images=32, e2e_batch=16,
+                     e2e_workers=(0, 1), encoder_repeat=1, stage_images=16, decode_images_per_list=8,
+                     decode_workers=0, decode_classes=20, threads=1,
+                     overrides={"n_groups": 10, "group_size": 20, "vsnl_top_k": 5, "ens_bank_size": 50,
+                                "vsnl_start_batch": 1})
+    quick = mode == "quick"
+    cpu_quick = quick and not gpu
+    return Scale(mode, repeat=5 if quick else 20,
+                 backbone_batch=256 if gpu else (16 if quick else 64), backbone_repeat=3 if gpu else 1,
+                 vaccination_features=20_000 if cpu_quick else 100_000, vaccination_repeat=3 if gpu else 1,
+                 paper_features=PAPER_TRAIN if gpu else (20_000 if quick else 100_000),
+                 evt_repeat=3 if quick else 9,
+                 e2e_model="ImmunoTiny-ViT" if cpu_quick else "ViT-B-16", e2e_images=512 if quick else 4096,
+                 e2e_batch=256 if gpu else 64, e2e_workers=(8, 16) if gpu else (0, 2),
+                 encoder_repeat=3 if quick else 5, stage_images=128 if quick else 512)
 
 
 def sync(device):
@@ -57,9 +135,10 @@ def timeit(fn, device, repeat: int, warmup: int = 2) -> float:
 @contextmanager
 def peak_memory(device, out: dict, key: str):
     """GPU: peak bytes allocated inside the block beyond what was held before; CPU: not measured
-    (the process-wide peak RSS cannot isolate one scorer), ``None``."""
-    gc.collect()
+    (the process-wide peak RSS cannot isolate one scorer), ``None`` (and no garbage collection,
+    which costs seconds once open_clip, transformers and scikit-learn are loaded)."""
     if device.type == "cuda":
+        gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
@@ -97,20 +176,29 @@ def _mb(value) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def unit(n: int, d: int = D, seed: int = 0, device="cpu") -> torch.Tensor:
+def unit(n: int, d: int, seed: int = 0, device="cpu") -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return F.normalize(torch.randn(n, d, generator=g), dim=-1).to(device)
 
 
-def backbone_seconds_per_image(device, batch: int, repeat: int) -> float:
-    import open_clip
+def random_clip(model: str, class_names, device):
+    """A CLIP net with random weights (they give the speed of real ones), without the warning."""
+    import warnings
 
-    model = open_clip.create_model("ViT-B-16", pretrained=None).to(device).eval()
+    from openood_immuno import build_clip_net
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return build_clip_net(model, "none", list(class_names), device=device, progress=False)
+
+
+def backbone_seconds_per_image(model: str, device, batch: int, repeat: int) -> float:
+    net = random_clip(model, ["object"], device).eval()
     x = torch.randn(batch, 3, 224, 224, device=device)
 
     @torch.no_grad()
     def forward():
-        model.encode_image(x)
+        net.encode_image(x)
 
     return timeit(forward, device, repeat, warmup=1) / batch
 
@@ -171,31 +259,36 @@ def synthetic_split(n: int, dim: int, num_classes: int, seed: int, device):
     from openood_immuno.data.features import FeatureSet
 
     labels = torch.arange(n) % num_classes
-    return FeatureSet(f"synthetic{n}", unit(n, dim, seed).to(device), labels, [""] * n)
+    return FeatureSet(f"synthetic{n}", unit(n, dim, seed, device), labels, [""] * n)
 
 
 SCORERS = ("mcm", "neglabel", "immuno_zeroshot", "immuno_dis", "immuno", "ants_ens", "ants_vsnl", "ants")
 
 
-def scorer_overrides(name: str, inputs: dict) -> dict:
-    """Benchmark settings: synthetic banks of the target sizes, no MLLM, one vaccination epoch."""
+def scorer_overrides(name: str, inputs: dict, sizes: Scale) -> dict:
+    """Benchmark settings: synthetic banks of the target sizes, no MLLM, one vaccination epoch
+    (and, at smoke sizes, the small-bank settings of ``sizes.overrides`` that apply)."""
     if name == "mcm":
-        return {}
-    if name == "neglabel":
-        return {"neg_labels_file": inputs["labels"]}
-    if name.startswith("ants"):
-        return {"neg_labels_file": inputs["labels"], "mllm": "none"}
-    out = {"antibody_bank": inputs["bank"], "delta_low": -1.0, "delta_high": 1.0}  # keep all 20k
-    if name != "immuno_zeroshot":
-        out.update(shots=0, epochs=1)
-    return out
+        out = {}
+    elif name == "neglabel":
+        out = {"neg_labels_file": inputs["labels"]}
+    elif name.startswith("ants"):
+        out = {"neg_labels_file": inputs["labels"], "mllm": "none"}
+    else:
+        out = {"antibody_bank": inputs["bank"], "delta_low": -1.0, "delta_high": 1.0}  # keep them all
+        if name != "immuno_zeroshot":
+            out.update(shots=0, epochs=1)
+    from openood_immuno.openood.registry import resolved_params
+
+    known = resolved_params(name)[0].names()
+    return {**out, **{k: v for k, v in sizes.overrides.items() if k in known}}
 
 
-def fit_scorer(name: str, net, inputs: dict, id_features: dict):
-    """A fitted postprocessor with ImageNet-scale banks (ANTS banks filled to their caps)."""
+def fit_scorer(name: str, net, inputs: dict, id_features: dict, sizes: Scale):
+    """A fitted postprocessor with banks of the benchmark sizes (ANTS banks filled to their caps)."""
     from openood_immuno import build_postprocessor
 
-    pp = build_postprocessor(name, **scorer_overrides(name, inputs)).fit(net, id_features)
+    pp = build_postprocessor(name, **scorer_overrides(name, inputs, sizes)).fit(net, id_features)
     if name.startswith("ants"):
         online = pp.scorer
         ens = [f"a mined scene described {i}" for i in range(int(pp.args["ens_bank_size"]))]
@@ -207,35 +300,66 @@ def fit_scorer(name: str, net, inputs: dict, id_features: dict):
     return pp
 
 
-# ---- vaccination at the paper's scale (issue 14 item 5; owned by the falsify helper) ---------
-PAPER_TRAIN, PAPER_EPOCHS = 1_281_167, 10   # ImageNet-1K training images, the paper's 10 epochs
+#: the push margin of the timed vaccination runs (the immuno default resolves it from the data)
+MARGIN = 0.2
 
 
-def vaccination_paper_scale(device, quick: bool) -> dict:
+def vaccination_settings(epochs: int, batch_size: int, precision: str = "fp32"):
+    """The training settings of the ``immuno`` defaults, with ``epochs``, ``batch_size``, ``precision``."""
+    from openood_immuno.methods.immuno.params import ImmunoDISParams
+
+    return ImmunoDISParams().replace({"epochs": epochs, "batch_size": batch_size, "precision": precision})
+
+
+def vaccination_inputs(n: int, sizes: Scale, seed: int, device):
+    """``n`` ID features, their labels, prototypes, kappa, antibodies and their owners."""
+    feats = unit(n, sizes.dim, seed, device)
+    labels = torch.arange(n, device=device) % sizes.n_classes
+    protos = unit(sizes.n_classes, sizes.dim, seed + 1, device)
+    antibodies = unit(sizes.n_antibodies, sizes.dim, seed + 2, device)
+    owner = torch.arange(sizes.n_antibodies, device=device) % sizes.n_classes
+    kappa = torch.full((sizes.n_classes,), 50.0, device=device)
+    return feats, labels, protos, kappa, antibodies, owner
+
+
+def vaccination_section(device, gpu: bool, sizes: Scale, fig: dict) -> None:
+    """Seconds per epoch of vaccination (default settings, one epoch) on synthetic features."""
+    from openood_immuno.methods.immuno.vaccination import vaccinate
+
+    n = sizes.vaccination_features
+    feats, labels, protos, kappa, antibodies, owner = vaccination_inputs(n, sizes, 4, device)
+    cfg = vaccination_settings(1, 256)
+    mem: dict = {}
+    with peak_memory(device, mem, "peak"):
+        t_epoch = timeit(lambda: vaccinate(feats, labels, protos, kappa, antibodies, owner, cfg, MARGIN, device,
+                                           progress=False), device, sizes.vaccination_repeat, warmup=1)
+    fig["vaccination"] = {"features": n, "antibodies": sizes.n_antibodies, "s_per_epoch": t_epoch,
+                          "gpu_peak_mb": mem["peak"]}
+    print(f"\nvaccination: {t_epoch:.2f} s/epoch on {n} features x {sizes.n_antibodies} antibodies "
+          f"(batch 256), GPU peak {_mb(mem['peak'])} MB; 1.28M ImageNet images x 20 epochs would take "
+          f"{t_epoch * PAPER_TRAIN / n * 20 / 60:.1f} min, 16 shots x 20 epochs "
+          f"{t_epoch * 16_000 / n * 20:.1f} s")
+
+
+def vaccination_paper_scale(device, sizes: Scale) -> dict:
     """Seconds per epoch of vaccination with every tensor on ``device``, for the default
     (fp32, batch 256) and the paper-scale setting (bf16 autocast, batch 4096), and the
     implied time of 1.28M features x 10 epochs. On a GPU the epoch runs on all 1.28M
-    features; on a CPU on 20,000 (``quick``) or 100,000 and is scaled."""
-    from openood_immuno.methods.immuno.params import ImmunoDISParams
+    features; on a CPU on ``sizes.paper_features`` and is scaled."""
     from openood_immuno.methods.immuno.vaccination import vaccinate
 
     gpu = device.type == "cuda"
-    n = PAPER_TRAIN if gpu else (20_000 if quick else 100_000)
-    feats = unit(n, D, 7, device)
-    labels = torch.arange(n, device=device) % N_CLASSES
-    protos, antibodies = unit(N_CLASSES, D, 8, device), unit(N_ANTIBODIES, D, 9, device)
-    owner = torch.arange(N_ANTIBODIES, device=device) % N_CLASSES
-    kappa = torch.full((N_CLASSES,), 50.0, device=device)
-    out = {"features": n, "antibodies": N_ANTIBODIES}
+    n = sizes.paper_features
+    feats, labels, protos, kappa, antibodies, owner = vaccination_inputs(n, sizes, 7, device)
+    out = {"features": n, "antibodies": sizes.n_antibodies}
     for precision, batch in (("fp32", 256), ("bf16", 4096)):
-        cfg = ImmunoDISParams(adapter_hidden=512, epochs=1, lr=1e-3, batch_size=batch, weight_decay=1e-4,
-                              beta=5.0, hard_k=8, seed=0, precision=precision)
-        t = timeit(lambda: vaccinate(feats, labels, protos, kappa, antibodies, owner, cfg, 0.2, device,
+        cfg = vaccination_settings(1, batch, precision)
+        t = timeit(lambda: vaccinate(feats, labels, protos, kappa, antibodies, owner, cfg, MARGIN, device,
                                      progress=False), device, 1, warmup=1 if gpu else 0)
         total = t * PAPER_TRAIN / n * PAPER_EPOCHS
         out[f"{precision}_batch{batch}"] = {"s_per_epoch": t, "paper_regime_s": total}
         print(f"vaccination {precision}, batch {batch}: {t:.2f} s/epoch on {n} features x "
-              f"{N_ANTIBODIES} antibodies; ImageNet-1K x {PAPER_EPOCHS} epochs: {total / 60:.2f} min")
+              f"{sizes.n_antibodies} antibodies; ImageNet-1K x {PAPER_EPOCHS} epochs: {total / 60:.2f} min")
     return out
 
 
@@ -323,33 +447,27 @@ def end_to_end(net, dataset, device, options, fresh_cache: str) -> float:
     return len(dataset) / elapsed
 
 
-def throughput_section(args, device, gpu: bool, fig: dict) -> None:
+def throughput_section(args, device, gpu: bool, sizes: Scale, fig: dict) -> None:
     """End-to-end extraction vs the encoder alone, the stages, and the loader options."""
-    import warnings
-
-    from openood_immuno import build_clip_net
     from openood_immuno.data.lists import ImglistDataset
     from openood_immuno.data.benchmarks import ListSpec
     from openood_immuno.data.decode import DecodeOptions
 
-    model = "ImmunoTiny-ViT" if (args.quick and not gpu) else "ViT-B-16"
-    n_images = args.e2e_images or (512 if args.quick else 4096)
-    batch = 256 if gpu else 64
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        net = build_clip_net(model, "none", "imagenet", device=device)
+    model, batch = sizes.e2e_model, sizes.e2e_batch
+    n_images = args.e2e_images or sizes.e2e_images
+    net = random_clip(model, ["object"], device)
     with tempfile.TemporaryDirectory() as work:
         listed, distinct = repeated_jpeg_list(work, args.data_root, n_images)
         dataset = ImglistDataset(args.data_root, ListSpec("repeated", "", listed), net.preprocess)
         x = torch.randn(batch, 3, 224, 224, device=device)
         with autocast(device):
-            t_enc = timeit(lambda: net.encode_image(x), device, 3 if args.quick else 5, warmup=1)
+            t_enc = timeit(lambda: net.encode_image(x), device, sizes.encoder_repeat, warmup=1)
         enc_rate = batch / t_enc
         print(f"\nfeature extraction, {model} (random weights, {'fp16 autocast' if gpu else 'fp32'}), "
               f"batch {batch}: {n_images} JPEGs on disk ({distinct} distinct minibench images "
               f"repeated) -> cached features")
         print(f"  encoder alone on pre-decoded tensors: {enc_rate:.1f} images/s")
-        workers = (8, 16) if gpu else (0, 2)
+        workers = sizes.e2e_workers
         configs = [DecodeOptions("pil", "cpu", batch, w, pin_memory=gpu) for w in workers]
         configs += [DecodeOptions("tensor", "cpu", batch, w, pin_memory=gpu) for w in workers]
         configs.append(DecodeOptions("tensor", "cpu", batch, workers[-1], gpu, prefetch_factor=4))
@@ -372,36 +490,52 @@ def throughput_section(args, device, gpu: bool, fig: dict) -> None:
         fig["end_to_end"]["best"] = best
         print(f"  end-to-end / encoder-only = {best['ratio']:.3f} (best: {best['backend']} decode on "
               f"{best['decode_device']}, {best['num_workers']} workers)")
-        stages = stage_times(net, dataset, device, min(n_images, 128 if args.quick else 512))
+        stages = stage_times(net, dataset, device, min(n_images, sizes.stage_images))
         fig["end_to_end"]["stage_ms_per_image"] = stages
         print("  where the time goes, one process, no workers (ms/image): "
               + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
 
 
-def decode_difference_section(args, fig: dict) -> None:
+def truncated_list(work: str, data_root: str, spec, n: int):
+    """``spec`` with only its first ``n`` images (a list file in ``work``); ``n = 0``: ``spec``."""
+    from dataclasses import replace
+
+    if not n:
+        return spec
+    with open(os.path.join(data_root, spec.imglist), encoding="utf-8") as fh:
+        lines = [ln for ln in fh if ln.strip()][:n]
+    path = os.path.join(work, f"{spec.name}_{n}.txt")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines(lines)
+    return replace(spec, imglist=path)  # an absolute path: os.path.join(data_root, it) is it
+
+
+def decode_difference_section(args, sizes: Scale, fig: dict) -> None:
     """Tensor decode path vs the reference PIL preprocessing: features and MCM AUROC on the
     minibench test lists, ImmunoTiny-ViT (random weights), CPU."""
-    import warnings
-
     import numpy as np
 
-    from openood_immuno import build_clip_net
-    from openood_immuno.data.lists import IMAGENET_FAR, IMAGENET_ID, IMAGENET_NEAR, ImglistDataset
+    from openood_immuno.data.benchmarks import BENCHMARKS
+    from openood_immuno.data.lists import ImglistDataset
     from openood_immuno.data.decode import DecodeOptions, make_image_loader
     from openood_immuno.data.features import extract_features
     from openood_immuno.core.metrics import compute_all_metrics
     from openood_immuno.scores.mcm import mcm_score
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        net = build_clip_net("ImmunoTiny-ViT", "none", "imagenet", device="cpu")
-    specs = {"imagenet": IMAGENET_ID["test"], **IMAGENET_NEAR, **IMAGENET_FAR}
+    from openood_immuno.data.classnames import resolve_class_names
+
+    net = random_clip("ImmunoTiny-ViT", resolve_class_names("imagenet")[:sizes.decode_classes], "cpu")
+    bench = BENCHMARKS["imagenet"]
+    specs = {"imagenet": bench.id["test"], **bench.near, **bench.far}
     feats = {}
-    for backend in ("pil", "tensor"):
-        opt = DecodeOptions(backend, "cpu", 128, 2)
-        feats[backend] = {n: extract_features(net, make_image_loader(
-            ImglistDataset(args.data_root, s, net.preprocess, 1000), "cpu", opt), n, False, cache=False)
-            for n, s in specs.items()}
+    with tempfile.TemporaryDirectory() as work:
+        specs = {n: truncated_list(work, args.data_root, s, sizes.decode_images_per_list)
+                 for n, s in specs.items()}
+        for backend in ("pil", "tensor"):
+            opt = DecodeOptions(backend, "cpu", 128, sizes.decode_workers)
+            feats[backend] = {n: extract_features(net, make_image_loader(
+                ImglistDataset(args.data_root, s, net.preprocess, 1000), "cpu", opt), n, False, cache=False)
+                for n, s in specs.items()}
     a = torch.cat([f.features for f in feats["pil"].values()])
     b = torch.cat([f.features for f in feats["tensor"].values()])
     cos = (a * b).sum(dim=1)
@@ -418,7 +552,7 @@ def decode_difference_section(args, fig: dict) -> None:
                                 "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()),
                                 "max_auroc_diff": d_auroc}
     print(f"\ntensor decode path vs PIL reference (ImmunoTiny-ViT random weights, cpu, {a.shape[0]} "
-          f"minibench test images): feature max |diff| {fig['decode_difference']['max_abs']:.2e}, "
+          f"minibench test images, {len(net.class_names)} ImageNet classes): feature max |diff| {fig['decode_difference']['max_abs']:.2e}, "
           f"cosine min {cos.min():.6f} / mean {cos.mean():.6f}; MCM AUROC max |diff| over the 5 OOD "
           f"sets {100 * d_auroc:.3f} points")
 
@@ -428,7 +562,7 @@ def fused_ants_section(pp, x, device, repeat: int, t_bb: float, fig: dict) -> No
     from openood_immuno.scores.ants import balanced_bank_score, bank_score, fused_ants_scores
     from openood_immuno.scores.grouped import negative_label_score
 
-    a, online = pp.args, pp.online
+    a, online = pp.args, pp.scorer
     id_text, neg = online.base.id_text, online.base.neg_text
     ens, vsnl = online.ens.features, online.vsnl.features
     scale, gs, seed = float(a["logit_scale"]), int(a["group_size"]), int(a["group_seed"])
@@ -456,57 +590,28 @@ def fused_ants_section(pp, x, device, repeat: int, t_bb: float, fig: dict) -> No
           f"({100 * t_fused / t_bb:.2f}%); max |fused - separate| {diff:.1e}")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller CPU batches")
-    parser.add_argument("--json", default="", help="also write the figures to this JSON file")
-    shared = os.environ.get("OPENOOD_IMMUNO_SHARED") or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "shared")
-    parser.add_argument("--data-root", default=os.path.join(shared, "data", "minibench"),
-                        help="minibench data_root whose JPEGs the end-to-end figure decodes")
-    parser.add_argument("--e2e-images", type=int, default=0,
-                        help="images of the end-to-end figure (default 4096; --quick 512)")
-    args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    torch.manual_seed(0)
+def scoring_sections(device, sizes: Scale, t_bb: float, ran: Sections, fig: dict) -> None:
+    """Every scorer on one batch, the runner ratio, fused ANTS and NegLabel vs its bank size."""
     from openood_immuno.data.classnames import resolve_class_names
-    from openood_immuno.methods.immuno.params import ImmunoDISParams
-    from openood_immuno.methods.immuno.vaccination import vaccinate
-    from openood_immuno.methods.immuno.evt import EVTCalibrator
 
-    gpu = device.type == "cuda"
-    repeat = 5 if args.quick else 20
-    name = torch.cuda.get_device_name(device) if gpu else f"{platform.processor() or 'cpu'} x{os.cpu_count()}"
-    fig: dict = {"device": name, "torch": torch.__version__, "batch": BATCH}
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    fig["load_average_start"] = load
-    print(f"device: {name} | torch {torch.__version__} | python {sys.version.split()[0]} | "
-          f"load average {load:.1f} on {os.cpu_count()} cores at start")
-
-    bb_batch = BATCH if gpu else (16 if args.quick else 64)
-    t_bb = backbone_seconds_per_image(device, bb_batch, 3 if gpu else 1)
-    fig["backbone_ms_per_image"] = 1e3 * t_bb
-    print(f"CLIP ViT-B/16 image encoder (fp32, random weights, batch {bb_batch}): "
-          f"{1e3 * t_bb:.3f} ms/image")
-
-    classes = resolve_class_names("imagenet")
-    net = BenchTextNet(classes, D, device)
-    os.environ.setdefault("OPENOOD_IMMUNO_CACHE", tempfile.mkdtemp(prefix="bench-cache-"))
+    classes = resolve_class_names("imagenet")[:sizes.n_classes]
+    net = BenchTextNet(classes, sizes.dim, device)
+    b, repeat = sizes.batch, sizes.repeat
     with tempfile.TemporaryDirectory() as work:
-        inputs = synthetic_inputs(work, classes, N_NEG, N_ANTIBODIES)
-        id_features = {"train": synthetic_split(10_000, D, N_CLASSES, 1, device),
-                       "val": synthetic_split(5_000, D, N_CLASSES, 2, device)}
-        x = unit(BATCH, D, 3, device)
-        print(f"\nscoring a batch of {BATCH} (d={D}, {N_CLASSES} ID classes, {N_NEG} negative labels, "
-              f"{N_ANTIBODIES} antibodies, ANTS banks full)")
+        inputs = synthetic_inputs(work, classes, sizes.n_neg, sizes.n_antibodies)
+        id_features = {"train": synthetic_split(sizes.train, sizes.dim, sizes.n_classes, 1, device),
+                       "val": synthetic_split(sizes.val, sizes.dim, sizes.n_classes, 2, device)}
+        x = unit(b, sizes.dim, 3, device)
+        print(f"\nscoring a batch of {b} (d={sizes.dim}, {sizes.n_classes} ID classes, {sizes.n_neg} negative "
+              f"labels, {sizes.n_antibodies} antibodies, ANTS banks full"
+              + (f"; {sizes.mode} settings {sizes.overrides}" if sizes.overrides else "") + ")")
         print(f"{'scorer':<16}{'ms/image':>10}{'/backbone':>11}{'state MB':>10}{'GPU peak MB':>13}")
         fig["scorers"], ants = {}, None
         for scorer in SCORERS:
-            pp = fit_scorer(scorer, net, inputs, id_features)
+            pp = fit_scorer(scorer, net, inputs, id_features, sizes)
             mem: dict = {}
             with peak_memory(device, mem, "peak"):
-                t = timeit(lambda: pp.score_features(x), device, repeat) / BATCH
+                t = timeit(lambda: pp.score_features(x), device, repeat) / b
             fig["scorers"][scorer] = {"ms_per_image": 1e3 * t, "ratio_to_backbone": t / t_bb,
                                       "state_mb": state_mb(pp), "gpu_peak_mb": mem["peak"]}
             print(f"{scorer:<16}{1e3 * t:>10.4f}{100 * t / t_bb:>10.2f}%{state_mb(pp):>10.1f}"
@@ -517,48 +622,89 @@ def main(argv=None) -> int:
         fig["runner_ratio"] = (t_bb + total) / t_bb
         print(f"\nrunner: one backbone pass + all {len(SCORERS)} scorers from cached features = "
               f"{fig['runner_ratio']:.4f} x one backbone pass")
+        ran.done("scorers")
         fused_ants_section(ants, x, device, repeat, t_bb, fig)
+        ran.done("ants_fused")
 
-        print("\nNegLabel grouped score vs number of negative labels (batch 256):")
+        print(f"\nNegLabel grouped score vs number of negative labels (batch {b}):")
         fig["neglabel_scaling"] = {}
-        for n in (1_000, 10_000, 100_000):
-            pp = fit_scorer("neglabel", net, {"labels": synthetic_labels(work, n)}, id_features)
+        for n in sizes.neglabel_sizes:
+            pp = fit_scorer("neglabel", net, {"labels": synthetic_labels(work, n)}, id_features, sizes)
             mem = {}
             with peak_memory(device, mem, "peak"):
-                t = timeit(lambda: pp.score_features(x), device, repeat) / BATCH
+                t = timeit(lambda: pp.score_features(x), device, repeat) / b
             fig["neglabel_scaling"][n] = {"ms_per_image": 1e3 * t, "state_mb": state_mb(pp),
                                           "gpu_peak_mb": mem["peak"]}
             print(f"  {n:>7} labels: {1e3 * t:.4f} ms/image, state {state_mb(pp):.1f} MB, "
                   f"GPU peak {_mb(mem['peak'])} MB")
+        ran.done("neglabel_scaling")
 
-    n_train = 100_000 if (gpu or not args.quick) else 20_000
-    feats = unit(n_train, D, 4, device)
-    labels = torch.arange(n_train, device=device) % N_CLASSES
-    protos, antibodies = unit(N_CLASSES, D, 5, device), unit(N_ANTIBODIES, D, 6, device)
-    owner = torch.arange(N_ANTIBODIES, device=device) % N_CLASSES
-    cfg = ImmunoDISParams(adapter_hidden=512, epochs=1, lr=1e-3, batch_size=256, weight_decay=1e-4,
-                          beta=5.0, hard_k=8, seed=0)
-    kappa = torch.full((N_CLASSES,), 50.0, device=device)
-    mem = {}
-    with peak_memory(device, mem, "peak"):
-        t_epoch = timeit(lambda: vaccinate(feats, labels, protos, kappa, antibodies, owner, cfg, 0.2,
-                                           device, progress=False), device, 1 if not gpu else 3, warmup=1)
-    fig["vaccination"] = {"features": n_train, "antibodies": N_ANTIBODIES, "s_per_epoch": t_epoch,
-                          "gpu_peak_mb": mem["peak"]}
-    print(f"\nvaccination: {t_epoch:.2f} s/epoch on {n_train} features x {N_ANTIBODIES} antibodies "
-          f"(batch 256), GPU peak {_mb(mem['peak'])} MB; 1.28M ImageNet images x 20 epochs would take "
-          f"{t_epoch * 1_281_167 / n_train * 20 / 60:.1f} min, 16 shots x 20 epochs "
-          f"{t_epoch * 16_000 / n_train * 20:.1f} s")
-    fig["vaccination_paper_scale"] = vaccination_paper_scale(device, args.quick)
-    dis = torch.randn(50_000, dtype=torch.float64) * 0.05 + 0.3
-    evt_labels = torch.arange(50_000) % N_CLASSES
-    t_evt = timeit(lambda: EVTCalibrator.fit(dis, evt_labels, N_CLASSES, 0.5, 5), torch.device("cpu"),
-                   3 if args.quick else 9, warmup=1)
+
+def evt_section(sizes: Scale, fig: dict) -> None:
+    from openood_immuno.methods.immuno.evt import EVTCalibrator
+
+    n, c = sizes.evt_scores, sizes.n_classes
+    dis = torch.randn(n, dtype=torch.float64) * 0.05 + 0.3
+    labels = torch.arange(n) % c
+    t_evt = timeit(lambda: EVTCalibrator.fit(dis, labels, c, 0.5, 5), torch.device("cpu"), sizes.evt_repeat,
+                   warmup=1)
     fig["evt_fit_s"] = t_evt
-    print(f"EVT: one batched Weibull fit for {N_CLASSES} classes (50 validation scores each), cpu: "
+    print(f"EVT: one batched Weibull fit for {c} classes ({n // c} validation scores each), cpu: "
           f"{t_evt:.3f} s")
-    throughput_section(args, device, gpu, fig)
-    decode_difference_section(args, fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="fewer repeats, smaller CPU batches")
+    mode.add_argument("--smoke", action="store_true",
+                      help="every section at tiny sizes (seconds; figures not meaningful at scale)")
+    parser.add_argument("--json", default="", help="also write the figures to this JSON file")
+    shared = os.environ.get("OPENOOD_IMMUNO_SHARED") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "shared")
+    parser.add_argument("--data-root", default=os.path.join(shared, "data", "minibench"),
+                        help="minibench data_root whose JPEGs the end-to-end figure decodes")
+    parser.add_argument("--e2e-images", type=int, default=0,
+                        help="images of the end-to-end figure (default 4096; --quick 512; --smoke 32)")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(os.path.join(args.data_root, "benchmark_imglist")):
+        parser.error(f"--data-root {args.data_root!r} holds no benchmark_imglist/: pass the minibench "
+                     "(shared/data/minibench) or set OPENOOD_IMMUNO_SHARED")
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    gpu = device.type == "cuda"
+    sizes = scale("smoke" if args.smoke else "quick" if args.quick else "full", gpu)
+    start = time.perf_counter()
+    name = torch.cuda.get_device_name(device) if gpu else f"{platform.processor() or 'cpu'} x{os.cpu_count()}"
+    fig: dict = {"device": name, "torch": torch.__version__, "mode": sizes.mode, "batch": sizes.batch}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    fig["load_average_start"] = load
+    print(f"device: {name} | torch {torch.__version__} | python {sys.version.split()[0]} | "
+          f"load average {load:.1f} on {os.cpu_count()} cores at start | mode {sizes.mode}")
+    os.environ.setdefault("OPENOOD_IMMUNO_CACHE", tempfile.mkdtemp(prefix="bench-cache-"))
+    if sizes.threads:
+        torch.set_num_threads(sizes.threads)
+    print(f"torch threads: {torch.get_num_threads()}")
+    ran = Sections()
+
+    t_bb = backbone_seconds_per_image(sizes.backbone_model, device, sizes.backbone_batch, sizes.backbone_repeat)
+    fig["backbone_model"], fig["backbone_ms_per_image"] = sizes.backbone_model, 1e3 * t_bb
+    print(f"CLIP {sizes.backbone_model} image encoder (fp32, random weights, batch {sizes.backbone_batch}): "
+          f"{1e3 * t_bb:.3f} ms/image")
+    ran.done("backbone")
+    scoring_sections(device, sizes, t_bb, ran, fig)
+    vaccination_section(device, gpu, sizes, fig)
+    ran.done("vaccination")
+    fig["vaccination_paper_scale"] = vaccination_paper_scale(device, sizes)
+    ran.done("vaccination_paper_scale")
+    evt_section(sizes, fig)
+    ran.done("evt")
+    throughput_section(args, device, gpu, sizes, fig)
+    ran.done("end_to_end")
+    decode_difference_section(args, sizes, fig)
+    ran.done("decode_difference")
+    fig["sections"], fig["wall_s"] = ran.seconds, time.perf_counter() - start
     if hasattr(os, "getloadavg"):
         fig["load_average_end"] = os.getloadavg()[0]
         print(f"load average {fig['load_average_end']:.1f} at the end (other processes share the CPUs: "
@@ -566,6 +712,8 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(fig, fh, indent=1)
+    print(f"sections run ({fig['wall_s']:.0f} s in all): "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in ran.seconds.items()))
     return 0
 
 

@@ -1,16 +1,14 @@
-"""OpenOOD v1.5's four benchmarks, their class names and label order, the MOS preset, shipped configs."""
+"""OpenOOD v1.5's four benchmarks, their class names and label order, the MOS preset (run configs:
+tests/test_openood_configs.py)."""
 import warnings
 
 import pytest
-import yaml
 from benchmark_fixtures import cifar10_root, imagenet200_root  # noqa: F401  (fixtures)
 
 from openood_immuno import build_clip_net, build_postprocessor
 from openood_immuno.data.benchmarks import BENCHMARKS, MOS_FOUR, get_benchmark
 from openood_immuno.data.classnames import (ID_DATASETS, check_label_order, id_class_names,
                                        imagenet200_classes, imagenet_classes, resolve_class_names)
-from openood_immuno.core.ymlconfig import available_postprocessors
-from openood_immuno.openood.configs import config_name, render, shipped_config_dir
 from openood_immuno.data.benchmarks import BenchmarkLists
 from openood_immuno.experiments.runner import FeatureStore, evaluate
 
@@ -108,15 +106,3 @@ def test_mos_rows_have_no_near_group(tiny_net, minibench, tmp_path):
                          num_workers=0, progress=False)
     result = evaluate(build_postprocessor("mcm"), store)
     assert list(result.rows) == ["inaturalist", "sun", "places", "textures", "farood"]
-
-
-def test_shipped_run_configs_are_the_generated_ones():
-    shipped = sorted(p.name for p in shipped_config_dir().glob("*.yml"))
-    assert shipped == sorted(config_name(b, p) for b in BENCHMARKS for p in available_postprocessors())
-    for name in shipped:
-        id_name, pp = name[:-4].split("_clip_")
-        text = (shipped_config_dir() / name).read_text()
-        assert text == render(id_name, pp), f"{name} is stale: python -m openood_immuno.openood.configs configs/openood"
-        config = yaml.safe_load(text)
-        assert config["network"]["name"] == "clip" and config["preprocessor"]["name"] == "clip"
-        assert config["postprocessor"]["name"] == pp and config["dataset"]["name"] == id_name

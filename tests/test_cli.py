@@ -28,7 +28,8 @@ from openood_immuno.experiments.runner import EvalResult
 
 TINY = ["--model", "ImmunoTiny-ViT", "--pretrained", "none", "--device", "cpu"]
 HEAVY = ("torch", "open_clip", "transformers", "torchvision", "numpy", "PIL")
-COMMANDS = ("eval", "report", "features", "antibodies", "vaccinate", "falsify", "neglabels", "openood-main")
+COMMANDS = ("eval", "report", "features", "antibodies", "vaccinate", "falsify", "neglabels", "openood-main",
+            "openood-config")
 
 
 def console_script() -> str:

@@ -21,8 +21,9 @@ import openood_immuno  # noqa: E402
 from openood_immuno import build_postprocessor  # noqa: E402
 from openood_immuno.data.classnames import id_class_names  # noqa: E402
 from openood_immuno.core.metrics import compute_all_metrics  # noqa: E402
+from openood_immuno.cli import main as cli_main  # noqa: E402
 from openood_immuno.openood.configs import network_yml  # noqa: E402
-from openood_immuno.openood.main import build_config, prepare  # noqa: E402
+from openood_immuno.openood.main import build_config, prepare, with_network_defaults  # noqa: E402
 from openood_immuno.data.benchmarks import BenchmarkLists
 from openood_immuno.experiments.runner import FeatureStore, evaluate  # noqa: E402
 
@@ -35,6 +36,7 @@ def _config(id_name="imagenet200", num_classes=200, preprocessor="clip"):
 
     config = merge_configs(Config(str(network_yml())), Config({
         "dataset": {"name": id_name, "num_classes": num_classes}, "preprocessor": {"name": preprocessor}}))
+    with_network_defaults(config)  # clip.yml states only the wiring; the launcher adds the rest
     config.parse_args(["--network.model", "ImmunoTiny-ViT", "--network.pretrained", "none"])
     config.parse_refs()
     return config
@@ -93,6 +95,33 @@ def test_launcher_checks_lists_and_stale_results_before_loading(minibench, tmp_p
         prepare(["imagenet_clip_mcm.yml"], args)
     with pytest.raises(KeyError, match="--network.modle names no key"):
         build_config(["imagenet_clip_mcm.yml"], ["--network.modle", "x"])
+
+
+def _plain(config) -> dict:
+    return {k: _plain(v) if isinstance(v, dict) else v for k, v in config.items()}
+
+
+def test_a_bare_name_is_the_file_openood_config_writes(tmp_path, monkeypatch):
+    """The launcher's run-time config equals the file for OpenOOD's own main.py, overrides included."""
+    out = tmp_path / "cifar10_clip_ants_ens.yml"
+    assert cli_main(["openood-config", "ants_ens", "--id", "cifar10", "--out", str(out)]) == 0
+    overrides = ["--network.model", "RN50", "--postprocessor.postprocessor_args.ens_bank_size", "7"]
+    built = build_config(["cifar10_clip_ants_ens.yml"], overrides)
+    assert _plain(built) == _plain(build_config([str(out)], overrides))
+    assert built.network.model == "RN50" and built.postprocessor.postprocessor_args.ens_bank_size == 7
+    assert built.postprocessor.postprocessor_sweep.vsnl_top_k_list is None  # dropped by ants_ens.yml
+    monkeypatch.chdir(tmp_path)
+    out.write_text(out.read_text().replace("mark: default", "mark: mine"))
+    assert build_config(["cifar10_clip_ants_ens.yml"]).mark == "mine"  # a user's file of that name wins
+
+
+def test_stacked_clip_yml_takes_network_overrides(tmp_path):
+    """OpenOOD's own stacking route: clip.yml states only the wiring, --network.KEY still works."""
+    dataset = tmp_path / "dataset.yml"
+    dataset.write_text("dataset: {name: cifar10, num_classes: 10}\noutput_dir: ./results/\nexp_name: x\n")
+    config = build_config([str(dataset), str(network_yml())], ["--network.pretrained", "none"])
+    assert {k: config.network[k] for k in ("pretrained", "model", "device", "seed", "class_names")} == {
+        "pretrained": "none", "model": "ViT-B-16", "device": "auto", "seed": 0, "class_names": "cifar10"}
 
 
 def _launch(args, isolated_cache, cwd, returncode=0, **env_extra):

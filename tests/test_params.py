@@ -13,6 +13,7 @@ from openood_immuno.methods.csp.params import CSPParams
 from openood_immuno.methods.eoe.params import EOEParams
 from openood_immuno.methods.mcm.params import MCMParams
 from openood_immuno.methods.neglabel.params import NegLabelParams
+from openood_immuno.openood.network_params import CLIPNetworkParams
 from openood_immuno.experiments.param_docs import DOC_TABLES, stale_docs
 from openood_immuno.core.params import ParamError, markdown_table
 from openood_immuno.postprocessors.registry import postprocessor_class, with_shipped_defaults
@@ -20,7 +21,7 @@ from openood_immuno.core.ymlconfig import Config, config_dir, load_postprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = [MCMParams, NegLabelParams, ANTSParams, ImmunoZeroShotParams, ImmunoDISParams, ImmunoParams,
-          CSPParams, EOEParams]
+          CSPParams, EOEParams, CLIPNetworkParams]
 
 # OpenOOD v1.5's own configs/postprocessors/mcm.yml (Jingkang50/OpenOOD), verbatim.
 OPENOOD_MCM_YML = """\

@@ -6,7 +6,7 @@ import logging
 import sys
 import warnings
 
-from . import antibodies, falsify, features, neglabels, openood_main, report, vaccinate
+from . import antibodies, falsify, features, neglabels, openood_config, openood_main, report, vaccinate
 from . import eval as evaluate
 from .args import HelpFormatter, UsageError, check_numbers, check_pretrained_arg
 from .errors import one_line
@@ -15,7 +15,8 @@ DESCRIPTION = """\
 Vision-language OOD scorers (MCM, NegLabel, ANTS, Immuno-VLM) on OpenOOD v1.5 benchmarks.
 Run 'openood-immuno COMMAND --help' for the flags of a command."""
 
-COMMANDS = (evaluate, report, features, antibodies, vaccinate, falsify, neglabels, openood_main)
+COMMANDS = (evaluate, report, features, antibodies, vaccinate, falsify, neglabels, openood_main,
+            openood_config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,9 +7,10 @@ from .args import HelpFormatter
 DESCRIPTION = """\
 Run OpenOOD v1.5's main.py pipeline unchanged on OpenOOD config files, after registering
 openood-immuno's postprocessors, 'network.name: clip' and 'preprocessor.name: clip'. Arguments
-are main.py's: --config files merged in order (a bare name is a shipped config of
-openood_immuno/configs/openood/), then --KEY VALUE (or --opts KEY VALUE ...) overrides. Needs
-OpenOOD (scripts/install-openood.sh); runs on CPU too. See docs/openood.md.
+are main.py's: --config files merged in order (a name <id>_clip_<postprocessor>.yml that is
+not a file is built at run time from the defaults; 'openood-immuno openood-config' writes it),
+then --KEY VALUE (or --opts KEY VALUE ...) overrides. Needs OpenOOD
+(scripts/install-openood.sh); runs on CPU too. See docs/openood.md.
 
 example:
   openood-immuno openood-main --config imagenet_clip_mcm.yml --opts data_root ./data"""

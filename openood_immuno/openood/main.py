@@ -7,8 +7,11 @@ overrides are applied (``--network.model ViT-L-14``, ``--data_root /data``; Open
 ``Config.parse_args``: the key must exist), then ``'@{...}'`` references are resolved and
 ``output_dir`` becomes ``output_dir/exp_name`` (OpenOOD's ``setup_config``). ``--opts KEY VALUE
 ...`` gives the same overrides in a form an enclosing command line can pass through. A
-``--config`` name that is not a file is looked up among the shipped run configs
-(``configs/openood/<id>_clip_<postprocessor>.yml``). Then :func:`openood_immuno.register` is
+``--config`` name that is not a file but a run-config name ``<id>_clip_<postprocessor>.yml``
+(``imagenet_clip_mcm.yml``) is built at run time (:mod:`.configs`; a file of that name wins).
+Fields of ``network.name: clip`` that no file sets are added with their defaults
+(:class:`~.network_params.CLIPNetworkParams`) before the overrides, so ``--network.model`` works
+on a stacked ``configs/networks/clip.yml`` too. Then :func:`openood_immuno.register` is
 called and OpenOOD's own pipeline runs (``get_pipeline(config).run()`` under
 ``openood.utils.launch``, which is all ``main.py`` does) and writes OpenOOD's results folder:
 ``config.yml``, ``log.txt``, ``ood.csv`` and ``scores/<dataset>.npz``.
@@ -38,15 +41,17 @@ import sys
 from typing import Optional, Sequence
 
 from openood_immuno.core.status import RunStatus, run_status
-from .configs import shipped_config_dir
+from .configs import load, name_pattern, parse_config_name
+from .network_params import NAME as CLIP, CLIPNetworkParams
 
 STATUS_LINE = "openood-immuno status: "
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", nargs="+", required=True, metavar="YML",
-                        help="OpenOOD config files, merged in order; a bare name such as "
-                             "imagenet_clip_mcm.yml is one of the shipped configs/openood/ files")
+                        help="OpenOOD config files, merged in order; a name such as "
+                             "imagenet_clip_mcm.yml (<id>_clip_<postprocessor>.yml) that is not a "
+                             "file is built at run time")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides as KEY VALUE pairs, e.g. --opts data_root ./data "
                              "network.model ViT-L-14 (same as main.py's --KEY VALUE)")
@@ -55,15 +60,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "MLLM): it is marked so in ood.csv, log.txt and config.yml either way")
 
 
-def resolve_config_path(name: str) -> str:
+def config_source(name: str):
+    """What OpenOOD's ``Config`` reads for ``--config name``: the file ``name`` when it exists,
+    else the run config of a name ``<id>_clip_<postprocessor>.yml``, built now (a dict)."""
     if os.path.isfile(name):
         return name
-    shipped = shipped_config_dir() / name
-    if shipped.is_file():
-        return str(shipped)
-    raise FileNotFoundError(f"--config {name!r} is neither a file nor a shipped config: shipped ones are "
-                            f"{sorted(p.name for p in shipped_config_dir().glob('*.yml'))[:6]}... "
-                            f"in {shipped_config_dir()}")
+    ours = parse_config_name(name)
+    if ours is not None:
+        return load(*ours)
+    if os.path.isdir(name):
+        raise FileNotFoundError(f"--config {name!r} is a folder: pass a yml file, or a run-config name "
+                                f"{name_pattern()}")
+    ours = parse_config_name(os.path.basename(name))
+    if ours is not None:
+        raise FileNotFoundError(f"--config {name!r} is not a file: the run config "
+                                f"{os.path.basename(name)!r} is built when given by its bare name, or "
+                                f"written with `openood-immuno openood-config {ours[1]} --id {ours[0]} "
+                                f"--out {name}`")
+    raise FileNotFoundError(f"--config {name!r} is neither a file nor a run-config name {name_pattern()}")
+
+
+def with_network_defaults(config) -> None:
+    """Add the ``network.name: clip`` fields that no file sets, so ``--network.KEY`` finds them."""
+    network = config.get("network")
+    if network is not None and network.get("name") == CLIP:
+        for key, value in CLIPNetworkParams().as_args().items():
+            if key not in network:
+                network[key] = value
 
 
 def _opts_to_args(opts: Sequence[str]) -> list[str]:
@@ -79,7 +102,8 @@ def build_config(config_files: Sequence[str], overrides: Sequence[str] = ()):
     """OpenOOD's ``setup_config`` on explicit arguments: merge, ``parse_args``, ``parse_refs``."""
     from openood.utils.config import Config, merge_configs
 
-    config = merge_configs(*[Config(resolve_config_path(path)) for path in config_files])
+    config = merge_configs(*[Config(config_source(path)) for path in config_files])
+    with_network_defaults(config)
     try:
         config.parse_args(list(overrides))
     except KeyError as exc:

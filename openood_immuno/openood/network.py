@@ -6,17 +6,12 @@ OpenOOD v1.5 builds the net of its ``main.py`` pipelines with
 local name tables, imported by name into the modules that call them. :func:`register_clip`
 wraps both (other names go to OpenOOD's originals) and rebinds them in those modules.
 
-``network`` fields (``configs/networks/clip.yml``)::
-
-    network:
-      name: clip
-      model: ViT-B-16            # open_clip name or local JSON config
-      pretrained: openai         # open_clip tag, checkpoint path, or none (random: smoke tests)
-      templates: ["a photo of a {}."]
-      class_names: '@{dataset.name}'   # an ID set of openood_immuno.data.classnames, or a class-name file
-      num_classes: '@{dataset.num_classes}'   # checked against the class names
-      device: auto               # auto = cuda when available, else cpu
-      seed: 0                    # seed of the random initialisation (pretrained: none)
+``network`` fields: ``name: clip``, ``class_names`` (``'@{dataset.name}'``: an ID set of
+:mod:`openood_immuno.data.classnames`, or a class-name file) and ``num_classes``
+(``'@{dataset.num_classes}'``, checked against the class names), which
+``configs/networks/clip.yml`` sets, and the fields of
+:class:`~openood_immuno.openood.network_params.CLIPNetworkParams` (``model``, ``pretrained``,
+``templates``, ``device``, ``seed``), whose defaults live there.
 
 The net is placed on ``device`` and never moved with ``Tensor.cuda`` (it ignores ``num_gpus``), so a
 ``main.py`` run with our postprocessors, whose ``inference`` uses the net's device, runs on a CPU.
@@ -29,44 +24,35 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from typing import Any
 
 import torch
 
-from openood_immuno.models.clip_net import MCM_TEMPLATES, CLIPNet, build_clip_net
+from openood_immuno.models.clip_net import CLIPNet, build_clip_net
 from openood_immuno.data.classnames import resolve_class_names
+from .network_params import NAME, CLIPNetworkParams
 
-NAME = "clip"
 _WRAPPED = "_openood_immuno_wrapped"
 _NETS: dict[tuple, CLIPNet] = {}
 
 
-def _field(network_config, key: str, default: Any) -> Any:
-    value = network_config.get(key) if hasattr(network_config, "get") else None
-    return default if value is None else value
-
-
 def clip_net_from_config(network_config) -> CLIPNet:
     """The :class:`CLIPNet` of a ``network.name: clip`` config (built once per process)."""
-    model = str(_field(network_config, "model", "ViT-B-16"))
-    pretrained = str(_field(network_config, "pretrained", "openai"))
-    templates = tuple(_field(network_config, "templates", MCM_TEMPLATES))
-    class_names = _field(network_config, "class_names", None)
+    p = CLIPNetworkParams.of(network_config)
+    class_names = network_config.get("class_names")
     if class_names is None:
         raise ValueError("network.class_names is missing: set it to '@{dataset.name}' (as "
                          "configs/networks/clip.yml does) or to a class-name file")
-    device = str(_field(network_config, "device", "auto"))
+    device = p.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    seed = int(_field(network_config, "seed", 0))
     names = tuple(resolve_class_names(class_names))
     num_classes = network_config.get("num_classes")
     if num_classes is not None and int(num_classes) != len(names):
         raise ValueError(f"network.class_names {class_names!r} has {len(names)} classes but "
                          f"dataset.num_classes is {num_classes}: use the class names of the ID dataset")
-    key = (model, pretrained, templates, names, device, seed)
+    key = (p.model, p.pretrained, p.templates, names, device, p.seed)
     if key not in _NETS:
-        _NETS[key] = build_clip_net(model, pretrained, list(names), templates, device, seed)
+        _NETS[key] = build_clip_net(p.model, p.pretrained, list(names), p.templates, device, p.seed)
     return _NETS[key]
 
 
