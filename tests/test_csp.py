@@ -119,4 +119,4 @@ def test_csp_postprocessor_and_label_file(tiny_net, tmp_path):
 def test_csp_runs_by_name_in_the_builtin_runner(tiny_net, minibench):
     store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)
     result = evaluate(build_postprocessor("csp", **FAST), store)
-    assert len(result.rows) == 7 and result.run_status.ok
+    assert len(result.rows) == 7 and result.run_status.state == "random-weights"   # the tiny net: marked, not degraded

@@ -119,7 +119,7 @@ def test_eoe_runs_by_name_in_the_builtin_runner(tiny_net, minibench, tmp_path):
     path = write_names(["cloud", "river stone", "brick wall"], tmp_path / "names.txt")
     store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)
     result = evaluate(build_postprocessor("eoe", outlier_names_file=str(path)), store)
-    assert len(result.rows) == 7 and result.run_status.ok
+    assert len(result.rows) == 7 and result.run_status.state == "random-weights"   # the tiny net: marked, not degraded
 
 
 def test_fine_grained_without_class_type_is_refused():

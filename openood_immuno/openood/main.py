@@ -232,7 +232,9 @@ def prepare(config_files: Sequence[str], overrides: Sequence[str] = ()):
     from .registry import register
 
     for path in config_files:  # a missing file or a YAML syntax error: file and line, before OpenOOD
-        load_yml(resolve_config_path(path), "--config file")
+        source = config_source(path)
+        if isinstance(source, str):   # a file (a run-config name is built, not read)
+            load_yml(source, "--config file")
     register()  # without OpenOOD, or with an incompatible one, this says how to fix it
     config = build_config(config_files, overrides)
     check_run(config)
