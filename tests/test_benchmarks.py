@@ -9,7 +9,7 @@ from openood_immuno import build_clip_net, build_postprocessor
 from openood_immuno.data.benchmarks import BENCHMARKS, MOS_FOUR, get_benchmark
 from openood_immuno.data.classnames import (ID_DATASETS, check_label_order, id_class_names,
                                        imagenet200_classes, imagenet_classes, resolve_class_names)
-from openood_immuno.core.ymlconfig import available_postprocessors
+from openood_immuno.openood.registry import registrable_postprocessors
 from openood_immuno.openood.configs import config_name, render, shipped_config_dir
 from openood_immuno.data.benchmarks import BenchmarkLists
 from openood_immuno.experiments.runner import FeatureStore, evaluate
@@ -112,7 +112,7 @@ def test_mos_rows_have_no_near_group(tiny_net, minibench, tmp_path):
 
 def test_shipped_run_configs_are_the_generated_ones():
     shipped = sorted(p.name for p in shipped_config_dir().glob("*.yml"))
-    assert shipped == sorted(config_name(b, p) for b in BENCHMARKS for p in available_postprocessors())
+    assert shipped == sorted(config_name(b, p) for b in BENCHMARKS for p in registrable_postprocessors())
     for name in shipped:
         id_name, pp = name[:-4].split("_clip_")
         text = (shipped_config_dir() / name).read_text()

@@ -22,7 +22,8 @@ from pathlib import Path
 import yaml
 
 from openood_immuno.data.benchmarks import BENCHMARKS, Benchmark
-from openood_immuno.core.ymlconfig import available_postprocessors, resolve_postprocessor
+from openood_immuno.core.ymlconfig import resolve_postprocessor
+from .registry import registrable_postprocessors
 
 EXP_NAME = ("'@{dataset.name}'_'@{network.name}'_'@{pipeline.name}'_'@{evaluator.name}'_"
             "'@{postprocessor.name}'_'@{mark}'/s'@{seed}'/'@{evaluator.ood_scheme}'")
@@ -111,7 +112,7 @@ def write_all(folder: str | Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for id_name in BENCHMARKS:
-        for name in available_postprocessors():
+        for name in registrable_postprocessors():
             path = folder / config_name(id_name, name)
             path.write_text(render(id_name, name), encoding="utf-8")
             paths.append(path)

@@ -62,6 +62,14 @@ def postprocessor_class(config: Any) -> type[ImmunoPostprocessor]:
     return methods[method]
 
 
+def registrable_postprocessors() -> list[str]:
+    """The shipped names :func:`register` puts into OpenOOD: every shipped name except OpenOOD's
+    own (``openood_builtin`` classes: msp, ebo, knn, ...), which stay OpenOOD's implementations
+    there (``Evaluator(net, postprocessor_name='msp')`` runs OpenOOD's msp on the CLIP net)."""
+    return [name for name in available_postprocessors()
+            if not postprocessor_class(load_postprocessor_config(name)).openood_builtin]
+
+
 def _config_with(name: str, id_name: str, overrides: Mapping[str, Any]) -> Config:
     """The shipped config of ``name`` with ``overrides`` over its ``postprocessor_args``."""
     config = load_postprocessor_config(name, id_name)
@@ -122,7 +130,7 @@ def register(overrides: dict[str, dict[str, Any]] | None = None) -> list[str]:
                           "with `pip install git+https://github.com/Jingkang50/OpenOOD` "
                           f"({exc})") from exc
     _check_openood_version(api, pp_utils)
-    names = available_postprocessors()
+    names = registrable_postprocessors()
     unknown = sorted(set(overrides or {}) - set(names))
     if unknown:
         raise KeyError(f"overrides for unknown postprocessor(s) {unknown}: available {names}")
@@ -142,7 +150,7 @@ def register(overrides: dict[str, dict[str, Any]] | None = None) -> list[str]:
         original_api = api.get_postprocessor
 
         def get_postprocessor(config_root, postprocessor_name, id_data_name):
-            if postprocessor_name in available_postprocessors():
+            if postprocessor_name in registrable_postprocessors():
                 return build_postprocessor(postprocessor_name, id_data_name,
                                            **_BY_NAME_OVERRIDES.get(postprocessor_name, {}))
             return original_api(config_root, postprocessor_name, id_data_name)
@@ -156,7 +164,8 @@ def register(overrides: dict[str, dict[str, Any]] | None = None) -> list[str]:
 
         def get_postprocessor_from_config(config):
             pp = config["postprocessor"]
-            if (pp.get("method") or pp["name"]) in _methods()[0] or pp["name"] in names:
+            ours = {m for m, cls in _methods()[0].items() if not cls.openood_builtin}
+            if (pp.get("method") or pp["name"]) in ours or pp["name"] in names:
                 merged = _with_shipped_defaults(config)
                 obj = postprocessor_class(merged)(merged)
                 return obj
