@@ -115,3 +115,29 @@ def test_openood_odin_runs_on_the_clip_net(setting, cpu_cuda):
     odin = _openood("odin")
     pred, conf = odin.postprocess(net, images["test"][:4].clone())
     assert pred.shape == (4,) and torch.isfinite(conf).all()
+
+
+@pytest.mark.parametrize("name", ["react", "knn"])
+def test_evaluator_by_name_runs_openoods_own_and_matches_builtin_runner(tiny_net, minibench, tmp_path, cpu_cuda,
+                                                                        name):
+    """``Evaluator(net, postprocessor_name=NAME)`` runs OpenOOD's own class (react: on its ReactNet
+    wrapper, with its parameter search) on the CLIP net; ``openood-immuno eval`` gives its table."""
+    import openood_immuno
+    from openood.evaluation_api import Evaluator
+
+    from openood_immuno import build_postprocessor
+    from openood_immuno.data.benchmarks import BenchmarkLists
+    from openood_immuno.experiments.runner import FeatureStore, evaluate
+
+    if not CONFIGS.is_dir():
+        pytest.skip(f"OpenOOD's configs not found at {CONFIGS}: set OPENOOD_SRC to the OpenOOD checkout")
+    openood_immuno.register()
+    evaluator = Evaluator(tiny_net, id_name="imagenet", data_root=str(minibench),
+                          config_root=str(OPENOOD_SRC / "configs"), preprocessor=tiny_net.preprocess,
+                          postprocessor_name=name, batch_size=64, num_workers=0)
+    assert type(evaluator.postprocessor).__module__.startswith("openood.postprocessors")
+    frame = evaluator.eval_ood(progress=False)
+    store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)
+    ours = evaluate(build_postprocessor(name), store)
+    for row in frame.index:
+        assert list(frame.loc[row]) == pytest.approx(ours.rows[row][:5], abs=1e-4), row

@@ -25,6 +25,17 @@ DOC_TABLES = (
      False),
     ("docs/immuno_vlm.md", "ImmunoDISParams", "openood_immuno.methods.immuno.params:ImmunoDISParams", True),
     ("docs/immuno_vlm.md", "ImmunoParams", "openood_immuno.methods.immuno.params:ImmunoParams", True),
+    ("docs/classic.md", "EBOParams", "openood_immuno.methods.classic.params:EBOParams", False),
+    ("docs/classic.md", "GENParams", "openood_immuno.methods.classic.params:GENParams", False),
+    ("docs/classic.md", "ReActParams", "openood_immuno.methods.classic.params:ReActParams", False),
+    ("docs/classic.md", "ASHParams", "openood_immuno.methods.classic.params:ASHParams", False),
+    ("docs/classic.md", "SCALEParams", "openood_immuno.methods.classic.params:SCALEParams", False),
+    ("docs/classic.md", "DICEParams", "openood_immuno.methods.classic.params:DICEParams", False),
+    ("docs/classic.md", "KNNParams", "openood_immuno.methods.classic.params:KNNParams", False),
+    ("docs/classic.md", "VIMParams", "openood_immuno.methods.classic.params:VIMParams", False),
+    ("docs/classic.md", "SHEParams", "openood_immuno.methods.classic.params:SHEParams", False),
+    ("docs/classic.md", "FDBDParams", "openood_immuno.methods.classic.params:FDBDParams", False),
+    ("docs/classic.md", "NCIParams", "openood_immuno.methods.classic.params:NCIParams", False),
 )
 
 
