@@ -282,16 +282,18 @@ def klm_fit(val_logits: torch.Tensor, num_classes: int) -> torch.Tensor:
     return templates
 
 
-def klm_score(logits: torch.Tensor, templates: torch.Tensor, chunk: int = 16) -> Scores:
+def klm_score(logits: torch.Tensor, templates: torch.Tensor) -> Scores:
     """KLM: ``S = -min_c KL(p || q_c)`` with ``p`` = softmax(z), ``KL`` as ``scipy.stats.entropy``
-    (both arguments renormalised to sum 1; ``p > 0 = q`` gives ``inf``)."""
+    (both arguments renormalised to sum 1; ``p_j > 0 = q_cj`` gives ``inf``). Computed as
+    ``sum_j p_j log p_j - p . log q_c`` (two matrix products, float64)."""
     p = torch.softmax(logits.float(), dim=1).double()
     p = p / p.sum(1, keepdim=True)
     q = templates.double().to(p.device)
     q = q / q.sum(1, keepdim=True)
-    kl = torch.cat([(torch.special.xlogy(p[i:i + chunk, None, :], p[i:i + chunk, None, :])
-                     - torch.special.xlogy(p[i:i + chunk, None, :], q[None, :, :])).sum(-1)
-                    for i in range(0, p.shape[0], chunk)])
+    zero = q == 0
+    cross = p @ torch.where(zero, torch.zeros_like(q), torch.log(q)).T
+    kl = torch.special.xlogy(p, p).sum(1, keepdim=True) - cross
+    kl = kl.masked_fill((p > 0).double() @ zero.double().T > 0, float("inf"))
     return logits.argmax(dim=1), -kl.min(dim=1).values
 
 
