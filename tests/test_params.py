@@ -8,6 +8,7 @@ import yaml
 
 from openood_immuno import available_postprocessors, build_postprocessor
 from openood_immuno.methods.ants.params import ANTSParams
+from openood_immuno.methods.classic import CLASSIC
 from openood_immuno.methods.immuno.params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
 from openood_immuno.methods.mcm.params import MCMParams
 from openood_immuno.methods.neglabel.params import NegLabelParams
@@ -17,7 +18,8 @@ from openood_immuno.openood.registry import _with_shipped_defaults, postprocesso
 from openood_immuno.core.ymlconfig import Config, config_dir, load_postprocessor_config
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = [MCMParams, NegLabelParams, ANTSParams, ImmunoZeroShotParams, ImmunoDISParams, ImmunoParams]
+PARAMS = [MCMParams, NegLabelParams, ANTSParams, ImmunoZeroShotParams, ImmunoDISParams, ImmunoParams,
+          *(params for params, _ in CLASSIC.values() if params.names())]   # those with a parameter
 
 # OpenOOD v1.5's own configs/postprocessors/mcm.yml (Jingkang50/OpenOOD), verbatim.
 OPENOOD_MCM_YML = """\
