@@ -90,6 +90,9 @@ class ImmunoPostprocessor(BasePostprocessor):
     #: ``fit`` trains with ``params.seed`` (a ``seed`` parameter): the runner refits once per
     #: ``--seeds`` value, so a reported std covers the training randomness.
     trains: ClassVar[bool] = False
+    #: the name is one of OpenOOD's own postprocessors, re-derived here on cached features:
+    #: ``register()`` leaves that name to OpenOOD's implementation in OpenOOD's tables.
+    openood_builtin: ClassVar[bool] = False
 
     def __init__(self, config):
         super().__init__(config)

@@ -16,6 +16,11 @@ from openood_immuno.core.ymlconfig import (Config, available_postprocessors, loa
 
 from .ants_postprocessor import ANTSPostprocessor
 from .base import ImmunoPostprocessor
+from .classic_postprocessor import (ASHPostprocessor, DICEPostprocessor, EBOPostprocessor, FDBDPostprocessor,
+                                    GENPostprocessor, GradNormPostprocessor, KLMPostprocessor, KNNPostprocessor,
+                                    MDSPostprocessor, MLSPostprocessor, MSPPostprocessor, NCIPostprocessor,
+                                    ReActPostprocessor, RMDSPostprocessor, SCALEPostprocessor, SHEPostprocessor,
+                                    VIMPostprocessor)
 from .csp_postprocessor import CSPPostprocessor
 from .eoe_postprocessor import EOEPostprocessor
 from .immuno_postprocessor import ImmunoDISPostprocessor, ImmunoVLMPostprocessor, ImmunoZeroShotPostprocessor
@@ -25,7 +30,22 @@ from .neglabel_postprocessor import NegLabelPostprocessor
 #: ``postprocessor.method`` of a yml -> the class that implements it
 METHODS: dict[str, type[ImmunoPostprocessor]] = {cls.method: cls for cls in (
     MCMPostprocessor, NegLabelPostprocessor, ANTSPostprocessor, ImmunoVLMPostprocessor,
-    ImmunoDISPostprocessor, ImmunoZeroShotPostprocessor, CSPPostprocessor, EOEPostprocessor)}
+    ImmunoDISPostprocessor, ImmunoZeroShotPostprocessor, CSPPostprocessor, EOEPostprocessor,
+    # OpenOOD's classic postprocessors on the CLIP net (openood_builtin: OpenOOD keeps its own by name)
+    MSPPostprocessor, EBOPostprocessor, MLSPostprocessor, GENPostprocessor, GradNormPostprocessor,
+    ReActPostprocessor, ASHPostprocessor, SCALEPostprocessor, DICEPostprocessor, KNNPostprocessor,
+    VIMPostprocessor, MDSPostprocessor, RMDSPostprocessor, KLMPostprocessor, SHEPostprocessor,
+    FDBDPostprocessor, NCIPostprocessor)}
+
+
+def registrable_postprocessors() -> list[str]:
+    """The shipped names :func:`openood_immuno.register` puts into OpenOOD: every shipped name
+    except OpenOOD's own (``openood_builtin`` classes: msp, ebo, knn, ...), which stay OpenOOD's
+    implementations there (``Evaluator(net, postprocessor_name='msp')`` runs OpenOOD's msp on the
+    CLIP net; ``build_postprocessor('msp')`` and ``eval --postprocessors msp`` give ours, with
+    equal scores)."""
+    return [name for name in available_postprocessors()
+            if not postprocessor_class(load_postprocessor_config(name)).openood_builtin]
 
 
 def postprocessor_class(config: Any) -> type[ImmunoPostprocessor]:

@@ -8,6 +8,7 @@ import yaml
 
 from openood_immuno import available_postprocessors, build_postprocessor
 from openood_immuno.methods.ants.params import ANTSParams
+from openood_immuno.methods.classic import CLASSIC
 from openood_immuno.methods.immuno.params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
 from openood_immuno.methods.csp.params import CSPParams
 from openood_immuno.methods.eoe.params import EOEParams
@@ -21,7 +22,8 @@ from openood_immuno.core.ymlconfig import Config, config_dir, load_postprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = [MCMParams, NegLabelParams, ANTSParams, ImmunoZeroShotParams, ImmunoDISParams, ImmunoParams,
-          CSPParams, EOEParams, CLIPNetworkParams]
+          CSPParams, EOEParams, CLIPNetworkParams,
+          *(params for params, _ in CLASSIC.values() if params.names())]   # those with a parameter
 
 # OpenOOD v1.5's own configs/postprocessors/mcm.yml (Jingkang50/OpenOOD), verbatim.
 OPENOOD_MCM_YML = """\
@@ -109,7 +111,9 @@ SHIPPED_GRIDS = {  # combinations of every shipped APS grid (unchanged by the sw
     "immuno_no_antibodies": 81, "immuno_paper": 2187, "immuno_zeroshot": 27, "mcm": 5, "neglabel": 36,
     "immuno_ablation_noise_paper": 243, "immuno_ablation_random_words_paper": 243,
     "immuno_ablation_unfiltered_paper": 243, "immuno_no_antibodies_paper": 81, "immuno_table2_a": 1,
-    "csp": 48, "eoe": 15}
+    "csp": 48, "eoe": 15,
+    "msp": 1, "ebo": 1, "mls": 1, "gen": 42, "gradnorm": 1, "react": 4, "ash": 7, "scale": 7, "dice": 1,
+    "knn": 5, "vim": 1, "mds": 1, "rmds": 1, "klm": 1, "she": 1, "fdbd": 2, "nci": 4}
 
 
 def _combos(args_dict) -> int:
@@ -134,7 +138,7 @@ def test_a_sweep_that_names_keys_sweeps_only_those(name):
     # the user's lists; ants_vsnl's own named lists stay beside them (merged by the base: rule)
     own = {"vsnl_top_k": 3, "group_size": 3, "vsnl_interval": 3} if name == "ants_vsnl" else {}
     assert set(built.args_dict) == set(keys) | set(own), name
-    assert _combos(built.args_dict) == 2 ** len(keys) * math.prod(
+    assert _combos(built.args_dict) == math.prod(len(sweep[f"{k}_list"]) for k in keys) * math.prod(
         n for k, n in own.items() if k not in keys)
     assert built.params == shipped.params              # the others keep their (shipped) arguments
 
@@ -170,8 +174,8 @@ def test_a_sweep_of_only_null_entries_narrows_the_default_grid_and_no_grid_is_wr
     config = Config({"postprocessor": {"name": "mcm", "postprocessor_args": {},
                                        "postprocessor_sweep": {"T_list": None}}})
     assert postprocessor_class(config)(config).args_dict == {}
-    from openood_immuno.openood import registry
     from openood_immuno.openood.configs import run_config
+    from openood_immuno.postprocessors import registry
 
     real = registry.resolved_params
     monkeypatch.setattr(registry, "resolved_params", lambda name: (real(name)[0], {}))

@@ -28,6 +28,17 @@ DOC_TABLES = (
     ("docs/csp.md", "CSPParams", "openood_immuno.methods.csp.params:CSPParams", False),
     ("docs/eoe.md", "EOEParams", "openood_immuno.methods.eoe.params:EOEParams", False),
     ("docs/openood.md", "CLIPNetworkParams", "openood_immuno.openood.network_params:CLIPNetworkParams", False),
+    ("docs/classic.md", "EBOParams", "openood_immuno.methods.classic.params:EBOParams", False),
+    ("docs/classic.md", "GENParams", "openood_immuno.methods.classic.params:GENParams", False),
+    ("docs/classic.md", "ReActParams", "openood_immuno.methods.classic.params:ReActParams", False),
+    ("docs/classic.md", "ASHParams", "openood_immuno.methods.classic.params:ASHParams", False),
+    ("docs/classic.md", "SCALEParams", "openood_immuno.methods.classic.params:SCALEParams", False),
+    ("docs/classic.md", "DICEParams", "openood_immuno.methods.classic.params:DICEParams", False),
+    ("docs/classic.md", "KNNParams", "openood_immuno.methods.classic.params:KNNParams", False),
+    ("docs/classic.md", "VIMParams", "openood_immuno.methods.classic.params:VIMParams", False),
+    ("docs/classic.md", "SHEParams", "openood_immuno.methods.classic.params:SHEParams", False),
+    ("docs/classic.md", "FDBDParams", "openood_immuno.methods.classic.params:FDBDParams", False),
+    ("docs/classic.md", "NCIParams", "openood_immuno.methods.classic.params:NCIParams", False),
 )
 
 

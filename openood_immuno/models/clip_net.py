@@ -15,6 +15,23 @@ adapter, never apply one twice.
 
 Class text features are template ensembles (Radford et al., 2021, Sec. 3.1.4):
 ``t_c = normalise(mean_k normalise(E_text(template_k(c))))``.
+
+**OpenOOD's classifier contract** (what OpenOOD's own postprocessors call; docs/openood.md):
+
+* the *feature* is the L2-normalised image embedding ``v`` (``g(v)`` with the adapter hook), the
+  input of the text classifier and what the feature cache holds, so the builtin runner and
+  OpenOOD's postprocessors score the same vectors;
+* the *linear head* is the text classifier with the logit scale folded in: weight
+  ``W = logit_scale * [t_1; ...; t_C]`` (``[C, d]``), bias ``b = 0``; ``forward`` computes
+  ``logits = F.linear(feature, W, b)``, so ``logits == feature @ W.T + b`` holds bit for bit for
+  the feature ``net(x, return_feature=True)`` returns (``get_fc()`` / ``get_fc_layer()`` / ``fc``);
+* ``forward_threshold(x, c)`` is ReAct (Sun et al., NeurIPS 2021): ``W min(v, c) + b``, the clip
+  acting on the input of the last linear layer, here the image embedding before the text
+  classifier, as OpenOOD's own ViT-B/16 and Swin-T nets clip the feature before their head;
+* ``forward`` runs with gradients when the caller enables them (ODIN's input perturbation);
+  ``encode_image`` (feature extraction) never does;
+* ``return_feature_list=True`` raises: a CLIP classifier has one feature layer, not the per-stage
+  feature maps of a ResNet that gram, mds_ensemble, gmm, rd4ad and grood read.
 """
 from __future__ import annotations
 
@@ -302,8 +319,11 @@ class CLIPNet(nn.Module):
     @torch.no_grad()
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised image features, float32, shape [B, d]."""
-        feats = self.clip.encode_image(x.to(self.device))
-        return F.normalize(feats.float(), dim=-1)
+        return self._embed(x)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``encode_image`` in the caller's grad mode (ODIN differentiates through it)."""
+        return F.normalize(self.clip.encode_image(x.to(self.device)).float(), dim=-1)
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
@@ -392,23 +412,71 @@ class CLIPNet(nn.Module):
         finally:
             self.adapter_hook = previous
 
-    @torch.no_grad()
-    def classify_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits, features used)`` for raw unit image features: ``(scale * cos(v, t_c), v)``
-        zero-shot, ``(scale * cos(g(v), mu_c), g(v))`` with the adapter hook; what ``forward``
-        returns after ``encode_image`` (so cached features give OpenOOD's ACC too)."""
+    # ---- the classifier as OpenOOD's linear head ---------------------------------------------
+    def head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W, b)`` of the classifier ``forward`` applies now: ``W = logit_scale * t`` (zero-shot,
+        ``t`` the class text features) or ``logit_scale * mu`` (adapter hook), ``b = 0``."""
+        hook = self.adapter_hook
+        protos = self.class_text_features if hook is None else hook.prototypes
+        weight = (self.logit_scale.to(protos.device) * protos.float()).detach()
+        return weight, torch.zeros(weight.shape[0], device=weight.device)
+
+    def get_fc(self):
+        """OpenOOD's ``get_fc()``: ``(weight [C, d], bias [C])`` as float32 numpy arrays."""
+        weight, bias = self.head()
+        return weight.cpu().numpy(), bias.cpu().numpy()
+
+    def get_fc_layer(self) -> nn.Linear:
+        """OpenOOD's ``get_fc_layer()``: an ``nn.Linear`` holding :meth:`head` (a fresh copy on
+        each call, so it follows the adapter hook; frozen); ``fc(feature) == net(x)``."""
+        weight, bias = self.head()
+        fc = nn.Linear(weight.shape[1], weight.shape[0]).to(weight.device)
+        with torch.no_grad():
+            fc.weight.copy_(weight)
+            fc.bias.copy_(bias)
+        return fc.requires_grad_(False)
+
+    @property
+    def fc(self) -> nn.Linear:
+        """The head as OpenOOD's ResNets name it (``net.fc``: fDBD, NCI, ReactNet.get_fc)."""
+        return self.get_fc_layer()
+
+    def _classify(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hook = self.adapter_hook
         if hook is None:
             feats = features.float().to(self.device)
-            return self.logit_scale.to(feats.device) * feats @ self.class_text_features.T, feats
-        feats = features.float().to(hook.prototypes.device)
-        if hook.adapter is not None:
-            feats = F.normalize(hook.adapter(feats).float(), dim=-1)
-        return self.logit_scale.to(feats.device) * feats @ hook.prototypes.T, feats
+        else:
+            feats = features.float().to(hook.prototypes.device)
+            if hook.adapter is not None:
+                feats = F.normalize(hook.adapter(feats).float(), dim=-1)
+        weight, bias = self.head()
+        return F.linear(feats, weight, bias), feats
 
-    def forward(self, x: torch.Tensor, return_feature: bool = False):
-        logits, feats = self.classify_features(self.encode_image(x))
+    @torch.no_grad()
+    def classify_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, features used)`` for raw unit image features: ``(W v, v)`` with
+        ``W = logit_scale * t`` zero-shot, ``(W' g(v), g(v))`` with ``W' = logit_scale * mu`` under
+        the adapter hook; what ``forward`` returns after ``encode_image`` (so cached features give
+        OpenOOD's ACC too)."""
+        return self._classify(features)
+
+    def forward(self, x: torch.Tensor, return_feature: bool = False, return_feature_list: bool = False):
+        """``logits``; ``(logits, feature)`` with ``return_feature`` (the module docstring's
+        contract). The third argument is OpenOOD's (its ReactNet/ASHNet wrappers pass it)."""
+        if return_feature_list:
+            raise NotImplementedError(
+                "CLIPNet has one feature layer (the image embedding): postprocessors that read a "
+                "ResNet's per-stage feature maps (return_feature_list: gram, mds_ensemble, gmm, rd4ad, "
+                "grood) cannot run on it; see docs/openood.md for those that can")
+        logits, feats = self._classify(self._embed(x))
         return (logits, feats) if return_feature else logits
+
+    def forward_threshold(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
+        """ReAct (Sun et al., NeurIPS 2021): ``W min(feature, threshold) + b``, the feature being
+        the image embedding the text classifier reads (OpenOOD's ReactNet computes the same)."""
+        _, feats = self._classify(self._embed(x))
+        weight, bias = self.head()
+        return F.linear(feats.clip(max=threshold), weight, bias)
 
 
 def build_clip_net(model: str = "ViT-B-16", pretrained: str | None = "openai",

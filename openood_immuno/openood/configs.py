@@ -26,7 +26,8 @@ from typing import Optional
 import yaml
 
 from openood_immuno.data.benchmarks import BENCHMARKS, Benchmark
-from openood_immuno.core.ymlconfig import available_postprocessors, resolve_postprocessor
+from openood_immuno.core.ymlconfig import resolve_postprocessor
+from openood_immuno.postprocessors.registry import registrable_postprocessors
 from .network_params import CLIPNetworkParams
 
 EXP_NAME = ("'@{dataset.name}'_'@{network.name}'_'@{pipeline.name}'_'@{evaluator.name}'_"
@@ -69,7 +70,7 @@ def run_config(id_name: str, postprocessor: str) -> dict:
     wiring = clip["network"]
     network = {"name": wiring["name"], **CLIPNetworkParams().as_args(), "templates": list(bench.templates),
                **{k: v for k, v in wiring.items() if k != "name"}}
-    from .registry import resolved_params
+    from openood_immuno.postprocessors.registry import resolved_params
 
     params, sweep = resolved_params(postprocessor)
     # every argument written out (OpenOOD's --KEY VALUE overrides only keys a config sets); a
@@ -104,7 +105,7 @@ def parse_config_name(name: str) -> Optional[tuple[str, str]]:
     if "/" in name or "\\" in name or not name.endswith(".yml") or SUFFIX not in name:
         return None
     id_name, _, postprocessor = name[:-4].partition(SUFFIX)
-    if id_name in BENCHMARKS and postprocessor in available_postprocessors():
+    if id_name in BENCHMARKS and postprocessor in registrable_postprocessors():
         return id_name, postprocessor
     return None
 
@@ -112,7 +113,7 @@ def parse_config_name(name: str) -> Optional[tuple[str, str]]:
 def name_pattern() -> str:
     """What a run-config name looks like, for messages."""
     return (f"<id>{SUFFIX}<postprocessor>.yml with <id> one of {sorted(BENCHMARKS)} and <postprocessor> "
-            f"one of {available_postprocessors()}")
+            f"one of {registrable_postprocessors()}")
 
 
 class _Dumper(yaml.SafeDumper):

@@ -21,9 +21,10 @@ import importlib
 import sys
 from typing import Any
 
-from openood_immuno.core.ymlconfig import available_postprocessors, load_postprocessor_config
+from openood_immuno.core.ymlconfig import load_postprocessor_config
 from openood_immuno.postprocessors.registry import (METHODS, build_postprocessor, postprocessor_class,
-                                                    resolved_params, with_shipped_defaults)
+                                                    registrable_postprocessors, resolved_params,
+                                                    with_shipped_defaults)
 from .network import register_clip
 
 _WRAPPED = "_openood_immuno_wrapped"
@@ -59,7 +60,7 @@ def register(overrides: dict[str, dict[str, Any]] | None = None) -> list[str]:
                           "with `pip install git+https://github.com/Jingkang50/OpenOOD` "
                           f"({exc})") from exc
     _check_openood_version(api, pp_utils)
-    names = available_postprocessors()
+    names = registrable_postprocessors()
     unknown = sorted(set(overrides or {}) - set(names))
     if unknown:
         raise KeyError(f"overrides for unknown postprocessor(s) {unknown}: available {names}")
@@ -79,7 +80,7 @@ def register(overrides: dict[str, dict[str, Any]] | None = None) -> list[str]:
         original_api = api.get_postprocessor
 
         def get_postprocessor(config_root, postprocessor_name, id_data_name):
-            if postprocessor_name in available_postprocessors():
+            if postprocessor_name in names:
                 return build_postprocessor(postprocessor_name, id_data_name,
                                            **_BY_NAME_OVERRIDES.get(postprocessor_name, {}))
             return original_api(config_root, postprocessor_name, id_data_name)
@@ -93,7 +94,8 @@ def register(overrides: dict[str, dict[str, Any]] | None = None) -> list[str]:
 
         def get_postprocessor_from_config(config):
             pp = config["postprocessor"]
-            if (pp.get("method") or pp["name"]) in METHODS or pp["name"] in names:
+            ours = {m for m, cls in METHODS.items() if not cls.openood_builtin}   # msp, knn...: OpenOOD's own
+            if (pp.get("method") or pp["name"]) in ours or pp["name"] in names:
                 merged = with_shipped_defaults(config)
                 return postprocessor_class(merged)(merged)
             return original_utils(config)
