@@ -43,7 +43,7 @@ def study(ood_from: str, seeds: list[int], folder: str) -> dict:
     net, bank, id_features, test, ood = make_world(ood_from=ood_from)
     path = str(bank.save(Path(folder) / f"bank_{ood_from}.json"))
     data = FalsificationData(net, id_features, test, {"ood": ood}, ["ood"], ["ood"])
-    return summarize(run_falsification(data, seeds, VARIANTS, {"antibody_bank": path}))["value"]
+    return summarize(run_falsification(data, seeds, VARIANTS, {"*": {"antibody_bank": path}}))["value"]
 
 
 def main(argv=None) -> None:

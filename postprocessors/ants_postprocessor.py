@@ -71,9 +71,10 @@ class ANTSPostprocessor(ImmunoPostprocessor):
         return {"mllm": {"spec": self.params.mllm, "loaded": getattr(self, "backend", None) is not None}}
 
     def label_suffix(self) -> str:
-        """``[MLLM spec]``, e.g. ``ants [hf:Qwen/Qwen2-VL-2B-Instruct]`` (``[mllm none]`` without one)."""
+        """``[MLLM spec]``, e.g. ``ants [hf:Qwen/Qwen2-VL-2B-Instruct]``; nothing without a real MLLM
+        (``none``, ``scripted``: the run's stand-in mark, ``[NO MLLM: NegLabel scores]``, says it)."""
         spec = self.params.mllm
-        return "[mllm none]" if spec.lower() == "none" else f"[{spec}]"
+        return "" if spec.strip().lower() in ("none", "scripted") else f"[{spec}]"
 
     def status(self) -> dict:
         """Online state (threshold, bank sizes, lambda), MLLM cost and bank fill, whether ANTS

@@ -12,7 +12,7 @@ from test_ants_mllm import _Endpoint
 from test_ants_stream import BATCH, make, run, stream  # noqa: F401  (stream: a fixture)
 
 from openood_immuno.llm.vision import ScriptedBackend
-from openood_immuno.methods.ants import NegativeImageMiner, ens_sentences, select_sentences
+from openood_immuno.methods.ants import ANTSParams, NegativeImageMiner, ens_sentences, select_sentences
 from openood_immuno.methods.ants.sentences import describe_images
 
 TEN = [f"s{i}" for i in range(10)]
@@ -86,23 +86,28 @@ def test_eq7_in_the_stream_caps_each_update_at_m(tiny_net, stream):  # noqa: F81
 
 
 # ---- mining off / fixed --------------------------------------------------------------------------
+def _miner_params(min_cache: int, **kw) -> ANTSParams:
+    return ANTSParams(init_threshold=0.8, eta=0.5, hist_bins=10, mine_min_cache=min_cache, ens_max_updates=5,
+                      **kw)
+
+
 def test_miner_off_mines_every_image_and_fixed_keeps_its_threshold():
     scores = torch.tensor([0.95, 0.2, 0.99, 0.5])
     preds = torch.tensor([3, 1, 3, 2])
-    off = NegativeImageMiner(0.8, 0.5, 10, 1, 5, mode="off")
+    off = NegativeImageMiner(_miner_params(1, mining="off"))
     assert off.observe(scores, preds, list("abcd")).tolist() == [True] * 4
     assert off.ready() and [s for s, _ in off.take()] == list("abcd") and off.threshold is None
     assert dict(off.mined_predictions) == {3: 2, 1: 1, 2: 1}
-    fixed = NegativeImageMiner(0.8, 0.5, 10, 0, 5, mode="fixed")
+    fixed = NegativeImageMiner(_miner_params(0, mining="fixed"))
     assert fixed.observe(scores, preds, list("abcd")).tolist() == [False, True, False, True]
     fixed.take()
     assert fixed.threshold == 0.8 and fixed.upper is None
-    adaptive = NegativeImageMiner(0.8, 0.5, 10, 0, 5)
+    adaptive = NegativeImageMiner(_miner_params(0))
     adaptive.observe(scores, preds, list("abcd"))
     adaptive.take()
     assert adaptive.threshold != 0.8
     with pytest.raises(ValueError, match="mining"):
-        NegativeImageMiner(0.8, 0.5, 10, 0, 5, mode="none")
+        _miner_params(0, mining="none")
 
 
 def test_mining_off_describes_every_image_in_stream_order(tiny_net, stream):  # noqa: F811
@@ -157,7 +162,8 @@ def _sent(payload):
 def test_image_size_and_token_budgets_reach_the_endpoint(tiny_net, stream, endpoint, monkeypatch,  # noqa: F811
                                                          path, kw, image_size, ens_tokens, vsnl_tokens):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    pp = make(net=tiny_net, mllm=f"openai:tiny@{endpoint}", ens_max_updates=1, **kw)
+    # min_bank_fill 0: this test reads what is sent, not how full the banks get
+    pp = make(net=tiny_net, mllm=f"openai:tiny@{endpoint}", ens_max_updates=1, min_bank_fill=0, **kw)
     run(pp, stream)
     sent = [_sent(payload) for payload, _ in _Endpoint.seen]
     described = [s for s in sent if s[0] is not None]

@@ -506,26 +506,26 @@ def test_diverging_vaccination_stops_naming_lr_and_caches_nothing(tmp_path, monk
     import torch.nn.functional as F
 
     from openood_immuno.cli.errors import one_line
-    from openood_immuno.methods.immuno.vaccination import (VaccinationConfig, VaccinationDiverged,
-                                                           load_or_vaccinate)
+    from openood_immuno.methods.immuno.params import ImmunoDISParams
+    from openood_immuno.methods.immuno.vaccination import VaccinationDiverged, load_or_vaccinate
 
     monkeypatch.setenv("OPENOOD_IMMUNO_CACHE", str(tmp_path / "cache"))
     gen = torch.Generator().manual_seed(0)
     x = F.normalize(torch.randn(40, 16, generator=gen), dim=1)
     mu = F.normalize(torch.randn(4, 16, generator=gen), dim=1)
     ab = F.normalize(torch.randn(8, 16, generator=gen), dim=1)
-    config = VaccinationConfig(hidden=8, epochs=3, lr=lr, batch_size=16, weight_decay=1e-4, beta=5.0,
-                               margin=0.2, hard_k=2, seed=0)
+    config = ImmunoDISParams(adapter_hidden=8, epochs=3, lr=lr, batch_size=16, weight_decay=1e-4, beta=5.0,
+                             hard_k=2, seed=0)
     with pytest.raises(VaccinationDiverged) as err:
-        load_or_vaccinate(x, torch.arange(40) % 4, mu, torch.ones(4), ab, torch.arange(8) % 4, config,
+        load_or_vaccinate(x, torch.arange(40) % 4, mu, torch.ones(4), ab, torch.arange(8) % 4, config, 0.2,
                           progress=False)
     message = one_line(err.value)
     assert f"lr = {lr:g}" in message and "lower lr" in message and "nothing was cached" in message
     assert "vaccination diverged in epoch" in message and "\n" not in message
     assert not list((tmp_path / "cache" / "immuno_adapters").glob("*.pt"))
     # a sane rate trains and caches as before
-    ok = VaccinationConfig(**{**config.__dict__, "lr": 1e-3})
-    load_or_vaccinate(x, torch.arange(40) % 4, mu, torch.ones(4), ab, torch.arange(8) % 4, ok, progress=False)
+    ok = config.replace({"lr": 1e-3})
+    load_or_vaccinate(x, torch.arange(40) % 4, mu, torch.ones(4), ab, torch.arange(8) % 4, ok, 0.2, progress=False)
     assert len(list((tmp_path / "cache" / "immuno_adapters").glob("*.pt"))) == 1
 
 
@@ -681,7 +681,7 @@ def test_histograms_are_outlines_and_the_evt_plot_says_when_every_class_is_poole
     assert hist_ax.patches and not any(p.get_fill() for p in hist_ax.patches)   # outlines only
     evt_text = " ".join(t.get_text() for t in figures[1].axes[0].texts)
     assert "every one of the 10 classes fell back to the pooled Weibull fit" in evt_text
-    assert "fewer than 5 ID validation images" in evt_text
+    assert "fewer than 5 calibration scores" in evt_text
     for fig in figures:
         real_close(fig)
 

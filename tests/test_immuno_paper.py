@@ -444,10 +444,10 @@ def test_eval_seeds_choose_the_builtin_engine():
     from openood_immuno.cli.args import UsageError
     from openood_immuno.cli.eval import _engine
 
-    args = Namespace(engine="auto", protocol="openood", extra_ood=[], seeds="0,1,2")
+    args = Namespace(engine="auto", protocol="openood", benchmark="openood", extra_ood=[], seeds="0,1,2")
     assert _engine(args) == "builtin"
     with pytest.raises(UsageError, match="--engine openood supports only .* --seeds"):
-        _engine(Namespace(engine="openood", protocol="openood", extra_ood=[], seeds="0,1"))
+        _engine(Namespace(engine="openood", protocol="openood", benchmark="openood", extra_ood=[], seeds="0,1"))
 
 
 def test_results_name_their_bank_and_regime_everywhere(tmp_path):
@@ -489,7 +489,7 @@ def test_results_name_their_bank_and_regime_everywhere(tmp_path):
 
 
 def test_ants_label_names_its_mllm():
-    assert build_postprocessor("ants", mllm="none").label_suffix() == "[mllm none]"
+    assert build_postprocessor("ants", mllm="none").label_suffix() == ""   # its stand-in mark says it
     pp = build_postprocessor("ants", mllm="hf:Qwen/Qwen2-VL-2B-Instruct")
     assert pp.label_suffix() == "[hf:Qwen/Qwen2-VL-2B-Instruct]"
     assert pp.describe()["mllm"]["spec"] == "hf:Qwen/Qwen2-VL-2B-Instruct"

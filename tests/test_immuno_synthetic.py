@@ -237,7 +237,7 @@ def _push_study(tmp_path, ood_from):
                 Variant("no_push", "immuno", {"beta": 0.0}, "pull only, lambda kept"),
                 Variant("strong_push", "immuno", {"beta": 20.0}, "beta 20"),
                 Variant("control", "immuno", {"beta": 0.0, "lambda": 0.0}, "no antibodies")]
-    rows = summarize(run_falsification(data, [0, 1], variants, {"antibody_bank": path}))["value"]
+    rows = summarize(run_falsification(data, [0, 1], variants, {"*": {"antibody_bank": path}}))["value"]
     for label, r in rows.items():
         print(f"OOD from {ood_from:10s} {label:12s} AUROC {r['AUROC_near'][0]:6.2f} FPR@95 "
               f"{r['FPR95_near'][0]:6.2f} ACC {r['ACC'][0]:6.2f} nearest-antibody cos ID "
