@@ -16,25 +16,15 @@ from typing import Sequence
 
 import torch
 
-from openood_immuno.methods.neglabel.mining import NegativeLabels, lowest
+from openood_immuno.methods.neglabel.mining import NegativeLabels, lowest, quantile_scores
 
 log = logging.getLogger(__name__)
-_CHUNK = 1024
 
 
 def csp_distances(candidate_features: torch.Tensor, id_features: torch.Tensor,
                   quantile: float = 0.95, duplicate_cos: float = 0.95) -> torch.Tensor:
     """``d_j`` of every candidate ``[N]`` (see the module docstring)."""
-    if not 0.0 <= quantile <= 1.0:
-        raise ValueError(f"quantile must be in [0, 1], got {quantile}")
-    out = []
-    id_features = id_features.float()
-    for i in range(0, candidate_features.shape[0], _CHUNK):
-        sim = candidate_features[i:i + _CHUNK].float().to(id_features.device) @ id_features.T
-        d = torch.quantile(sim, quantile, dim=1)
-        d[sim.max(dim=1).values > duplicate_cos] = 1.0
-        out.append(d.cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+    return quantile_scores(candidate_features, id_features, quantile, duplicate_cos)
 
 
 def kept_count(pool_size: int, ratio: float) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -48,15 +48,21 @@ class NegativeLabels:
 
 
 def quantile_scores(candidate_features: torch.Tensor, id_features: torch.Tensor,
-                    quantile: float = 0.95) -> torch.Tensor:
-    """``d_j`` = the ``quantile`` over ID classes of cos(candidate_j, class_i); ``[N]``."""
+                    quantile: float = 0.95, duplicate_cos: Optional[float] = None) -> torch.Tensor:
+    """``d_j`` = the ``quantile`` over ID classes of cos(candidate_j, class_i); ``[N]``.
+
+    ``duplicate_cos`` (CSP's rule): a candidate whose highest cosine to an ID class exceeds it
+    gets ``d_j = 1``, so it is never among the lowest (kept) ones."""
     if not 0.0 <= quantile <= 1.0:
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
     out = []
     id_features = id_features.float()
     for i in range(0, candidate_features.shape[0], _CHUNK):
         sim = candidate_features[i:i + _CHUNK].float().to(id_features.device) @ id_features.T
-        out.append(torch.quantile(sim, quantile, dim=1).cpu())
+        d = torch.quantile(sim, quantile, dim=1)
+        if duplicate_cos is not None:
+            d[sim.max(dim=1).values > duplicate_cos] = 1.0
+        out.append(d.cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
