@@ -9,6 +9,8 @@ import pytest
 SHARED = Path(os.environ.get("OPENOOD_IMMUNO_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 MINIBENCH = SHARED / "data" / "minibench"
 os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
+# README's command gives NLTK_DATA relative to the repository; tests that chdir must still find WordNet
+os.environ["NLTK_DATA"] = os.pathsep.join(os.path.abspath(p) for p in os.environ["NLTK_DATA"].split(os.pathsep))
 # Python processes the tests start (console scripts, `python -m`, torchrun workers) run in the
 # repository root; without this, `python -c/-m` would put the root first on sys.path and import
 # the source folder openood_immuno/ (which lacks the mapped postprocessors/ and configs/) instead
