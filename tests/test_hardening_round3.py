@@ -662,7 +662,7 @@ def test_histograms_are_outlines_and_the_evt_plot_says_when_every_class_is_poole
 
     import numpy as np
 
-    from openood_immuno.experiments.report import plot_run
+    from openood_immuno.experiments.plots import plot_run
 
     folder = tmp_path / "run"
     folder.mkdir()
