@@ -303,7 +303,7 @@ def test_broken_or_partial_model_json_names_the_file_and_the_keys(tmp_path, caps
     assert "Traceback" not in line
     # open_clip rescans every config path it was given at each registration: a broken file must
     # never reach it, or every later model of the process would fail on it
-    from openood_immuno.models.clip_net import _register_local_model_configs, check_model_config
+    from openood_immuno.models.loading import _register_local_model_configs, check_model_config
 
     _register_local_model_configs()
     assert check_model_config(str(TINY_JSON))["embed_dim"] == 64
