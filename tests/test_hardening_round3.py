@@ -627,8 +627,8 @@ def test_mining_sizes_are_checked_when_read(small_root, tmp_path, capsys, no_mod
 def test_falsification_plot_shows_paired_deltas_around_a_zero_line():
     import matplotlib.pyplot as plt
 
-    from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, PLOTTED, FalsificationResult,
-                                                          delta_panels, falsification_figure)
+    from openood_immuno.experiments.falsification import DEFAULT_VARIANTS, FalsificationResult
+    from openood_immuno.experiments.falsification_report import PLOTTED, delta_panels, falsification_figure
 
     base = {m: 80.0 for m in PLOTTED}
     per_seed = {v.label: {s: dict(base) for s in (0, 1)} for v in DEFAULT_VARIANTS}
