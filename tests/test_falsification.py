@@ -12,8 +12,8 @@ from openood_immuno.data.features import FeatureSet
 from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, NO_ANTIBODIES, REFERENCE,
                                                  FalsificationData, FalsificationResult, Variant,
                                                  check_variants, max_softmax, nearest_antibody_cosine,
-                                                 falsification_markdown, run_falsification, summarize,
-                                                 variant_overrides, verdicts, write_falsification)
+                                                 run_falsification, summarize, variant_overrides, verdicts)
+from openood_immuno.experiments.falsification_report import falsification_markdown, write_falsification
 from test_immuno_synthetic import make_world
 
 

@@ -303,7 +303,7 @@ def test_broken_or_partial_model_json_names_the_file_and_the_keys(tmp_path, caps
     assert "Traceback" not in line
     # open_clip rescans every config path it was given at each registration: a broken file must
     # never reach it, or every later model of the process would fail on it
-    from openood_immuno.models.clip_net import _register_local_model_configs, check_model_config
+    from openood_immuno.models.loading import _register_local_model_configs, check_model_config
 
     _register_local_model_configs()
     assert check_model_config(str(TINY_JSON))["embed_dim"] == 64
@@ -627,8 +627,8 @@ def test_mining_sizes_are_checked_when_read(small_root, tmp_path, capsys, no_mod
 def test_falsification_plot_shows_paired_deltas_around_a_zero_line():
     import matplotlib.pyplot as plt
 
-    from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, PLOTTED, FalsificationResult,
-                                                          delta_panels, falsification_figure)
+    from openood_immuno.experiments.falsification import DEFAULT_VARIANTS, FalsificationResult
+    from openood_immuno.experiments.falsification_report import PLOTTED, delta_panels, falsification_figure
 
     base = {m: 80.0 for m in PLOTTED}
     per_seed = {v.label: {s: dict(base) for s in (0, 1)} for v in DEFAULT_VARIANTS}
@@ -662,7 +662,7 @@ def test_histograms_are_outlines_and_the_evt_plot_says_when_every_class_is_poole
 
     import numpy as np
 
-    from openood_immuno.experiments.report import plot_run
+    from openood_immuno.experiments.plots import plot_run
 
     folder = tmp_path / "run"
     folder.mkdir()

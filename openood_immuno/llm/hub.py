@@ -13,7 +13,7 @@
 
 So an offline machine fails within a few seconds with one line, instead of the Hub client's
 minutes of "Retrying in ..." per model. :func:`hub_file_cached` tells whether one file of a Hub
-repository is in the local cache (open_clip's weights, :mod:`openood_immuno.models.clip_net`).
+repository is in the local cache (open_clip's weights, :mod:`openood_immuno.models.loading`).
 """
 from __future__ import annotations
 

@@ -169,7 +169,7 @@ def finished_status(config, postprocessor) -> Optional[RunStatus]:
     """The status of a finished run: the postprocessor's ``status()`` (ours have one) and
     whether the CLIP net has random weights (all that is known of OpenOOD's own postprocessors);
     ``None`` when no postprocessor was seen (a multi-process run: it lived in other processes)."""
-    from openood_immuno.models.clip_net import is_random_init
+    from openood_immuno.models.loading import is_random_init
 
     network = config.get("network") or {}
     random_weights = network.get("name") == "clip" and is_random_init(network.get("pretrained", "openai"))
