@@ -7,6 +7,8 @@ finds the runs and calls :func:`plot_run`).
 """
 from __future__ import annotations
 
+import textwrap
+
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +63,10 @@ def evt_all_pooled_note(num_classes: int, meta: dict) -> str:
     """Why every class uses the pooled Weibull fit (written on the EVT plot)."""
     args = meta.get("pp_args") or {}
     need = max(3, int(args.get("evt_min_samples", 5)))
-    source = args.get("evt_fit", "val")
+    fitted = ((meta.get("status") or {}).get("postprocessor_status") or {}).get("evt_fit")
+    source = fitted or f"evt_fit: {args.get('evt_fit', 'val')}"   # what the fit used (a fallback says so)
     return (f"every one of the {num_classes} classes fell back to the pooled Weibull fit:\n"
-            f"each has fewer than {need} calibration scores (evt_fit: {source}; max(3, evt_min_samples)),\n"
+            f"each has fewer than {need} calibration scores (max(3, evt_min_samples); fitted on {source}),\n"
             "or its own fit failed, so all thresholds are equal.\n"
             "Per-class thresholds need more calibration images per class.")
 
@@ -118,7 +121,8 @@ def plot_run(run: dict, out_dir: Path, problems: list[str] | None = None) -> lis
                          label=name)
         ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax_roc.set(xlabel="ID flagged OOD (FPR)", ylabel="OOD flagged OOD (TPR)",
-                   title=f"ROC: {title} ({run['protocol']})")
+                   title=f"ROC ({run['protocol']} protocol)")
+        fig.suptitle(textwrap.fill(title, 110), fontsize=9)   # a label with its regime and marks is long
         ax_hist.set(xlabel="confidence (higher = more ID)", ylabel="density", title="score histograms")
         ax_roc.legend(fontsize=8)
         ax_hist.legend(fontsize=7)
@@ -139,7 +143,7 @@ def plot_run(run: dict, out_dir: Path, problems: list[str] | None = None) -> lis
             ax.plot(idx[pooled], thr[pooled], "x", ms=3, label=f"pooled fit ({int(pooled.sum())})")
             ax.legend(fontsize=8)
             ax.set(xlabel="ID class index", ylabel="DIS threshold (Weibull CDF = 0.5)",
-                   title=f"per-class EVT thresholds: {title}")
+                   title=textwrap.fill(f"per-class EVT thresholds: {title}", 80))
             if len(thr) and pooled.all():
                 ax.text(0.5, 0.5, evt_all_pooled_note(len(thr), run["meta"]), transform=ax.transAxes,
                         ha="center", va="center", fontsize=8, wrap=True,
