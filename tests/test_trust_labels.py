@@ -7,7 +7,6 @@ read by ``report`` into a table of its own; OpenOOD's ``main.py`` route marks wh
 """
 import csv
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import pytest
 import torch
 import yaml
 from fake_endpoint import UNUSABLE, ContentEndpoint, base_url, is_image_request, serving
-from PIL import Image
+from test_hardening import stream  # noqa: F401  (a fixture: 64 unit features, an image each)
+from test_results import small_root  # noqa: F401  (a fixture: the test lists cut to 3-4 images)
 
 from openood_immuno import build_postprocessor
 from openood_immuno.cli import main, run
@@ -36,18 +36,6 @@ def ants(net, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return build_postprocessor("ants", **{**SMALL, **kw}).fit(net, {})
-
-
-@pytest.fixture(scope="module")
-def stream(tmp_path_factory):
-    """64 unit features with a real image each, 4 batches of 16."""
-    folder = tmp_path_factory.mktemp("stream")
-    paths = []
-    for i in range(64):
-        Image.new("RGB", (24, 24), ((37 * i) % 256, (91 * i) % 256, 90)).save(folder / f"{i}.png")
-        paths.append(str(folder / f"{i}.png"))
-    feats = torch.nn.functional.normalize(torch.randn(64, 64, generator=torch.Generator().manual_seed(1)), dim=-1)
-    return feats, paths
 
 
 def run_stream(pp, stream):
@@ -133,26 +121,16 @@ def test_no_mllm_and_the_test_backend_are_marked_not_degraded(tiny_net, stream):
 
 
 # ---- CLI: every output, exit codes -------------------------------------------------------------
-LISTS = {"test_imagenet.txt": 4, "test_ssb_hard.txt": 3, "test_ninco.txt": 3, "test_inaturalist.txt": 3,
-         "test_textures.txt": 3, "test_openimage_o.txt": 3}
-
-
 @pytest.fixture
-def small_root(minibench, tmp_path):
-    """A data_root with the test lists cut to 3-4 images, plus the MOS four (minibench images)."""
-    root = tmp_path / "data"
-    (root / "benchmark_imglist" / "imagenet").mkdir(parents=True)
-    (root / "benchmark_imglist" / "mos").mkdir()
-    for folder in ("images_largescale", "images_classic"):
-        os.symlink(minibench / folder, root / folder)
-    for name, n in LISTS.items():
-        lines = (minibench / "benchmark_imglist" / "imagenet" / name).read_text().splitlines()[:n]
-        (root / "benchmark_imglist" / "imagenet" / name).write_text("\n".join(lines) + "\n")
+def mos_root(small_root, minibench):
+    """``small_root`` (test_results: the test lists cut to 3-4 images) plus the MOS four lists,
+    3 minibench images each."""
+    (small_root / "benchmark_imglist" / "mos").mkdir()
     for mos, source, skip in (("inaturalist", "inaturalist", 0), ("sun", "ninco", 0),
                               ("places", "openimage_o", 0), ("textures", "textures", 3)):
         lines = (minibench / "benchmark_imglist" / "imagenet" / f"test_{source}.txt").read_text().splitlines()
-        (root / "benchmark_imglist" / "mos" / f"test_{mos}.txt").write_text("\n".join(lines[skip:skip + 3]) + "\n")
-    return root
+        (small_root / "benchmark_imglist" / "mos" / f"test_{mos}.txt").write_text("\n".join(lines[skip:skip + 3]) + "\n")
+    return small_root
 
 
 def _eval(root, out, *extra, pp="mcm", pretrained="none"):
@@ -250,24 +228,24 @@ def test_the_engine_scores_the_benchmark_asked_for(engine, protocol, benchmark, 
     assert choose_engine(engine, protocol, benchmark, extra, seeds, installed) == expected
 
 
-def test_engine_openood_with_mos_is_refused_in_one_line(small_root, monkeypatch):
+def test_engine_openood_with_mos_is_refused_in_one_line(mos_root, monkeypatch):
     from openood_immuno.openood import registry
 
     monkeypatch.setattr(registry, "openood_available", lambda: True)
     with pytest.raises(UsageError, match=r"^--engine openood scores OpenOOD's own OOD sets, not --benchmark "
                                          r"mos: use --engine builtin \(or auto\)$"):
-        main(["eval", "--data-root", str(small_root), "--benchmark", "mos", "--engine", "openood", *TINY])
+        main(["eval", "--data-root", str(mos_root), "--benchmark", "mos", "--engine", "openood", *TINY])
     from openood_immuno.cli.eval import _engine
     from openood_immuno.cli.main import build_parser
 
-    args = build_parser().parse_args(["eval", "--data-root", str(small_root), "--benchmark", "mos"])
+    args = build_parser().parse_args(["eval", "--data-root", str(mos_root), "--benchmark", "mos"])
     assert _engine(args) == "builtin"      # OpenOOD "installed": auto still picks builtin for MOS
 
 
-def test_mos_runs_are_scored_as_asked_and_reported_in_a_table_of_their_own(small_root, tmp_path):
+def test_mos_runs_are_scored_as_asked_and_reported_in_a_table_of_their_own(mos_root, tmp_path):
     out = tmp_path / "out"
-    assert _eval(small_root, out, "--benchmark", "mos") == 0    # auto: builtin
-    assert _eval(small_root, out, "--engine", "builtin") == 0
+    assert _eval(mos_root, out, "--benchmark", "mos") == 0    # auto: builtin
+    assert _eval(mos_root, out, "--engine", "builtin") == 0
     folder = next(p for p in out.glob("*/mcm-*") if json.loads((p / "run.json").read_text())["benchmark"] == "mos")
     with open(folder / "ood.csv") as fh:
         assert [r["dataset"] for r in csv.DictReader(fh)] == ["inaturalist", "sun", "places", "textures", "farood"]
