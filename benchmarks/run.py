@@ -41,6 +41,10 @@ import torch.nn.functional as F
 PAPER_TRAIN, PAPER_EPOCHS = 1_281_167, 10   # ImageNet-1K training images, the paper's 10 epochs
 
 
+#: OpenOOD's KNN banks all of ImageNet-1K's train features; the paper's 1% bank (bank_ratio 0.01)
+KNN_TRAIN = 1_281_167
+
+
 @dataclass(frozen=True)
 class Scale:
     """The sizes of one run (:func:`scale`)."""
@@ -58,6 +62,7 @@ class Scale:
     train: int = 10_000               # synthetic ID features the scorers fit on
     val: int = 5_000
     neglabel_sizes: tuple = (1_000, 10_000, 100_000)
+    knn_banks: tuple = (KNN_TRAIN // 100, KNN_TRAIN // 10, KNN_TRAIN)
     vaccination_features: int = 100_000
     vaccination_repeat: int = 1
     paper_features: int = 100_000     # CPU; a GPU runs the whole 1.28M
@@ -94,7 +99,7 @@ def scale(mode: str, gpu: bool) -> Scale:
     if mode == "smoke":
         return Scale("smoke", dim=64, n_classes=20, n_neg=200, n_antibodies=200, batch=32, repeat=2,
                      backbone_model="ImmunoTiny-ViT", backbone_batch=8, train=200, val=100,
-                     neglabel_sizes=(100, 400), vaccination_features=500, paper_features=500,
+                     neglabel_sizes=(100, 400), knn_banks=(200, 2000), vaccination_features=500, paper_features=500,
                      evt_scores=200, evt_repeat=1, e2e_model="ImmunoTiny-ViT", e2e_images=32, e2e_batch=16,
                      e2e_workers=(0, 1), encoder_repeat=1, stage_images=16, decode_images_per_list=8,
                      decode_workers=0, decode_classes=20, threads=1,
@@ -220,6 +225,10 @@ class BenchTextNet(torch.nn.Module):
     def device(self):
         return self._device
 
+    def head(self):
+        """The zero-shot linear head of ``CLIPNet.head``: ``W = 100 t``, ``b = 0``."""
+        return 100.0 * self.class_text_features, torch.zeros(len(self.class_names), device=self._device)
+
     def encode_text(self, texts, templates=None):
         from openood_immuno.core.cache import content_key
 
@@ -252,17 +261,31 @@ def synthetic_inputs(workdir: str, class_names, n_neg: int, n_antibodies: int) -
                           for k in range(per_class // 4)], {})
     bank_path = os.path.join(workdir, "bank.json")
     bank.save(bank_path)
-    return {"labels": labels, "bank": bank_path}
+    from openood_immuno.methods.eoe import write_names
+    from openood_immuno.methods.eoe.prompts import default_count
+
+    eoe_names = write_names([f"envisioned outlier {i}" for i in range(default_count("far"))],
+                            os.path.join(workdir, "eoe_names.txt"))
+    return {"labels": labels, "bank": bank_path, "eoe_names": str(eoe_names)}
 
 
-def synthetic_split(n: int, dim: int, num_classes: int, seed: int, device):
+def synthetic_split(n: int, dim: int, num_classes: int, seed: int, device, prototypes=None):
+    """``n`` unit features labelled ``i mod C``; with class ``prototypes`` [C, d] each is its class's
+    prototype plus noise (classified correctly: SHE needs a correct feature of every class)."""
     from openood_immuno.data.features import FeatureSet
 
     labels = torch.arange(n) % num_classes
-    return FeatureSet(f"synthetic{n}", unit(n, dim, seed, device), labels, [""] * n)
+    x = unit(n, dim, seed, device)
+    if prototypes is not None:
+        x = F.normalize(prototypes[labels.to(prototypes.device)] + 0.5 * x, dim=1)
+    return FeatureSet(f"synthetic{n}", x, labels, [""] * n)
 
 
-SCORERS = ("mcm", "neglabel", "immuno_zeroshot", "immuno_dis", "immuno", "ants_ens", "ants_vsnl", "ants")
+SCORERS = ("mcm", "neglabel", "immuno_zeroshot", "immuno_dis", "immuno", "ants_ens", "ants_vsnl", "ants",
+           "csp", "eoe")
+#: OpenOOD's classic scores on the CLIP head (docs/classic.md); KNN's bank is timed on its own below
+CLASSIC = ("msp", "ebo", "mls", "gen", "gradnorm", "react", "ash", "scale", "dice", "knn", "vim", "mds",
+           "rmds", "klm", "she", "fdbd", "nci")
 
 
 def scorer_overrides(name: str, inputs: dict, sizes: Scale) -> dict:
@@ -274,6 +297,12 @@ def scorer_overrides(name: str, inputs: dict, sizes: Scale) -> dict:
         out = {"neg_labels_file": inputs["labels"]}
     elif name.startswith("ants"):
         out = {"neg_labels_file": inputs["labels"], "mllm": "none"}
+    elif name == "csp":
+        out = {"neg_labels_file": inputs["labels"]}
+    elif name == "eoe":
+        out = {"outlier_names_file": inputs["eoe_names"]}
+    elif name in CLASSIC:
+        out = {"dim": sizes.dim // 2} if name == "vim" else {}   # ViM's default 256 of d = 512
     else:
         out = {"antibody_bank": inputs["bank"], "delta_low": -1.0, "delta_high": 1.0}  # keep them all
         if name != "immuno_zeroshot":
@@ -599,15 +628,16 @@ def scoring_sections(device, sizes: Scale, t_bb: float, ran: Sections, fig: dict
     b, repeat = sizes.batch, sizes.repeat
     with tempfile.TemporaryDirectory() as work:
         inputs = synthetic_inputs(work, classes, sizes.n_neg, sizes.n_antibodies)
-        id_features = {"train": synthetic_split(sizes.train, sizes.dim, sizes.n_classes, 1, device),
-                       "val": synthetic_split(sizes.val, sizes.dim, sizes.n_classes, 2, device)}
+        protos = net.class_text_features
+        id_features = {"train": synthetic_split(sizes.train, sizes.dim, sizes.n_classes, 1, device, protos),
+                       "val": synthetic_split(sizes.val, sizes.dim, sizes.n_classes, 2, device, protos)}
         x = unit(b, sizes.dim, 3, device)
         print(f"\nscoring a batch of {b} (d={sizes.dim}, {sizes.n_classes} ID classes, {sizes.n_neg} negative "
               f"labels, {sizes.n_antibodies} antibodies, ANTS banks full"
               + (f"; {sizes.mode} settings {sizes.overrides}" if sizes.overrides else "") + ")")
         print(f"{'scorer':<16}{'ms/image':>10}{'/backbone':>11}{'state MB':>10}{'GPU peak MB':>13}")
         fig["scorers"], ants = {}, None
-        for scorer in SCORERS:
+        for scorer in SCORERS + CLASSIC:
             pp = fit_scorer(scorer, net, inputs, id_features, sizes)
             mem: dict = {}
             with peak_memory(device, mem, "peak"):
@@ -620,7 +650,7 @@ def scoring_sections(device, sizes: Scale, t_bb: float, ran: Sections, fig: dict
                 ants = pp
         total = sum(v["ms_per_image"] for v in fig["scorers"].values()) / 1e3
         fig["runner_ratio"] = (t_bb + total) / t_bb
-        print(f"\nrunner: one backbone pass + all {len(SCORERS)} scorers from cached features = "
+        print(f"\nrunner: one backbone pass + all {len(fig['scorers'])} scorers from cached features = "
               f"{fig['runner_ratio']:.4f} x one backbone pass")
         ran.done("scorers")
         fused_ants_section(ants, x, device, repeat, t_bb, fig)
@@ -638,6 +668,27 @@ def scoring_sections(device, sizes: Scale, t_bb: float, ran: Sections, fig: dict
             print(f"  {n:>7} labels: {1e3 * t:.4f} ms/image, state {state_mb(pp):.1f} MB, "
                   f"GPU peak {_mb(mem['peak'])} MB")
         ran.done("neglabel_scaling")
+        knn_section(net, x, device, sizes, t_bb, fig)
+        ran.done("knn_bank")
+
+
+def knn_section(net, x, device, sizes: Scale, t_bb: float, fig: dict) -> None:
+    """KNN's exact search is linear in its bank: OpenOOD's bank is every ImageNet-1K train feature
+    (``bank_ratio`` 1); the KNN paper's ImageNet script also runs a 1% bank (``bank_ratio`` 0.01)."""
+    from openood_immuno import build_postprocessor
+
+    b, largest = sizes.batch, max(sizes.knn_banks)
+    print(f"\nKNN (K = 50) vs its bank of ID train features (batch {b}, d={sizes.dim}):")
+    fig["knn_bank"] = {}
+    train = {"train": synthetic_split(largest, sizes.dim, sizes.n_classes, 4, device)}
+    for n in sizes.knn_banks:
+        ratio = n / largest
+        pp = build_postprocessor("knn", bank_ratio=ratio).fit(net, train)
+        t = timeit(lambda: pp.score_features(x), device, sizes.repeat) / b
+        rows = int(pp.scorer.bank.shape[0])
+        fig["knn_bank"][rows] = {"bank_ratio": ratio, "ms_per_image": 1e3 * t, "ratio_to_backbone": t / t_bb}
+        print(f"  {rows:>9} features (bank_ratio {ratio:.4g}): {1e3 * t:.4f} ms/image = "
+              f"{100 * t / t_bb:.3f}% of the backbone")
 
 
 def evt_section(sizes: Scale, fig: dict) -> None:

@@ -90,6 +90,17 @@ def test_knn_kth_squared_distance():
         S.knn_score(t([[1.0, 0.0]]), bank, 4, logits)
 
 
+def test_knn_bank_is_a_seeded_share_of_the_train_features():
+    train = torch.arange(20.0)[:, None].repeat(1, 2)
+    assert S.knn_bank(train, 1.0) is train                                  # OpenOOD: every feature
+    bank = S.knn_bank(train, 0.25, seed=3)
+    assert bank.shape == (5, 2) and torch.equal(bank, S.knn_bank(train, 0.25, seed=3))
+    assert bank[:, 0].tolist() == sorted(set(bank[:, 0].tolist()))          # distinct rows, list order
+    assert not torch.equal(bank, S.knn_bank(train, 0.25, seed=4))
+    with pytest.raises(ValueError, match="bank_ratio=0.01 keeps no feature of 20"):
+        S.knn_bank(train, 0.01)
+
+
 def test_vim_known_values():
     x = t([[1, 0, 0.1], [0, 1, -0.1], [-1, 0, 0.1], [0, -1, -0.1]])
     w, b = torch.eye(3), torch.zeros(3)

@@ -144,3 +144,14 @@ def test_openood_config_refuses_bad_input_in_one_line(argv, message, tmp_path, c
     assert err.count("\n") == 1 and err.startswith("openood-immuno: error: ")
     assert message.format(tmp=tmp_path) in err
     assert os.listdir(tmp_path) == []
+
+
+def test_main_route_refuses_our_own_knn_bank_ratio_that_openoods_knn_would_ignore():
+    from openood_immuno.openood.main import _check_builtin_args as check   # check_run's first step
+
+    config = yaml.safe_load(render("imagenet", "knn"))
+    check(config)   # the defaults: OpenOOD's knn computes the same thing
+    config["postprocessor"]["postprocessor_args"]["bank_ratio"] = 0.01
+    with pytest.raises(ValueError, match=r"bank_ratio: 0.01 is read by openood-immuno's 'knn' only.*"
+                                         r"--pp-arg knn.bank_ratio="):
+        check(config)

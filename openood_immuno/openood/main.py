@@ -128,8 +128,31 @@ def _image_lists(config) -> list[tuple[str, str]]:
     return found
 
 
+def _check_builtin_args(config) -> None:
+    """OpenOOD's own class runs for its names (``knn``, ...) on this route: a parameter only our
+    re-derivation reads (``NOT_IN_OPENOOD`` of its params class), set away from its default, would
+    be ignored, and the run mislabelled."""
+    from openood_immuno.postprocessors.registry import METHODS
+
+    pp = config.get("postprocessor") or {}
+    cls = METHODS.get(pp.get("method") or pp.get("name") or "")
+    if cls is None or not cls.openood_builtin:
+        return
+    name = pp.get("name")
+    params = cls.params_class.from_config(pp.get("postprocessor_args"), None, where=f"postprocessor '{name}'",
+                                          prefix=f"{name}.")[0]
+    default = cls.params_class()
+    for key in getattr(cls.params_class, "NOT_IN_OPENOOD", ()):
+        if params.get(key) != default.get(key):
+            raise ValueError(f"postprocessor.postprocessor_args.{key}: {params.get(key)!r} is read by openood-immuno's "
+                             f"'{name}' only, and this route runs OpenOOD's own '{name}', which would ignore it: "
+                             f"use `openood-immuno eval --postprocessors {name} --pp-arg {name}.{key}=...` or "
+                             f"Evaluator(postprocessor=openood_immuno.build_postprocessor('{name}', {key}=...))")
+
+
 def check_run(config) -> None:
     """Bad input in one line before any model or image is loaded."""
+    _check_builtin_args(config)
     missing = [(key, path) for key, path in _image_lists(config) if not os.path.isfile(path)]
     if missing:
         key, path = missing[0]

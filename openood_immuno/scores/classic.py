@@ -162,6 +162,23 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True) + 1e-10
 
 
+def knn_bank(train_features: torch.Tensor, ratio: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """KNN's bank: every ID train feature (``ratio`` 1, OpenOOD), or ``floor(ratio * n)`` of them
+    drawn uniformly without replacement (``torch.randperm`` on a generator seeded ``seed``, kept in
+    list order): the ``ALPHA`` of Sun et al.'s ImageNet script (deeplearning-wisc/knn-ood
+    ``run_imagenet.py``, ``np.random.choice(n, int(n * ALPHA), replace=False)``). Search cost is
+    linear in the bank size."""
+    if ratio >= 1.0:
+        return train_features
+    n = train_features.shape[0]
+    keep = int(n * ratio)
+    if keep < 1:
+        raise ValueError(f"KNN bank_ratio={ratio} keeps no feature of {n}: raise bank_ratio to at least {1 / n:.3g}")
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(n, generator=generator)[:keep].sort().values
+    return train_features[rows]
+
+
 def knn_score(features: torch.Tensor, bank: torch.Tensor, K: int, logits: torch.Tensor,
               chunk: int = 65536) -> Scores:
     """KNN (Sun et al., ICML 2022; OpenOOD ``knn``): ``S = -||u - u_(K)||^2``, the negated squared

@@ -70,10 +70,18 @@ class DICEParams(Params):
 
 @dataclass(frozen=True)
 class KNNParams(Params):
-    """KNN (OpenOOD ``knn.yml``)."""
+    """KNN (OpenOOD ``knn.yml``; ``bank_ratio`` is the authors' ``ALPHA``, deeplearning-wisc/knn-ood
+    ``run_imagenet.py``: OpenOOD banks every train feature, the paper also reports a 1% bank)."""
 
     K: int = param(50, "the K-th nearest ID train feature gives the score", low=1,
                    sweep=(50, 100, 200, 500, 1000))
+    bank_ratio: float = param(1.0, "share alpha of the ID train features kept in the bank, drawn "
+                              "once without replacement (1 = all, as OpenOOD; 0.01 = the paper's 1% bank)",
+                              low=0, high=1, low_open=True)
+    bank_seed: int = param(0, "seed of the bank's draw when bank_ratio < 1", low=0)
+
+    NOT_IN_OPENOOD = ("bank_ratio", "bank_seed")
+    """Ours only: OpenOOD's own ``knn`` (what its ``main.py`` route runs) does not read them."""
 
 
 @dataclass(frozen=True)

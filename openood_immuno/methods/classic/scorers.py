@@ -110,8 +110,12 @@ class KNNScorer(ClassicScorer):
     split = "train"
 
     def fit(self, id_fs=None):
-        self.bank = id_fs.features.float()
+        self.train_features = id_fs.features.float()
+        self.refresh()
         return self
+
+    def refresh(self):
+        self.bank = S.knn_bank(self.train_features, self.params.bank_ratio, self.params.bank_seed)
 
     def score(self, features):
         return S.knn_score(features.float().cpu(), self.bank, self.params.K, self.logits(features))
