@@ -13,6 +13,8 @@ import re
 import traceback
 import zipfile
 
+from openood_immuno.core.redact import redact
+
 from .args import UsageError
 
 _WORKER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\s*Original Traceback \(most recent "
@@ -123,4 +125,4 @@ def one_line(exc: BaseException) -> str:
         if type(exc).__name__ == "DecompressionBombError":
             message = _bomb(message, None)
         message += " (raised in a DataLoader worker; --num-workers 0 runs it in-process and names the file)"
-    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+    return redact(" ".join(part.strip() for part in message.splitlines() if part.strip()))

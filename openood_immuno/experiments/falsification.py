@@ -41,6 +41,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from openood_immuno.core.redact import redact, redact_all
 from openood_immuno.data.features import FeatureSet
 from openood_immuno.methods.mcm.params import MCMParams
 from openood_immuno.methods.mcm.scorer import MCMScorer
@@ -239,7 +240,8 @@ def run_falsification(data: FalsificationData, seeds: Sequence[int],
             if antibodies is None:  # the reference (first) variant's filtered antibodies
                 antibodies = pp.scorer.antibodies
                 if "describe" not in described:  # bank and regime the verdict names
-                    described.update(describe=pp.describe(), label=f"{pp.name} {pp.label_suffix()}")
+                    described.update(describe=redact_all(pp.describe()),
+                                     label=redact(f"{pp.name} {pp.label_suffix()}"))
             per_seed[v.label][seed] = variant_metrics(pp, data, antibodies, temperature, batch_size)
             log.info("falsification seed %d %s: ACC %.2f AUROC near %.2f far %.2f", seed, v.label,
                      per_seed[v.label][seed]["ACC"], per_seed[v.label][seed]["AUROC_near"],

@@ -43,6 +43,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from openood_immuno.core.redact import redact_all
 from openood_immuno.core.cache import atomic_write_json, content_key
 from openood_immuno.core.fileid import content_digest
 
@@ -322,7 +323,7 @@ def write_run(output_dir: str, spec: RunSpec, result, timings: Optional[Mapping[
                     "describe": getattr(result, "describe", {}),
                     "timings": dict(timings or {}), "versions": versions(),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, **(extra or {})}
-        atomic_write_json(json.loads(json.dumps(manifest, default=str)), tmp / MANIFEST)
+        atomic_write_json(redact_all(json.loads(json.dumps(manifest, default=str))), tmp / MANIFEST)
         old = _publish(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

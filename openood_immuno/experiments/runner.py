@@ -47,6 +47,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from openood_immuno.core.redact import redact, redact_all
 from openood_immuno.data.benchmarks import NUM_CLASSES, BenchmarkLists, ListSpec
 from openood_immuno.data.lists import ImglistDataset, check_regular_images, make_loader, read_imglist
 from openood_immuno.data.features import FeatureSet, LazyFeatures, extract_features
@@ -268,8 +269,8 @@ def described(pp) -> dict:
     """``label`` (the postprocessor's name with its regime, e.g. ``immuno [wordnet, 16-shot x
     20]``) and ``describe`` of a fitted postprocessor, for :class:`EvalResult`."""
     suffix = pp.label_suffix() if hasattr(pp, "label_suffix") else ""
-    return {"label": f"{pp.name} {suffix}".strip(),
-            "describe": pp.describe() if hasattr(pp, "describe") else {}}
+    return {"label": redact(f"{pp.name} {suffix}".strip()),
+            "describe": redact_all(pp.describe() if hasattr(pp, "describe") else {})}
 
 
 def zero_shot_accuracy(net, id_fs: FeatureSet) -> float:

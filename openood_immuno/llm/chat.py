@@ -145,7 +145,7 @@ class OpenAIChatBackend(ChatBackend):
             self.client = OpenAIClient(url, api_key_env, timeout_s)
         except ValueError as exc:
             raise BackendUnavailable(str(exc)) from exc
-        self.base, self.timeout_s = self.client.base_url, self.client.timeout_s
+        self.base, self.timeout_s = self.client.shown_url, self.client.timeout_s   # requests: self.client
         self.temperature, self.max_new_tokens = float(temperature), int(max_new_tokens)
         self.model_id = model or self._first_model()
 

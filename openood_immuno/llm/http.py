@@ -30,6 +30,8 @@ import urllib.request
 from typing import Optional
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from openood_immuno.core.redact import redact
+
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 MAX_ANSWER_BYTES = 16 << 20   # no chat or model-list answer comes near this
@@ -224,6 +226,7 @@ class OpenAIClient:
         if not float(timeout_s) > 0:
             raise ValueError(f"the request timeout must be > 0 seconds, got {timeout_s}")
         self.base_url = api_base(base_url)
+        self.shown_url = redact(self.base_url)   # for messages and records: no user:password@
         self.api_key_env, self.timeout_s = str(api_key_env or ""), float(timeout_s)
         self._inflight = _InFlight()
 
@@ -238,10 +241,10 @@ class OpenAIClient:
         try:
             ids = [str(m["id"]) for m in listing["data"]]
         except (KeyError, TypeError) as exc:
-            raise EndpointError("bad_answer", f"{self.base_url}/models did not list models: "
+            raise EndpointError("bad_answer", f"{self.shown_url}/models did not list models: "
                                               f"{str(listing)[:60]}") from exc
         if not ids:
-            raise EndpointError("bad_answer", f"{self.base_url}/models lists no model")
+            raise EndpointError("bad_answer", f"{self.shown_url}/models lists no model")
         return ids
 
     def chat(self, model: str, content, max_tokens: int, temperature: float,

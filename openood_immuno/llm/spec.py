@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from openood_immuno.core.redact import redact
+
 from .http import api_base, is_http_url
 
 FORMS = ("'hf:<model name or local path>' (e.g. 'hf:Qwen/Qwen2-VL-2B-Instruct')",
@@ -44,10 +46,12 @@ class ModelSpec:
     url: str = ""
 
     def __str__(self) -> str:
+        """The reference as written, with any ``user:password@`` of its URL shown as ``***@``."""
         if self.kind == "hf":
             return f"hf:{self.name}"
         if self.kind == "openai":
-            return f"openai:{self.name}@{self.url}" if self.name else f"openai:{self.url}"
+            url = redact(self.url)
+            return f"openai:{self.name}@{url}" if self.name else f"openai:{url}"
         return self.kind
 
 

@@ -257,7 +257,7 @@ class OpenAIVision(MLLMBackend):
                  timeout_s: float = DEFAULT_TIMEOUT_S, batch_size: int = 8, **common):
         super().__init__(batch_size, **common)
         self.client = OpenAIClient(base_url, api_key_env, timeout_s)
-        self.model, self.base_url = model, self.client.base_url
+        self.model, self.base_url = model, self.client.shown_url   # requests go through self.client
         self.spec = f"openai:{model}@{self.base_url}" if model else f"openai:{self.base_url}"
 
     def load(self) -> None:

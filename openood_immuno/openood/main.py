@@ -210,6 +210,7 @@ def mark_results(output_dir: str, status: RunStatus) -> list[str]:
     line saying the same (a comment, so the file loads as before).
     """
     from openood_immuno.core.cache import atomic_write_text
+    from openood_immuno.core.redact import redact
 
     marked = []
     line = STATUS_LINE + status.label
@@ -225,14 +226,15 @@ def mark_results(output_dir: str, status: RunStatus) -> list[str]:
             atomic_write_text(buf.getvalue(), path)
             marked.append(path)
     path = os.path.join(output_dir, "log.txt")
-    if os.path.isfile(path):
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+    if os.path.isfile(path):   # OpenOOD printed the config (credentials of an MLLM URL included)
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        atomic_write_text(redact(text) + line + "\n", path)
         marked.append(path)
     path = os.path.join(output_dir, "config.yml")
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            text = redact(fh.read())
         if not text.startswith("# " + STATUS_LINE):
             atomic_write_text(f"# {line}\n{text}", path)
             marked.append(path)

@@ -41,6 +41,7 @@ from typing import Any, Optional, Sequence
 import torch
 from PIL import Image
 
+from openood_immuno.core.redact import redact
 from openood_immuno.data.lists import load_rgb
 from openood_immuno.llm.parsing import parse_description, parse_list
 from openood_immuno.llm.vision import MLLMBackend, build_vision_backend
@@ -78,6 +79,7 @@ def load_mllm(params: ANTSParams, who: str = "ANTS") -> Optional[MLLMBackend]:
         msg = (f"{who}: MLLM {backend.spec} unavailable ({exc}). DEGRADED: every score below is "
                "the NegLabel score, not ANTS. Set mllm_strict: true to fail instead, or mllm: none "
                "to silence this.")
+        msg = redact(msg)
         log.error(msg)
         warnings.warn(msg, stacklevel=2)
         return None
