@@ -530,9 +530,10 @@ def test_diverging_vaccination_stops_naming_lr_and_caches_nothing(tmp_path, monk
 
 
 # ---- G: --id on a data_root without its lists ---------------------------------------------------------
-@pytest.mark.parametrize("command", ["eval", "vaccinate", "falsify"])
+@pytest.mark.parametrize("command", ["eval", "vaccinate", "falsify", "features"])
 def test_id_without_its_lists_names_the_id_option(small_root, tmp_path, capsys, no_model, command):
     argv = {"eval": _eval_argv(small_root, tmp_path / "out", "--id", "cifar10"),
+            "features": ["features", "--data-root", str(small_root), "--id", "cifar10", *TINY],
             "vaccinate": ["vaccinate", "--data-root", str(small_root), "--id", "cifar10", *TINY],
             "falsify": ["falsify", "--data-root", str(small_root), "--id", "cifar10", *TINY,
                         "--output-dir", str(tmp_path / "f")]}[command]

@@ -3,7 +3,8 @@ many (``torchrun --nproc_per_node N -m openood_immuno.cli features ...``)."""
 from __future__ import annotations
 
 from openood_immuno.data.decode_options import BACKENDS
-from .args import HelpFormatter, add_data_root_arg, add_id_arg, add_loader_args, add_model_args, resolve_device
+from .args import (HelpFormatter, add_data_root_arg, add_id_arg, add_loader_args, add_model_args, check_data_root,
+                   check_id_lists, resolve_device)
 
 DESCRIPTION = """\
 Compute and cache the CLIP image features of OpenOOD image lists, so that a later
@@ -41,5 +42,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from openood_immuno.experiments.features import run_features
 
+    check_data_root(args.data_root)
+    check_id_lists(args.data_root, args.id_name)   # before any process group or model
     args.device = resolve_device(args.device)
     return run_features(args)
