@@ -35,6 +35,10 @@ class ChatHandler(QuietJSONHandler):
         if mode == "slow":
             time.sleep(1.0)
         prompt = payload["messages"][0]["content"]
+        if mode in ("empty", "null"):
+            self.send_json({"choices": [{"message": {"role": "assistant",
+                                                     "content": None if mode == "null" else "  \n"}}]})
+            return
         if mode == "garbage":
             content = "@@@ ### !!!\n\u2588\u2588\u2588 ~~~ ::::\nthe the the the the the"
         elif "look visually similar" in prompt:
@@ -80,6 +84,17 @@ def test_openai_garbage_is_logged_and_the_run_continues(server, tmp_path, caplog
     assert caplog.text.count("fell short") == 3
     saved = AntibodyBank.load(tmp_path / "b.json")
     assert saved.short == bank.short
+
+
+@pytest.mark.parametrize("mode", ["empty", "null"])
+def test_openai_empty_answers_are_failed_requests_and_leave_classes_pending(server, tmp_path, mode):
+    server.mode = mode
+    gen = openai_gen(server, retries=1, give_up_after=100)
+    bank = build_bank(gen, CLASSES, tmp_path / "b.json", progress=False)
+    assert bank.missing() == ["tench", "goldfish", "magpie"]   # no answer: asked again on resume
+    cost = gen.backend.cost
+    assert cost.failures == cost.unusable == cost.requests == 3 * 2 * 2
+    assert cost.failure_note() == "12 of 12 requests failed (12 answered no usable text)"
 
 
 def test_openai_http_500_leaves_classes_pending_then_resume_fills_them(server, tmp_path, caplog):

@@ -43,7 +43,9 @@ class ChatBackend(ABC):
         """Sampling settings, recorded in the bank's provenance."""
 
     def complete(self, prompt: str, seed: int) -> str:
-        """One answer, counted; gives the backend up once its failure budget is spent."""
+        """One answer, counted; gives the backend up once its failure budget is spent. An answer
+        with no usable text (``None``, empty, whitespace) is a failed request (``failures`` and
+        ``unusable``), raised as :class:`RequestFailed`, as ANTS's vision backends count it."""
         if self.budget.exhausted:
             self.cost.skipped += 1
             raise BackendUnavailable(f"{self.kind}:{self.model_id} given up after {self.budget.reason()}")
@@ -61,7 +63,16 @@ class ChatBackend(ABC):
                 raise BackendUnavailable(f"{self.kind}:{self.model_id} given up after "
                                          f"{self.budget.reason()}") from exc
             raise
-        self.cost.seconds += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self.cost.seconds += elapsed
+        if not isinstance(answer, str) or not answer.strip():   # null, empty or whitespace: no answer
+            self.cost.failures += 1
+            self.cost.unusable += 1
+            error = f"{self.kind}:{self.model_id} answered no usable text ({answer!r:.40})"
+            self.budget.record(False, elapsed, error)
+            if self.budget.exhausted:
+                raise BackendUnavailable(f"{self.kind}:{self.model_id} given up after {self.budget.reason()}")
+            raise RequestFailed(error)
         self.budget.record(True, 0.0)
         return answer
 

@@ -5,7 +5,8 @@ contextual anomalies; the wording is ours: the paper does not print its prompts)
 answer is parsed (:func:`openood_immuno.llm.parsing.parse_list`) and screened
 (:func:`~.screening.screen_candidates`); while a kind has fewer usable items than asked, the
 prompt is retried (``retries`` times, a new seed each time). Garbage answers and transient
-failures (HTTP 5xx/429, timeouts, a model error) are reported per class and never stop a
+failures (HTTP 5xx/429, timeouts, a model error, an answer with no text: a failed request,
+counted in the backend's ``failures`` and ``unusable``) are reported per class and never stop a
 run; a backend that cannot work at all (model not found, endpoint down at start, HTTP
 401/403/404) or whose failure budget is spent (:mod:`openood_immuno.llm.cost`: 5 requests in
 a row or 300 s of requests without an answer) raises :class:`~.generation.GeneratorUnavailable`
