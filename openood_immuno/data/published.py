@@ -4,7 +4,7 @@ One yml per paper table in ``openood_immuno/data/published/``: the paper (title,
 where its text states them, else ``null``), the table, the benchmark it compares with (the
 ``--benchmark`` of ``openood-immuno eval``: ``openood``, ``mos``, ``immuno_vlm``), the ID set, the
 backbone (and its open_clip name and weights), the direction of its FPR95 and what that rests on,
-the columns and one row per method (``null`` where the paper reports nothing). Only numbers that are
+the columns, the decimals it prints and one row per method (``null`` where the paper reports nothing). Only numbers that are
 in the paper texts are quoted.
 
 Column names are ``<set>_<metric>``: ``<set>`` a row of our ``ood.csv`` (an OOD set, ``nearood``,
@@ -23,7 +23,7 @@ import yaml
 FPR95_DIRECTIONS = {
     "id_at_95_ood_tpr": "share of ID flagged OOD at 95% OOD recall (OpenOOD v1.5)",
     "ood_at_95_id_tpr": "share of OOD accepted at 95% ID TPR (MCM, NegLabel)",
-    "unstated": "direction not stated",
+    "unstated": "direction unknown",
 }
 METRICS = ("auroc", "fpr95", "acc")
 _PAPER_KEYS = ("short", "title", "venue", "arxiv")
@@ -54,6 +54,11 @@ class PublishedTable:
     rows: tuple
     caption: Optional[str] = None
     column_notes: Optional[dict] = None
+    decimals: int = 2            # as the paper prints its numbers
+
+    def cell(self, value: Optional[float]) -> str:
+        """A quoted number as the paper prints it, ``-`` where it reports none."""
+        return "-" if value is None else f"{value:.{self.decimals}f}"
 
     @property
     def source(self) -> str:
@@ -90,7 +95,7 @@ def parse_table(data: dict, file: str) -> PublishedTable:
     return PublishedTable(file, dict(data["paper"]), str(data["table"]), str(data["benchmark"]), str(data["id"]),
                           str(data["backbone"]), dict(data["open_clip"]), data["fpr95_direction"],
                           str(data["fpr95_direction_basis"]), columns, tuple(rows), data.get("caption"),
-                          data.get("column_notes") or {})
+                          data.get("column_notes") or {}, int(data.get("decimals", 2)))
 
 
 def published_tables() -> list[PublishedTable]:

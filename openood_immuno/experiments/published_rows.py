@@ -51,10 +51,6 @@ def _groups(benchmark: str) -> dict[str, list[str]]:
     return {"nearood": list(bench.near), "farood": list(bench.far)}
 
 
-def _fmt(x) -> str:
-    return "-" if x is None else f"{x:.2f}"
-
-
 def run_cells(run: dict, table: PublishedTable, problems: list[str]) -> list[str]:
     """The run's cells in the table's columns (see the module's rule)."""
     rows, groups = run["rows"], _groups(table.benchmark)
@@ -101,7 +97,9 @@ def _paper_line(table: PublishedTable) -> str:
     return (f"{p['short']}: \"{p['title']}\" (venue: {p['venue'] or 'not stated in its text'}; arXiv: "
             f"{p['arxiv'] or 'not stated in its text'}); {table.table}, backbone {table.backbone}, ID "
             f"{table.id}, our `--benchmark {table.benchmark}`. Its FPR95: "
-            f"{FPR95_DIRECTIONS[table.fpr95_direction]} ({table.fpr95_direction_basis}).")
+            f"{FPR95_DIRECTIONS[table.fpr95_direction]} ({table.fpr95_direction_basis})"
+            + ("; our FPR95 cells are OpenOOD v1.5's, marked (OpenOOD)." if table.fpr95_direction == "unstated"
+               else "."))
 
 
 def markdown_sections(runs: list[dict], problems: list[str]) -> list[str]:
@@ -130,5 +128,5 @@ def markdown_sections(runs: list[dict], problems: list[str]) -> list[str]:
                          f"{r['run']} | " + " | ".join(run_cells(r, table, problems)) + " |")
         for row in table.rows:
             lines.append(f"| quoted ({table.source}) | {row.method} | {row.backbone}, {row.group} | "
-                         + " | ".join(_fmt(row.values[c]) for c in table.columns) + " |")
+                         + " | ".join(table.cell(row.values[c]) for c in table.columns) + " |")
     return lines
