@@ -224,3 +224,18 @@ def test_report_gives_a_mos_run_ants_table1_direction_from_its_scores(tmp_path):
     cells = [c.strip() for c in run_row.strip("|").split("|")][3:]
     assert cells == ["60.00", "50.00", "60.00", "0.00", "60.00", "100.00", "60.00", "50.00", "60.00", "50.00"]
     assert "share of OOD accepted at 95% ID TPR" in beside
+
+
+@pytest.mark.parametrize("model, pretrained, state, label, why", [
+    ("ViT-B-16", "openai", "ok", "ok", ""),
+    ("ViT-B-16", "openai", "stand-in", "NO MLLM: NegLabel scores", "status NO MLLM: NegLabel scores"),
+    ("ViT-L-14", "openai", "ok", "ok", "backbone ViT-L-14 (openai), not CLIP ViT-B/16"),
+    ("ViT-B-16", "none", "random-weights", "RANDOM WEIGHTS: pretrained none", "random weights; backbone ViT-B-16 (none)"),
+])
+def test_comparability_rule(model, pretrained, state, label, why):
+    from openood_immuno.experiments.published_rows import comparability
+
+    run = {"status": label, "meta": {"model": model, "pretrained": pretrained, "status": {"state": state}}}
+    table = next(t for t in published_tables() if t.benchmark == "openood")
+    got = comparability(run, table)
+    assert got.startswith(why) if why else got == ""

@@ -42,7 +42,7 @@ def comparability(run: dict, table: PublishedTable) -> str:
         why.append(f"backbone {model} ({weights or 'no weights'}), not {table.backbone} "
                    f"({table.open_clip['model']}, {table.open_clip['pretrained']})")
     if run["meta"].get("status", {}).get("state", "ok") not in (OK, RANDOM_WEIGHTS):
-        why.append(f"status {run['status']}")
+        why.append("status " + "; ".join(p for p in run["status"].split("; ") if not p.startswith("RANDOM WEIGHTS")))
     return "; ".join(why)
 
 
