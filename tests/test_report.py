@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from openood_immuno.cli import main
-from openood_immuno.experiments.report import LEADERBOARD_COLUMNS, published_results, write_report
+from openood_immuno.data.published import published_tables
+from openood_immuno.experiments.report import LEADERBOARD_COLUMNS, write_report
 from openood_immuno.experiments.results import RunSpec, write_run
 from openood_immuno.experiments.runner import EvalResult
 
@@ -46,7 +47,7 @@ def test_report_markdown_leaderboard_and_plots(tmp_path, capsys):
             "1.00 |") in md
     assert f"| imagenet_ViT-B-16_openai/{ants.name} | ants | stream |" in md
     assert "share of ID flagged OOD at 95% OOD recall" in md
-    assert all(row["method"] in md for row in published_results()["rows"])
+    assert all(f"| quoted ({t.source}) | {row.method} |" in md for t in published_tables() for row in t.rows)
     with open(tmp_path / "out" / "leaderboard.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == LEADERBOARD_COLUMNS

@@ -271,6 +271,10 @@ def check_lists(data_root: str, specs: Iterable, id_name: str | None = None) -> 
     if id_name is not None:
         check_id_lists(data_root, id_name)
     missing = [s.imglist for s in specs if not os.path.isfile(os.path.join(data_root, s.imglist))]
+    fixes = [s for s in specs if s.imglist in missing and getattr(s, "fix", "")]
+    if fixes:   # a list OpenOOD does not ship (ImageNet-O): say how to make it
+        raise UsageError(f"--data-root {data_root!r} lacks the image list {fixes[0].imglist!r} "
+                         f"({fixes[0].name}) that this run needs: {fixes[0].fix}")
     if missing:
         raise UsageError(f"--data-root {data_root!r} lacks the image list(s) {missing} that this run "
                          "needs: check the folder, or drop what needs them (--extra-ood, the "

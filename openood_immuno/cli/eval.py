@@ -41,9 +41,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--postprocessors", default="mcm",
                    help=f"comma-separated, from: {', '.join(postprocessor_names())}")
     p.add_argument("--benchmark", default="openood", choices=OOD_PRESETS,
-                   help="OOD sets: openood (OpenOOD v1.5's near/far sets of --id) or mos (iNaturalist, "
-                        "SUN, Places, Textures under benchmark_imglist/mos/, ImageNet-1K only; "
-                        "docs/openood.md)")
+                   help="OOD sets: openood (OpenOOD v1.5's near/far sets of --id), mos (iNaturalist, "
+                        "SUN, Places, Textures under benchmark_imglist/mos/, ImageNet-1K only) or "
+                        "immuno_vlm (Immuno-VLM's Table 1: ImageNet-O near, OpenOOD's iNaturalist and "
+                        "Textures far; ImageNet-1K only; `openood-immuno imagenet-o-list` writes the "
+                        "ImageNet-O list; docs/openood.md)")
     p.add_argument("--protocol", default="openood", choices=PROTOCOLS,
                    help="openood: ID test then each OOD set; stream: shuffled ID+OOD stream per OOD set")
     p.add_argument("--seeds", default=None,

@@ -7,6 +7,7 @@ import sys
 import warnings
 
 from . import antibodies, falsify, features, neglabels, openood_config, openood_main, report, vaccinate
+from . import imagenet_o
 from . import eval as evaluate
 from .args import HelpFormatter, UsageError, check_numbers, check_pretrained_arg
 from .errors import one_line
@@ -16,7 +17,7 @@ Vision-language OOD scorers (MCM, NegLabel, ANTS, Immuno-VLM) on OpenOOD v1.5 be
 Run 'openood-immuno COMMAND --help' for the flags of a command."""
 
 COMMANDS = (evaluate, report, features, antibodies, vaccinate, falsify, neglabels, openood_main,
-            openood_config)
+            openood_config, imagenet_o)
 
 
 def build_parser() -> argparse.ArgumentParser:

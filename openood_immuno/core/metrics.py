@@ -11,6 +11,9 @@ Convention (OpenOOD v1.5): OOD is the positive class and ``conf`` is higher for 
 * ACC: top-1 accuracy over the ID samples (``label != -1``).
 * F1@tau (:func:`f1_at_threshold`, postprocessors that decide): F1 of OOD detection when every
   sample with ``conf`` below the postprocessor's threshold is rejected.
+* F1@TPR95 (:func:`f1_at_id_tpr`, any scorer): the same F1 at the threshold that accepts 95% of
+  the ID test samples (:func:`id_tpr_threshold`); :func:`fpr_at_id_tpr` is the share of OOD
+  accepted there (FPR95 in the MCM / NegLabel direction).
 
 All values are fractions in [0, 1]; tables multiply by 100 like OpenOOD.
 """
@@ -58,3 +61,36 @@ def f1_at_threshold(conf: np.ndarray, label: np.ndarray, threshold: float) -> fl
     fp = int(np.sum(rejected & ~is_ood))
     fn = int(np.sum(~rejected & is_ood))
     return 2 * tp / (2 * tp + fp + fn)
+
+
+def id_tpr_threshold(id_conf: np.ndarray, tpr: float = 0.95) -> float:
+    """The threshold that accepts (``conf >= tau``) a share ``tpr`` of the ID samples:
+    ``tau = s_(k+1)``, the (k+1)-th smallest ID confidence with ``k = floor((1 - tpr) n)``, so
+    rejecting ``conf < tau`` rejects at most ``k`` of the ``n`` ID samples (fewer when confidences
+    tie at ``tau``) and accepts at least ``tpr`` of them."""
+    conf = np.sort(np.asarray(id_conf, dtype=np.float64))
+    if conf.size == 0 or not 0 < tpr <= 1:
+        raise ValueError(f"id_tpr_threshold needs ID scores and 0 < tpr <= 1, got {conf.size} scores, tpr {tpr}")
+    k = int(np.floor(round((1 - tpr) * conf.size, 9)))
+    return float(conf[min(k, conf.size - 1)])
+
+
+def f1_at_id_tpr(conf: np.ndarray, label: np.ndarray, tpr: float = 0.95) -> float:
+    """F1@TPR95: :func:`f1_at_threshold` (OOD positive, ``2 TP / (2 TP + FP + FN)``) at
+    ``tau = id_tpr_threshold(conf[label != -1], tpr)``: the threshold is set on the ID samples
+    of the same scores, never on the OOD ones."""
+    conf = np.asarray(conf, dtype=np.float64)
+    is_ood = np.asarray(label) == -1
+    if is_ood.all() or not is_ood.any():
+        raise ValueError("F1@TPR95 needs both ID (label >= 0) and OOD (label == -1) samples")
+    return f1_at_threshold(conf, label, id_tpr_threshold(conf[~is_ood], tpr))
+
+
+def fpr_at_id_tpr(conf: np.ndarray, label: np.ndarray, tpr: float = 0.95) -> float:
+    """Share of OOD samples accepted (``conf >= tau``) at ``tau = id_tpr_threshold(ID conf, tpr)``:
+    FPR95 in the direction of the MCM and NegLabel papers (not OpenOOD v1.5's ``FPR@95``)."""
+    conf = np.asarray(conf, dtype=np.float64)
+    is_ood = np.asarray(label) == -1
+    if is_ood.all() or not is_ood.any():
+        raise ValueError("FPR at ID TPR needs both ID (label >= 0) and OOD (label == -1) samples")
+    return float(np.mean(conf[is_ood] >= id_tpr_threshold(conf[~is_ood], tpr)))

@@ -28,6 +28,13 @@ ships no lists for them; they are read from this layout under ``data_root``::
 
 e.g. ``inaturalist_mos/0a1b.jpg -1`` (the 10,000 / 10,000 / 10,000 / 5,640 images MOS released;
 Textures here is all of DTD, not OpenOOD's 5,160-image ``textures``).
+
+Immuno-VLM's benchmark (its Table 1; :data:`IMMUNO_VLM_OOD`): ImageNet-1K with ImageNet-O
+(Hendrycks et al., CVPR 2021: 2,000 images of 200 ImageNet classes' folders) as near-OOD and
+OpenOOD's iNaturalist and Textures as far-OOD. OpenOOD ships no ImageNet-O list; it is read in
+OpenOOD's layout from ``benchmark_imglist/imagenet/test_imagenet_o.txt``, images under
+``images_largescale/imagenet_o/<wnid>/<file>`` (``openood-immuno imagenet-o-list`` writes it:
+:mod:`openood_immuno.data.imagenet_o`).
 """
 from __future__ import annotations
 
@@ -45,12 +52,14 @@ class ListSpec:
     """One image list of the benchmark: where its images live and which file lists them.
 
     ``id_list``: an ID list, whose labels are class indices (-1, OOD, is refused there).
+    ``fix``: how a user makes the list when it is missing (said in the one-line error).
     """
 
     name: str
     data_dir: str
     imglist: str
     id_list: bool = False
+    fix: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,14 +114,24 @@ MOS_FOUR: Mapping[str, ListSpec] = {
     "places": ListSpec("places", LARGE, "benchmark_imglist/mos/test_places.txt"),
     "textures": ListSpec("textures", CLASSIC, "benchmark_imglist/mos/test_textures.txt"),
 }
-OOD_PRESETS = ("openood", "mos")
+IMAGENET_O_LIST = "benchmark_imglist/imagenet/test_imagenet_o.txt"
+IMAGENET_O_DIR = "imagenet_o"   # images_largescale/imagenet_o/<wnid>/<file>
+IMAGENET_O = ListSpec("imagenet_o", LARGE, IMAGENET_O_LIST,
+                      fix="download ImageNet-O (imagenet-o.tar, Hendrycks et al.), extract its 200 class "
+                          f"folders to DATA_ROOT/{LARGE}{IMAGENET_O_DIR}/ and run `openood-immuno "
+                          "imagenet-o-list --data-root DATA_ROOT` (docs/openood.md)")
+#: Immuno-VLM's Table 1: ImageNet-O near, OpenOOD's iNaturalist and Textures far
+IMMUNO_VLM_OOD = {"near": {"imagenet_o": IMAGENET_O},
+                  "far": {n: BENCHMARKS["imagenet"].far[n] for n in ("inaturalist", "textures")}}
+OOD_PRESETS = ("openood", "mos", "immuno_vlm")
 
 
 def get_benchmark(id_name: str, ood: str = "openood") -> Benchmark:
-    """The benchmark of ``id_name`` with OpenOOD's OOD lists, or (``ood='mos'``) the MOS four.
+    """The benchmark of ``id_name`` with OpenOOD's OOD lists, or (``ood='mos'``) the MOS four,
+    or (``ood='immuno_vlm'``) Immuno-VLM's Table 1 sets (:data:`IMMUNO_VLM_OOD`).
 
     The MOS four are far-OOD only (no near-OOD rows); their ``farood`` row is the
-    four-set average the MCM/NegLabel/ANTS tables report. They are defined for ImageNet-1K.
+    four-set average the MCM/NegLabel/ANTS tables report. Both presets are defined for ImageNet-1K.
     """
     if id_name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {id_name!r}: use one of {sorted(BENCHMARKS)}")
@@ -122,7 +141,11 @@ def get_benchmark(id_name: str, ood: str = "openood") -> Benchmark:
     if ood == "openood":
         return bench
     if id_name != "imagenet":
-        raise ValueError(f"the MOS four are OOD sets of ImageNet-1K, not of {id_name!r}: use --id imagenet")
+        sets = "the MOS four are" if ood == "mos" else "Immuno-VLM's ImageNet-O, iNaturalist and Textures are"
+        raise ValueError(f"{sets} OOD sets of ImageNet-1K, not of {id_name!r}: use --id imagenet")
+    if ood == "immuno_vlm":
+        return replace(bench, near=dict(IMMUNO_VLM_OOD["near"]), far=dict(IMMUNO_VLM_OOD["far"]),
+                       ood_preset="immuno_vlm")
     return replace(bench, near={}, far=dict(MOS_FOUR), ood_preset="mos")
 
 

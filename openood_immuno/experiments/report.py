@@ -15,6 +15,9 @@ as e.g. ``ants [DEGRADED: ...]`` in every table, never as ``ants``.
 Runs of ``eval --benchmark mos`` (the MOS four: iNaturalist, SUN, Places, Textures; no near-OOD
 row) get a table of their own in report.md and their own ``leaderboard_mos.csv`` (OpenOOD's
 leaderboard format has near/far columns only); ``leaderboard.csv`` holds the OpenOOD-benchmark runs.
+Runs of ``eval --benchmark immuno_vlm`` get their table too (:mod:`.immuno_vlm_table`). Every run is
+set beside the published rows of its benchmark's paper table (:mod:`.published_rows`), each row
+marked ``run here`` or ``quoted (paper, table)``.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import zipfile
 from pathlib import Path
 
 from openood_immuno.core.cache import atomic_write_text
-from openood_immuno.data.benchmarks import MOS_FOUR
+from openood_immuno.data.benchmarks import IMMUNO_VLM_OOD, MOS_FOUR
 from .results import MANIFEST
 
 log = logging.getLogger(__name__)
@@ -42,16 +45,11 @@ MOS_LEADERBOARD_COLUMNS = ("Training", "Postprocessor",
                            *(f"{_MOS_NAMES[s]}_{m}" for s in MOS_FOUR for m in ("FPR@95", "AUROC")),
                            "Average_FPR@95", "Average_AUROC", "ID_Accuracy", "Arch",
                            "Additional_Description", "ID_Accuracy_zeroshot")
-_REQUIRED_ROWS = {"openood": ("nearood", "farood"), "mos": (*MOS_FOUR, "farood")}
-_PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "published_results.json"
+_REQUIRED_ROWS = {"openood": ("nearood", "farood"), "mos": (*MOS_FOUR, "farood"),
+                  "immuno_vlm": (*IMMUNO_VLM_OOD["near"], *IMMUNO_VLM_OOD["far"], "nearood", "farood")}
 # what a damaged, truncated or foreign file raises when read
 _PLOT_NAME = re.compile(r".+-[0-9a-f]{12}_(roc_hist|evt_thresholds)\.png$")
 _READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, csv.Error, UnicodeDecodeError)
-
-
-def published_results() -> dict:
-    """Published CLIP ViT-B/16 ImageNet-1K numbers with their sources (package data)."""
-    return json.loads(_PUBLISHED.read_text(encoding="utf-8"))
 
 
 def _unreadable(problems: list[str], path: Path, exc: BaseException) -> None:
@@ -158,7 +156,7 @@ def _run_folders(root: Path, problems: list[str]) -> list[Path]:
 
 
 def _benchmark_of(meta: dict, rows: dict) -> str:
-    """``openood`` or ``mos``: ``run.json``'s ``benchmark`` (written since MOS runs were read),
+    """``openood``, ``mos`` or ``immuno_vlm``: ``run.json``'s ``benchmark`` (written since MOS runs were read),
     else the rows (an older MOS run: the four sets and no near-OOD row)."""
     benchmark = meta.get("benchmark")
     if benchmark is None:
@@ -301,15 +299,16 @@ def markdown_report(runs: list[dict], problems: list[str] = ()) -> str:
                      f"{_cell(rows['nearood'], 'ID_reject@tau')} | {extra} | "
                      f"{_bank_note(r).removeprefix(', bank sha256 ') or '-'} | {_notes(r)} |")
     lines += _mos_table(runs)
-    pub = published_results()
-    lines += ["", "## Published (CLIP ViT-B/16, ImageNet-1K)", "", pub["note"], "",
-              "| method | benchmark | numbers | source |", "|---|---|---|---|"]
-    for row in pub["rows"]:
-        nums = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("method", "benchmark", "source"))
-        lines.append(f"| {row['method']} | {row['benchmark']} | {nums} | {row['source']} |")
+    from .immuno_vlm_table import markdown_table   # here: they read score files with plots' loader
+    from .published_rows import markdown_sections
+
+    problems = list(problems)
+    lines += markdown_table(runs, problems)
+    lines += markdown_sections(runs, problems)
     lines += ["", "## Leaderboard rows", "", "| " + " | ".join(LEADERBOARD_COLUMNS) + " |",
               "|" + "---|" * len(LEADERBOARD_COLUMNS)]
     lines += ["| " + " | ".join(str(row[c]) for c in LEADERBOARD_COLUMNS) + " |" for row in leaderboard_rows(runs)]
+    problems = list(dict.fromkeys(problems))   # a file both plotted and scored is named once
     if problems:
         lines += ["", "## Skipped: files and folders that could not be read", ""] + [f"- {p}" for p in problems]
     return "\n".join(lines) + "\n"
@@ -322,8 +321,8 @@ def _mos_table(runs: list[dict]) -> list[str]:
         return []
     sets = [_MOS_NAMES[s] for s in MOS_FOUR]
     lines = ["", "## Our runs: MOS four (ImageNet-1K vs iNaturalist, SUN, Places, Textures)", "",
-             "The benchmark of the MCM, NegLabel and ANTS papers' main tables (compare the `mos4` rows "
-             "below, minding the FPR@95 convention); these runs are in leaderboard_mos.csv, not in "
+             "The benchmark of the MCM, NegLabel and ANTS papers' main tables (set beside ANTS's "
+             "Table 1 below, minding the FPR@95 convention); these runs are in leaderboard_mos.csv, not in "
              "OpenOOD's leaderboard format.", "",
              "| run | postprocessor | protocol | " + " | ".join(f"{s} FPR@95 | {s} AUROC" for s in sets)
              + " | average FPR@95 | average AUROC | ID acc | zero-shot acc |",
