@@ -62,7 +62,8 @@ class Scale:
     train: int = 10_000               # synthetic ID features the scorers fit on
     val: int = 5_000
     neglabel_sizes: tuple = (1_000, 10_000, 100_000)
-    knn_banks: tuple = (KNN_TRAIN // 100, KNN_TRAIN // 10, KNN_TRAIN)
+    knn_train: int = KNN_TRAIN        # ID train features KNN draws its bank from
+    knn_ratios: tuple = (0.01, 0.1, 1.0)
     vaccination_features: int = 100_000
     vaccination_repeat: int = 1
     paper_features: int = 100_000     # CPU; a GPU runs the whole 1.28M
@@ -99,7 +100,7 @@ def scale(mode: str, gpu: bool) -> Scale:
     if mode == "smoke":
         return Scale("smoke", dim=64, n_classes=20, n_neg=200, n_antibodies=200, batch=32, repeat=2,
                      backbone_model="ImmunoTiny-ViT", backbone_batch=8, train=200, val=100,
-                     neglabel_sizes=(100, 400), knn_banks=(200, 2000), vaccination_features=500, paper_features=500,
+                     neglabel_sizes=(100, 400), knn_train=2000, knn_ratios=(0.1, 1.0), vaccination_features=500, paper_features=500,
                      evt_scores=200, evt_repeat=1, e2e_model="ImmunoTiny-ViT", e2e_images=32, e2e_batch=16,
                      e2e_workers=(0, 1), encoder_repeat=1, stage_images=16, decode_images_per_list=8,
                      decode_workers=0, decode_classes=20, threads=1,
@@ -677,17 +678,17 @@ def knn_section(net, x, device, sizes: Scale, t_bb: float, fig: dict) -> None:
     (``bank_ratio`` 1); the KNN paper's ImageNet script also runs a 1% bank (``bank_ratio`` 0.01)."""
     from openood_immuno import build_postprocessor
 
-    b, largest = sizes.batch, max(sizes.knn_banks)
-    print(f"\nKNN (K = 50) vs its bank of ID train features (batch {b}, d={sizes.dim}):")
+    b = sizes.batch
+    print(f"\nKNN (K = 50) vs its bank of ID train features (batch {b}, d={sizes.dim}, "
+          f"{sizes.knn_train} train features):")
     fig["knn_bank"] = {}
-    train = {"train": synthetic_split(largest, sizes.dim, sizes.n_classes, 4, device)}
-    for n in sizes.knn_banks:
-        ratio = n / largest
+    train = {"train": synthetic_split(sizes.knn_train, sizes.dim, sizes.n_classes, 4, device)}
+    for ratio in sizes.knn_ratios:
         pp = build_postprocessor("knn", bank_ratio=ratio).fit(net, train)
         t = timeit(lambda: pp.score_features(x), device, sizes.repeat) / b
         rows = int(pp.scorer.bank.shape[0])
         fig["knn_bank"][rows] = {"bank_ratio": ratio, "ms_per_image": 1e3 * t, "ratio_to_backbone": t / t_bb}
-        print(f"  {rows:>9} features (bank_ratio {ratio:.4g}): {1e3 * t:.4f} ms/image = "
+        print(f"  {rows:>9} features (bank_ratio {ratio:g}): {1e3 * t:.4f} ms/image = "
               f"{100 * t / t_bb:.3f}% of the backbone")
 
 
