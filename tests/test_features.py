@@ -266,14 +266,17 @@ def test_a_loader_that_drops_images_is_not_cached(tiny_net, tmp_path, caplog, is
     assert len(full) == 5
 
 
-def test_text_cache_entry_with_other_rows_is_reencoded(tiny_net, isolated_cache, caplog):
+@pytest.mark.parametrize("damage", ["rows", "dim", "nan"])
+def test_a_damaged_text_cache_entry_is_reencoded(tiny_net, isolated_cache, caplog, damage):
     from openood_immuno.core.cache import content_key
 
     texts = ["a probe for rows", "and another"]
     first = tiny_net.encode_text(texts, ())
     key = content_key("text-v1", tiny_net.identity, (), texts)
-    torch.save(first[:1], isolated_cache / "text" / f"{key}.pt")
+    bad = {"rows": first[:1], "dim": first[:, :-1], "nan": first.clone().fill_(float("nan"))}[damage]
+    torch.save(bad, isolated_cache / "text" / f"{key}.pt")
     tiny_net._text_memo.clear()
     with caplog.at_level("WARNING", logger="openood_immuno.models.clip_net"):
         again = tiny_net.encode_text(texts, ())
-    assert "holds 1 rows for 2 texts" in caplog.text and again.shape[0] == 2
+    assert f"it holds {tuple(bad.shape)}" in caplog.text and f"for 2 texts of dimension {tiny_net.embed_dim}" in caplog.text
+    assert torch.equal(again, first)

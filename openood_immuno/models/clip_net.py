@@ -145,11 +145,14 @@ class CLIPNet(nn.Module):
         path = cache_dir("text") / f"{key}.pt"
         feats = torch_load_cached(path) if self.text_cache else None
         if feats is not None and (not isinstance(feats, torch.Tensor) or feats.ndim != 2
-                                  or feats.shape[0] != len(texts)):
-            log.warning("text features: cache entry %s not used: it holds %s rows for %d texts; "
+                                  or feats.shape != (len(texts), self.embed_dim)
+                                  or not bool(torch.isfinite(feats).all())):
+            # the key names the texts, templates and model: a wrong shape or non-finite values
+            # can only be a damaged or foreign file
+            log.warning("text features: cache entry %s not used: it holds %s for %d texts of dimension %d; "
                         "encoding them again", path.name,
-                        feats.shape[0] if isinstance(feats, torch.Tensor) and feats.ndim else "no",
-                        len(texts))
+                        f"{tuple(feats.shape)} (non-finite values?)" if isinstance(feats, torch.Tensor)
+                        else type(feats).__name__, len(texts), self.embed_dim)
             feats = None
         if feats is None:
             feats = self._encode_text_uncached(texts, templates)
