@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from test_immuno_synthetic import make_world  # noqa: E402  (the tests' synthetic world)
 
-from openood_immuno.experiments.falsification import (FalsificationData, Variant,  # noqa: E402
-                                                      run_falsification, summarize)
+from openood_immuno.experiments.falsification import FalsificationData, Variant, run_falsification  # noqa: E402
+from openood_immuno.experiments.falsification_verdict import summarize  # noqa: E402
 
 VARIANTS = [Variant("immuno", "immuno", {}, "default push (beta 5, auto margin q 0.9, hard_k 8)"),
             Variant("no_push", "immuno", {"beta": 0.0}, "no push (beta 0, lambda kept at 1)"),

@@ -9,10 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from openood_immuno.data.features import FeatureSet
-from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, NO_ANTIBODIES, REFERENCE,
-                                                 FalsificationData, FalsificationResult, Variant,
-                                                 check_variants, max_softmax, nearest_antibody_cosine,
-                                                 run_falsification, summarize, variant_overrides, verdicts)
+from openood_immuno.experiments.falsification import (DEFAULT_VARIANTS, FalsificationData, FalsificationResult,
+                                                      Variant, check_variants, max_softmax,
+                                                      nearest_antibody_cosine, run_falsification,
+                                                      variant_overrides)
+from openood_immuno.experiments.falsification_verdict import summarize, verdicts
+from openood_immuno.experiments.variants import NO_ANTIBODIES, REFERENCE
 from openood_immuno.experiments.falsification_report import falsification_markdown, write_falsification
 from test_immuno_synthetic import make_world
 
@@ -55,7 +57,7 @@ def test_verdict_says_falsified_when_antibodies_do_not_help_or_cost_accuracy():
 
 def test_fewer_than_five_seeds_give_no_verdict_and_five_give_one():
     """The review's minimum: a verdict needs >= 5 training seeds; fewer measure but say why not."""
-    from openood_immuno.experiments.falsification import MIN_VERDICT_SEEDS, overall_verdict
+    from openood_immuno.experiments.falsification_verdict import MIN_VERDICT_SEEDS, overall_verdict
 
     assert MIN_VERDICT_SEEDS == 5
     ref = [{"ACC": 90.0 + i, "AUROC_near": 80.0 + i, "msp_id": 0.5, "msp_ood/a": 0.3} for i in range(5)]

@@ -228,7 +228,8 @@ def test_immuno_reports_when_the_band_removes_everything(world):
 def _push_study(tmp_path, ood_from):
     """The push term on and off (and 4x stronger) and the antibody-free control, two training
     seeds, through the falsification computation; rows: variant -> metric -> (mean, std)."""
-    from openood_immuno.experiments.falsification import FalsificationData, Variant, run_falsification, summarize
+    from openood_immuno.experiments.falsification import FalsificationData, Variant, run_falsification
+    from openood_immuno.experiments.falsification_verdict import summarize
 
     net, bank, id_features, test, ood = make_world(ood_from=ood_from)
     path = str(bank.save(tmp_path / f"bank_{ood_from}.json"))

@@ -120,7 +120,8 @@ def run(args) -> int:
     from openood_immuno.data.benchmarks import NUM_CLASSES, get_benchmark
     from openood_immuno.core.cache import cache_root
     from openood_immuno.experiments.falsification import (FalsificationData, check_variants, data_from_store,
-                                                          overall_verdict, regime_line, run_falsification)
+                                                          regime_line, run_falsification)
+    from openood_immuno.experiments.falsification_verdict import overall_verdict
     from openood_immuno.experiments.falsification_report import write_falsification
     from openood_immuno.experiments.results import check_writable
     from openood_immuno.data.benchmarks import BenchmarkLists, parse_extra_ood

@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from openood_immuno.core.cache import atomic_write, atomic_write_text
-from .falsification import FalsificationResult, _fmt, overall_verdict, regime_line, summarize, verdicts
+from .falsification import FalsificationResult, regime_line
+from .falsification_verdict import _fmt, overall_verdict, summarize, verdicts
 from .variants import NO_ANTIBODIES, REFERENCE
 
 HEADLINE = ("ACC", "AUROC_near", "FPR95_near", "msp_near", "AUROC_far", "FPR95_far", "msp_far", "msp_id",

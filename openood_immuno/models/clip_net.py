@@ -144,15 +144,17 @@ class CLIPNet(nn.Module):
             return self._text_memo[key].to(self.device)
         path = cache_dir("text") / f"{key}.pt"
         feats = torch_load_cached(path) if self.text_cache else None
+        # the class text features fix the dimension (until they exist: the first call, which makes them)
+        dim = self.embed_dim if hasattr(self, "class_text_features") else None
         if feats is not None and (not isinstance(feats, torch.Tensor) or feats.ndim != 2
-                                  or feats.shape != (len(texts), self.embed_dim)
+                                  or feats.shape[0] != len(texts) or feats.shape[1] != (dim or feats.shape[1])
                                   or not bool(torch.isfinite(feats).all())):
             # the key names the texts, templates and model: a wrong shape or non-finite values
             # can only be a damaged or foreign file
             log.warning("text features: cache entry %s not used: it holds %s for %d texts of dimension %d; "
                         "encoding them again", path.name,
                         f"{tuple(feats.shape)} (non-finite values?)" if isinstance(feats, torch.Tensor)
-                        else type(feats).__name__, len(texts), self.embed_dim)
+                        else type(feats).__name__, len(texts), dim or -1)
             feats = None
         if feats is None:
             feats = self._encode_text_uncached(texts, templates)
