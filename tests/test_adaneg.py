@@ -216,3 +216,20 @@ def test_adaneg_runs_by_name_in_the_builtin_runner_both_protocols(tiny_net, mini
     assert carried.status["streams"] == 1 and "carried over" in carried.status["order"]
     assert (carried.scores["id"][1] == per_list.scores["id"][1]).all()   # the first list: same start
     assert not (carried.scores["ninco"][1] == per_list.scores["ninco"][1]).all()
+
+
+@pytest.mark.parametrize("sample_adaptive", [True, False])
+def test_a_closed_gate_gives_the_negative_label_score(sample_adaptive):
+    """gap 1: the gate opens above 1 and below 0, nothing is cached, every proxy is its text
+    feature: S_ada = S_nl and S = (1 + lambda) S_nl."""
+    from openood_immuno.scores.grouped import negative_label_score
+
+    torch.manual_seed(1)
+    ids, negs = (torch.nn.functional.normalize(torch.randn(n, 8), dim=-1) for n in (3, 12))
+    params = AdaNegParams(n_groups=3, gap=1.0, sample_adaptive=sample_adaptive)
+    scorer = AdaNegScorer(params).fit(_base(ids, negs))
+    x = torch.nn.functional.normalize(torch.randn(10, 8), dim=-1)
+    pred, conf = scorer.score(x)
+    nl_pred, s_nl = negative_label_score(x, ids, negs, 100.0, "neglabel", 3)
+    assert torch.allclose(conf, 1.1 * s_nl, atol=1e-6) and torch.equal(pred, nl_pred)
+    assert scorer.status()["cached_id"] + scorer.status()["cached_neg"] == 0

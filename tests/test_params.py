@@ -111,7 +111,7 @@ SHIPPED_GRIDS = {  # combinations of every shipped APS grid (unchanged by the sw
     "immuno_no_antibodies": 81, "immuno_paper": 2187, "immuno_zeroshot": 27, "mcm": 5, "neglabel": 36,
     "immuno_ablation_noise_paper": 243, "immuno_ablation_random_words_paper": 243,
     "immuno_ablation_unfiltered_paper": 243, "immuno_no_antibodies_paper": 81, "immuno_table2_a": 1,
-    "csp": 48, "eoe": 15,
+    "csp": 48, "eoe": 15, "adaneg": 81,
     "msp": 1, "ebo": 1, "mls": 1, "gen": 42, "gradnorm": 1, "react": 4, "ash": 7, "scale": 7, "dice": 1,
     "knn": 5, "vim": 1, "mds": 1, "rmds": 1, "klm": 1, "she": 1, "fdbd": 2, "nci": 4}
 

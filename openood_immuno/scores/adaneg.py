@@ -69,24 +69,24 @@ def task_adaptive_proxies(text: torch.Tensor, memory_sum: torch.Tensor) -> torch
 
 
 def sample_adaptive_logits(x: torch.Tensor, entries: torch.Tensor, gram: torch.Tensor, beta: float,
-                           logit_scale: float = 100.0, chunk: int = 64) -> torch.Tensor:
+                           logit_scale: float = 100.0, chunk: int = 128) -> torch.Tensor:
     """``a_c(x) = s cos(x, p_c(x))`` ``[B, S]`` with ``p_c(x) = normalize(sum_e w_e e)``,
     ``w_e = exp(-beta (1 - cos(x, e)))``.
 
     ``entries`` ``[S, E, d]`` are each slot's text feature and cached features (zero rows where
     empty), ``gram`` ``[S, E, E]`` their Gram matrices. Computed without the ``[B, S, d]`` proxies:
     ``x . sum_e w_e e = sum_e w_e cos(x, e)`` and ``||sum_e w_e e||^2 = w^T G_c w``. Rows of ``x`` are
-    processed ``chunk`` at a time (transient ``chunk x S x E`` floats).
+    processed ``chunk`` at a time (transient: a few ``chunk x S x E`` floats).
     """
     s_count, e_count, dim = entries.shape
     flat = entries.reshape(s_count * e_count, dim).float()
     out = []
     for rows in x.float().split(chunk):
         cos = (rows @ flat.T).reshape(len(rows), s_count, e_count)
-        w = torch.exp(-beta * (1.0 - cos))
-        num = (w * cos).sum(-1)
+        w = (cos - 1.0).mul_(beta).exp_()
+        num = torch.einsum("bse,bse->bs", w, cos)
         norm2 = torch.einsum("bse,sef,bsf->bs", w, gram.float(), w)
-        out.append(logit_scale * num / norm2.clamp_min(1e-24).sqrt())
+        out.append(num.mul_(logit_scale).div_(norm2.clamp_min_(1e-24).sqrt_()))
     return torch.cat(out)
 
 

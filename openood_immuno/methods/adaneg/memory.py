@@ -39,6 +39,10 @@ class FeatureMemory:
         """Cached test features per slot ``[S]``."""
         return (self.arrival != EMPTY_ARRIVAL).sum(1)
 
+    def used(self) -> torch.Tensor:
+        """Indices of the slots holding any cached feature."""
+        return torch.nonzero(self.arrival[:, 0] != EMPTY_ARRIVAL).squeeze(1)
+
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size()
                    for t in (self.entries, self.entropy, self.arrival, self.sums, self.gram))

@@ -56,12 +56,19 @@ class AdaNegScorer:
         z = p.logit_scale * x @ self.text.T                                    # [B, S]
         s_nl = self._grouped(z)
         to_id, to_neg = gate(s_nl, p.threshold, p.gap)
-        slot = torch.where(to_id, z[:, :c].argmax(1), c + z[:, c:].argmax(1))
-        entropy = torch.where(to_id, softmax_entropy(z[:, :c]), softmax_entropy(z[:, c:]))
         write = to_id | to_neg
-        self.memory.write(slot[write], x[write], entropy[write])
-        if p.sample_adaptive:
-            a = sample_adaptive_logits(x, self.memory.entries, self.memory.gram, p.beta, p.logit_scale)
+        rows, as_id = z[write], to_id[write]
+        slot = torch.where(as_id, rows[:, :c].argmax(1), c + rows[:, c:].argmax(1))
+        entropy = torch.where(as_id, softmax_entropy(rows[:, :c]), softmax_entropy(rows[:, c:]))
+        self.memory.write(slot, x[write], entropy)
+        if p.sample_adaptive:   # a slot without cached features keeps its text feature: a_c = z_c
+            used, mem = self.memory.used(), self.memory
+            if len(used) == len(self.text):
+                a = sample_adaptive_logits(x, mem.entries, mem.gram, p.beta, p.logit_scale)
+            else:
+                a = z.clone()
+                a[:, used] = sample_adaptive_logits(x, mem.entries[used], mem.gram[used], p.beta,
+                                                    p.logit_scale)
         else:
             a = p.logit_scale * x @ task_adaptive_proxies(self.memory.text, self.memory.sums).T
         s_ada = self._grouped(a)
