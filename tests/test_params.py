@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from openood_immuno import available_postprocessors, build_postprocessor
+from openood_immuno.methods.adaneg.params import AdaNegParams
 from openood_immuno.methods.ants.params import ANTSParams
 from openood_immuno.methods.classic import CLASSIC
 from openood_immuno.methods.immuno.params import ImmunoDISParams, ImmunoParams, ImmunoZeroShotParams
@@ -22,7 +23,7 @@ from openood_immuno.core.ymlconfig import Config, config_dir, load_postprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = [MCMParams, NegLabelParams, ANTSParams, ImmunoZeroShotParams, ImmunoDISParams, ImmunoParams,
-          CSPParams, EOEParams, CLIPNetworkParams,
+          CSPParams, EOEParams, AdaNegParams, CLIPNetworkParams,
           *(params for params, _ in CLASSIC.values() if params.names())]   # those with a parameter
 
 # OpenOOD v1.5's own configs/postprocessors/mcm.yml (Jingkang50/OpenOOD), verbatim.
