@@ -202,7 +202,9 @@ def test_postprocess_per_batch_equals_cached_features(tiny_net):
 
 def test_adaneg_runs_by_name_in_the_builtin_runner_both_protocols(tiny_net, minibench):
     """gap 0: every sample is cached (the random tiny net's S_nl stays inside the default gate);
-    logits 1 x cos: at 100 x cos the tiny net's S_ada is 1.0 in float32 whatever the memory holds."""
+    logits 1 x cos: at 100 x cos the tiny net's S_ada is 1.0 in float32 whatever the memory holds.
+    Most of its time (~45 s alone) is the minibench's feature extraction, shared with every minibench
+    test of a session (the session cache)."""
     store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)
     pp = build_postprocessor("adaneg", gap=0.0, logit_scale=1.0, **FAST)
     per_list = evaluate(pp, store)

@@ -37,7 +37,7 @@ class AdaNegScorer:
 
     def reset(self) -> None:
         self.memory = None
-        self.batches = self.samples = self.written_id = self.written_neg = 0
+        self.batches = self.samples = self.offered_id = self.offered_neg = 0
 
     def _grouped(self, logits: torch.Tensor) -> torch.Tensor:
         p = self.params
@@ -74,8 +74,8 @@ class AdaNegScorer:
         s_ada = self._grouped(a)
         self.batches += 1
         self.samples += len(x)
-        self.written_id += int(to_id.sum())
-        self.written_neg += int(to_neg.sum())
+        self.offered_id += int(to_id.sum())
+        self.offered_neg += int(to_neg.sum())
         return adaneg_prediction(z, a, c, p.lam), adaneg_score(s_ada, s_nl, p.lam, p.combine)
 
     def status(self) -> dict:
@@ -84,7 +84,7 @@ class AdaNegScorer:
         mem = self.memory
         counts = mem.counts() if mem is not None else None
         return {"streams": self.streams, "batch": self.batches, "samples": self.samples,
-                "offered_id": self.written_id, "offered_neg": self.written_neg,
+                "offered_id": self.offered_id, "offered_neg": self.offered_neg,
                 "cached_id": 0 if counts is None else int(counts[:self.num_id].sum()),
                 "cached_neg": 0 if counts is None else int(counts[self.num_id:].sum()),
                 "slots_used": 0 if counts is None else int((counts > 0).sum()),
