@@ -283,7 +283,7 @@ def synthetic_split(n: int, dim: int, num_classes: int, seed: int, device, proto
 
 
 SCORERS = ("mcm", "neglabel", "immuno_zeroshot", "immuno_dis", "immuno", "ants_ens", "ants_vsnl", "ants",
-           "csp", "eoe")
+           "adaneg", "csp", "eoe")
 #: OpenOOD's classic scores on the CLIP head (docs/classic.md); KNN's bank is timed on its own below
 CLASSIC = ("msp", "ebo", "mls", "gen", "gradnorm", "react", "ash", "scale", "dice", "knn", "vim", "mds",
            "rmds", "klm", "she", "fdbd", "nci")
@@ -294,7 +294,7 @@ def scorer_overrides(name: str, inputs: dict, sizes: Scale) -> dict:
     (and, at smoke sizes, the small-bank settings of ``sizes.overrides`` that apply)."""
     if name == "mcm":
         out = {}
-    elif name == "neglabel":
+    elif name in ("neglabel", "adaneg"):
         out = {"neg_labels_file": inputs["labels"]}
     elif name.startswith("ants"):
         out = {"neg_labels_file": inputs["labels"], "mllm": "none"}
@@ -327,7 +327,36 @@ def fit_scorer(name: str, net, inputs: dict, id_features: dict, sizes: Scale):
         answers = {c: [f"similar {k} to {net.class_names[c]}" for k in range(5)] for c in classes}
         online.vsnl.features = net.encode_text(online.vsnl.update(classes, answers),
                                                [pp.args["vsnl_template"]])
+    if name == "adaneg":
+        fill_adaneg_memory(pp)
     return pp
+
+
+def fill_adaneg_memory(pp) -> None:
+    """AdaNeg's memory full: every slot (ID class, negative label) holds its capacity of random unit
+    features, written through the memory's own rule."""
+    from openood_immuno.methods.adaneg import FeatureMemory
+
+    text, cap = pp.scorer.text, pp.params.capacity
+    memory = FeatureMemory(text, cap)
+    slots = torch.arange(len(text), device=text.device).repeat(cap)
+    memory.write(slots, unit(len(slots), text.shape[1], 5, text.device),
+                 torch.rand(len(slots), generator=torch.Generator().manual_seed(6)).to(text.device))
+    pp.scorer.memory = memory
+
+
+def adaneg_memory(pp, fig: dict) -> None:
+    """AdaNeg's memory per slot and in all, and the transient floats its scoring needs per image
+    (cos, w and w cos over every slot's 1 + capacity entries, sample-adaptive proxies)."""
+    memory = pp.scorer.memory
+    slots, entries = memory.entries.shape[:2]
+    total = memory.nbytes()
+    per_image = 3 * slots * entries * 4
+    fig["adaneg_memory"] = {"bytes": total, "bytes_per_slot": total / slots, "slots": slots,
+                            "capacity": memory.capacity, "transient_bytes_per_image": per_image}
+    print(f"adaneg memory: {total / 2**20:.1f} MB held for {slots} slots ({total / slots:.0f} B per slot: the "
+          f"text feature + {memory.capacity} cached features, their entropies, sums and Gram matrix); "
+          f"scoring needs {per_image / 1024:.0f} KB transient per image")
 
 
 #: the push margin of the timed vaccination runs (the immuno default resolves it from the data)
@@ -637,7 +666,7 @@ def scoring_sections(device, sizes: Scale, t_bb: float, ran: Sections, fig: dict
               f"labels, {sizes.n_antibodies} antibodies, ANTS banks full"
               + (f"; {sizes.mode} settings {sizes.overrides}" if sizes.overrides else "") + ")")
         print(f"{'scorer':<16}{'ms/image':>10}{'/backbone':>11}{'state MB':>10}{'GPU peak MB':>13}")
-        fig["scorers"], ants = {}, None
+        fig["scorers"], ants, adaneg = {}, None, None
         for scorer in SCORERS + CLASSIC:
             pp = fit_scorer(scorer, net, inputs, id_features, sizes)
             mem: dict = {}
@@ -649,7 +678,10 @@ def scoring_sections(device, sizes: Scale, t_bb: float, ran: Sections, fig: dict
                   f"{_mb(mem['peak']):>13}")
             if scorer == "ants":
                 ants = pp
+            elif scorer == "adaneg":
+                adaneg = pp
         total = sum(v["ms_per_image"] for v in fig["scorers"].values()) / 1e3
+        adaneg_memory(adaneg, fig)
         fig["runner_ratio"] = (t_bb + total) / t_bb
         print(f"\nrunner: one backbone pass + all {len(fig['scorers'])} scorers from cached features = "
               f"{fig['runner_ratio']:.4f} x one backbone pass")

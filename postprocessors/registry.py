@@ -14,6 +14,7 @@ from openood_immuno.core.params import Params
 from openood_immuno.core.ymlconfig import (Config, available_postprocessors, load_postprocessor_config,
                                            merge_postprocessor)
 
+from .adaneg_postprocessor import AdaNegPostprocessor
 from .ants_postprocessor import ANTSPostprocessor
 from .base import ImmunoPostprocessor
 from .classic_postprocessor import (ASHPostprocessor, DICEPostprocessor, EBOPostprocessor, FDBDPostprocessor,
@@ -31,6 +32,7 @@ from .neglabel_postprocessor import NegLabelPostprocessor
 METHODS: dict[str, type[ImmunoPostprocessor]] = {cls.method: cls for cls in (
     MCMPostprocessor, NegLabelPostprocessor, ANTSPostprocessor, ImmunoVLMPostprocessor,
     ImmunoDISPostprocessor, ImmunoZeroShotPostprocessor, CSPPostprocessor, EOEPostprocessor,
+    AdaNegPostprocessor,
     # OpenOOD's classic postprocessors on the CLIP net (openood_builtin: OpenOOD keeps its own by name)
     MSPPostprocessor, EBOPostprocessor, MLSPostprocessor, GENPostprocessor, GradNormPostprocessor,
     ReActPostprocessor, ASHPostprocessor, SCALEPostprocessor, DICEPostprocessor, KNNPostprocessor,

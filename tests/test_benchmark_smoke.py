@@ -17,12 +17,13 @@ from pathlib import Path
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 NUMBER = r"([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)"
 SCORERS = ("mcm", "neglabel", "immuno_zeroshot", "immuno_dis", "immuno", "ants_ens", "ants_vsnl", "ants",
-           "csp", "eoe", "msp", "ebo", "mls", "gen", "gradnorm", "react", "ash", "scale", "dice", "knn", "vim",
+           "adaneg", "csp", "eoe", "msp", "ebo", "mls", "gen", "gradnorm", "react", "ash", "scale", "dice", "knn", "vim",
            "mds", "rmds", "klm", "she", "fdbd", "nci")
 # section -> the lines (regular expressions, one figure captured each) it must print
 FIGURES = {
     "backbone": [rf"^CLIP ImmunoTiny-ViT image encoder \(fp32, random weights, batch \d+\): {NUMBER} ms/image$"],
     "scorers": [rf"^{name}\s+{NUMBER}\s+{NUMBER}%\s+{NUMBER}\s+-$" for name in SCORERS]
+               + [rf"^adaneg memory: {NUMBER} MB held for 220 slots \({NUMBER} B per slot: .* {NUMBER} KB transient"]
                + [rf"^runner: one backbone pass \+ all {len(SCORERS)} scorers from cached features = {NUMBER} x"],
     "ants_fused": [rf"^ANTS grouped scores per batch of 32 .*: separate {NUMBER} ms/image .* fused {NUMBER} "
                    rf"ms/image .*max \|fused - separate\| {NUMBER}$"],

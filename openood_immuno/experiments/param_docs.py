@@ -26,6 +26,7 @@ DOC_TABLES = (
     ("docs/immuno_vlm.md", "ImmunoDISParams", "openood_immuno.methods.immuno.params:ImmunoDISParams", True),
     ("docs/immuno_vlm.md", "ImmunoParams", "openood_immuno.methods.immuno.params:ImmunoParams", True),
     ("docs/csp.md", "CSPParams", "openood_immuno.methods.csp.params:CSPParams", False),
+    ("docs/adaneg.md", "AdaNegParams", "openood_immuno.methods.adaneg.params:AdaNegParams", False),
     ("docs/eoe.md", "EOEParams", "openood_immuno.methods.eoe.params:EOEParams", False),
     ("docs/openood.md", "CLIPNetworkParams", "openood_immuno.openood.network_params:CLIPNetworkParams", False),
     ("docs/classic.md", "EBOParams", "openood_immuno.methods.classic.params:EBOParams", False),
