@@ -3,6 +3,7 @@ fp16 storage, postprocess vs cached features, the runner and the CLI by name."""
 import copy
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,6 +100,25 @@ def test_a_tower_without_patch_tokens_is_one_clear_line(tiny_net):
         net.encode_image_local(torch.zeros(1, 3, 64, 64))
 
 
+def test_eval_refuses_a_resnet_clip_before_reading_images(minibench, tmp_path, monkeypatch):
+    """A tiny ResNet CLIP from a local JSON config: eval names the model and the fix, exit 2 on the console."""
+    import json
+
+    from openood_immuno.experiments import runner
+
+    config = json.loads((Path(__file__).resolve().parents[1] / "openood_immuno" / "models" / "model_configs"
+                         / "ImmunoTiny-ViT.json").read_text())
+    config["vision_cfg"] = {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8, "head_width": 8}
+    path = tmp_path / "TinyRN.json"
+    path.write_text(json.dumps(config))
+    monkeypatch.setattr(runner, "extract_features", lambda *a, **k: pytest.fail("an image was read"))
+    with pytest.raises(NoPatchTokens, match=r"model '.*TinyRN.json' gives no local features: its image tower "
+                                            r"is a ModifiedResNet"):
+        cli_main(["eval", "--data-root", str(minibench), "--postprocessors", "mcm,glmcm", "--model", str(path),
+                  "--pretrained", "none", "--device", "cpu", "--num-workers", "0", "--no-progress",
+                  "--output-dir", str(tmp_path / "out")])
+
+
 def _loader(net, minibench, n, folder):
     """The first ``n`` images of the minibench's ImageNet val list."""
     spec = BENCHMARKS["imagenet"].id["val"]
@@ -154,17 +174,17 @@ def test_global_only_features_are_refused_with_the_fix(tiny_net):
     fs = FeatureSet("x", F.normalize(torch.randn(3, 64), dim=-1), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"needs local \(per-patch\) features but 'x' holds global ones only"):
         pp.score_feature_set(fs)
+    with pytest.raises(ValueError, match=r"call score_features\(features, local=...\)"):
+        pp.score_features(fs.features)
 
 
-def test_glmcm_runs_by_name_in_the_builtin_runner_with_others_in_one_pass(tiny_net, minibench):
-    local_store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False,
-                               local=True)
-    result = evaluate(build_postprocessor("glmcm"), local_store)
+def test_glmcm_runs_by_name_in_the_builtin_runner(tiny_net, minibench):
+    """~25 s on 2 cores: one pass over the minibench's 1,650 test images with local features
+    (their own cache entries); the CLI test below reuses them."""
+    store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False, local=True)
+    result = evaluate(build_postprocessor("glmcm"), store)
     assert len(result.rows) == 7 and result.run_status.state == "random-weights"
-    # mcm on the same (local) entries scores exactly as on global-only ones
-    plain = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)
-    a, b = evaluate(build_postprocessor("mcm"), local_store), evaluate(build_postprocessor("mcm"), plain)
-    assert a.rows == b.rows
+    assert store.get("test_imagenet", None).local.shape[1:] == (49, 64)
 
 
 def test_eval_cli_by_name(minibench, tmp_path, isolated_cache, capsys):

@@ -8,11 +8,11 @@ global-only entry is never taken for one with local features. Both routes (cache
 OpenOOD's ``postprocess(net, data)``) round local features to :data:`LOCAL_DTYPE` with
 :func:`encode_with_local`, so they score the same numbers.
 
-**Storage.** Local features are unit vectors stored as float16 (:data:`LOCAL_DTYPE`): each
-component carries a relative rounding error of at most 2**-11, so a cosine with a unit text
-feature moves by at most about ``sqrt(d) * 2**-11 * max|t|`` and, in practice, by ~1e-4; the
-scores are computed in float32 from the stored values. Bytes per image:
-``P * d * 2`` (:func:`local_bytes_per_image`), 196 x 512 x 2 = 200,704 for ViT-B/16 at 224.
+**Storage.** Local features are unit vectors stored as float16 (:data:`LOCAL_DTYPE`; each
+component rounded with a relative error of at most 2**-11); scores are computed in float32 from
+the stored values. Measured effect (docs/glmcm.md): cosines move by at most 4.9e-5, GL-MCM scores
+by at most 2.9e-8 at T = 1. Bytes per image: ``P * d * 2`` (:func:`local_bytes_per_image`),
+196 x 512 x 2 = 200,704 for ViT-B/16 at 224 (10.04 GB for 50,000 images).
 """
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ def glmcm_score(global_features: torch.Tensor, local_features: torch.Tensor, cla
     text = class_text_features.float().T
     global_probs = torch.softmax(global_features.float() @ text / temperature, dim=-1)
     s_global, pred = global_probs.max(dim=-1)
-    local_probs = torch.softmax(local_features.float() @ text / temperature, dim=-1)
-    s_local = local_probs.amax(dim=(1, 2))
+    # max_c softmax_c(z) = exp(max_c z - logsumexp_c z): one [B, P, C] buffer, read twice
+    z = local_features.float() @ (text / temperature)
+    s_local = (z.amax(dim=-1) - torch.logsumexp(z, dim=-1)).exp_().amax(dim=-1)
     return pred, s_global + lambda_local * s_local
