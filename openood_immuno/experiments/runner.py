@@ -129,11 +129,13 @@ class FeatureStore:
 
     def id_features(self) -> LazyFeatures:
         """ID splits, each list read only if a postprocessor asks for it; shared by every
-        postprocessor evaluated on this store, so a split is loaded once."""
+        postprocessor evaluated on this store, so a split is loaded once. Global features only,
+        also with ``local``: what ``fit`` reads (no method fits on per-patch features; GL-MCM is
+        zero-shot), so Immuno-VLM's training shots never pay for local features."""
         if self._id_features is None:
             self._id_features = LazyFeatures(self.net, {s: (lambda spec=spec: self.loader(spec))
                                                         for s, spec in self.lists.id.items()},
-                                             self.progress, local=self.local)
+                                             self.progress)
         return self._id_features
 
 
