@@ -179,7 +179,7 @@ def test_global_only_features_are_refused_with_the_fix(tiny_net):
 
 
 def test_glmcm_runs_by_name_in_the_builtin_runner(tiny_net, minibench):
-    """~25 s on 2 cores: one pass over the minibench's 1,650 test images with local features
+    """10-25 s on 2 shared cores: one pass over the minibench's 1,650 test images with local features
     (their own cache entries); the CLI test below reuses them."""
     store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False, local=True)
     result = evaluate(build_postprocessor("glmcm"), store)
