@@ -55,9 +55,9 @@ def test_lambda_zero_is_mcm_and_batches_are_independent():
 
 def test_score_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match=r"global \[B, 2\] and local \[B, P, 2\]"):
-        glmcm_score(GLOBAL, LOCAL[0], TEXT)
+        glmcm_score(GLOBAL, LOCAL[0], TEXT, 1.0, 0.5)
     with pytest.raises(ValueError, match="temperature must be > 0"):
-        glmcm_score(GLOBAL, LOCAL, TEXT, temperature=0.0)
+        glmcm_score(GLOBAL, LOCAL, TEXT, temperature=0.0, lambda_local=0.5)
 
 
 def test_fp16_storage_moves_the_score_by_less_than_1e_3():

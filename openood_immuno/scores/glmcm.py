@@ -21,9 +21,10 @@ import torch
 
 
 def glmcm_score(global_features: torch.Tensor, local_features: torch.Tensor, class_text_features: torch.Tensor,
-                temperature: float = 1.0, lambda_local: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                temperature: float, lambda_local: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(pred, S_GL)`` for unit global ``[B, d]``, unit local ``[B, P, d]`` (any float dtype;
-    computed in float32) and class prototypes ``[C, d]``."""
+    computed in float32) and class prototypes ``[C, d]``; ``T`` and ``lambda`` as the formula
+    (their defaults live in :class:`~openood_immuno.methods.glmcm.params.GLMCMParams`)."""
     d = class_text_features.shape[-1]
     if global_features.ndim != 2 or local_features.ndim != 3 or global_features.shape[-1] != d \
             or local_features.shape[-1] != d or local_features.shape[0] != global_features.shape[0]:
