@@ -179,12 +179,15 @@ def test_global_only_features_are_refused_with_the_fix(tiny_net):
 
 
 def test_glmcm_runs_by_name_in_the_builtin_runner(tiny_net, minibench):
-    """10-25 s on 2 shared cores: one pass over the minibench's 1,650 test images with local features
-    (their own cache entries); the CLI test below reuses them."""
+    """10-60 s on 2 shared cores (load-dependent): one pass over the minibench's 1,650 test images
+    with local features (their own cache entries; the CLI test below reuses them), then APS over
+    the 12 sweep combinations on the 200 ID/OOD val images."""
     store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False, local=True)
     result = evaluate(build_postprocessor("glmcm"), store)
     assert len(result.rows) == 7 and result.run_status.state == "random-weights"
     assert store.get("test_imagenet", None).local.shape[1:] == (49, 64)
+    aps = evaluate(build_postprocessor("glmcm", APS_mode=True), store)   # OpenOOD's APS on ID/OOD val
+    assert aps.hyperparams["lambda_local"] in (0.25, 0.5, 1.0, 2.0) and aps.hyperparams["T"] in (0.5, 1.0, 2.0)
 
 
 def test_eval_cli_by_name(minibench, tmp_path, isolated_cache, capsys):
