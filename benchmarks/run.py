@@ -55,6 +55,7 @@ class Scale:
     n_neg: int = 10_000               # NegLabel's negative labels
     n_antibodies: int = 20_000
     batch: int = 256                  # scoring batch
+    n_patches: int = 196              # ViT-B/16 at 224: GL-MCM's local features per image
     repeat: int = 20
     backbone_model: str = "ViT-B-16"
     backbone_batch: int = 64
@@ -98,7 +99,7 @@ def scale(mode: str, gpu: bool) -> Scale:
     """Sizes of ``full`` (the default), ``quick`` (fewer repeats, smaller CPU batches) and
     ``smoke`` (tiny: every section runs in seconds; the figures mean nothing at scale)."""
     if mode == "smoke":
-        return Scale("smoke", dim=64, n_classes=20, n_neg=200, n_antibodies=200, batch=32, repeat=2,
+        return Scale("smoke", dim=64, n_classes=20, n_neg=200, n_antibodies=200, batch=32, repeat=2, n_patches=49,
                      backbone_model="ImmunoTiny-ViT", backbone_batch=8, train=200, val=100,
                      neglabel_sizes=(100, 400), knn_train=2000, knn_ratios=(0.1, 1.0), vaccination_features=500, paper_features=500,
                      evt_scores=200, evt_repeat=1, e2e_model="ImmunoTiny-ViT", e2e_images=32, e2e_batch=16,
@@ -649,6 +650,32 @@ def fused_ants_section(pp, x, device, repeat: int, t_bb: float, fig: dict) -> No
           f"({100 * t_fused / t_bb:.2f}%); max |fused - separate| {diff:.1e}")
 
 
+IMAGENET_VAL = 50_000   # ImageNet-1K validation images (OpenOOD's ID test set draws from them)
+
+
+def glmcm_row(net, x, sizes: Scale, device, t_bb: float, fig: dict) -> None:
+    """GL-MCM's row of the scoring table (global features plus ``n_patches`` per-patch ones per
+    image, float16 as the cache stores them) and its cache bytes per image."""
+    from openood_immuno import build_postprocessor
+    from openood_immuno.data.local_features import LOCAL_DTYPE, local_bytes_per_image
+
+    b, p = x.shape[0], sizes.n_patches
+    pp = build_postprocessor("glmcm").fit(net, {})
+    local = unit(b * p, sizes.dim, 5, device).view(b, p, sizes.dim).to(LOCAL_DTYPE)
+    mem: dict = {}
+    with peak_memory(device, mem, "peak"):
+        t = timeit(lambda: pp.score_features(x, local=local), device, sizes.repeat) / b
+    per_image = local_bytes_per_image(p, sizes.dim) + 4 * sizes.dim   # + the float32 global feature
+    fig["scorers"]["glmcm"] = {"ms_per_image": 1e3 * t, "ratio_to_backbone": t / t_bb, "state_mb": state_mb(pp),
+                               "gpu_peak_mb": mem["peak"]}
+    fig["glmcm"] = {"patches": p, "cache_bytes_per_image": per_image,
+                    "cache_gb_imagenet_val": per_image * IMAGENET_VAL / 1e9}
+    print(f"{'glmcm':<16}{1e3 * t:>10.4f}{100 * t / t_bb:>10.2f}%{state_mb(pp):>10.1f}{_mb(mem['peak']):>13}")
+    print(f"  glmcm memory: {per_image:,} cache bytes/image ({p} patches x {sizes.dim} x 2 B float16 + "
+          f"{sizes.dim} x 4 B global); {IMAGENET_VAL:,} ImageNet-1K val images: "
+          f"{fig['glmcm']['cache_gb_imagenet_val']:.2f} GB")
+
+
 def scoring_sections(device, sizes: Scale, t_bb: float, ran: Sections, fig: dict) -> None:
     """Every scorer on one batch, the runner ratio, fused ANTS and NegLabel vs its bank size."""
     from openood_immuno.data.classnames import resolve_class_names
@@ -680,6 +707,7 @@ def scoring_sections(device, sizes: Scale, t_bb: float, ran: Sections, fig: dict
                 ants = pp
             elif scorer == "adaneg":
                 adaneg = pp
+        glmcm_row(net, x, sizes, device, t_bb, fig)
         total = sum(v["ms_per_image"] for v in fig["scorers"].values()) / 1e3
         adaneg_memory(adaneg, fig)
         fig["runner_ratio"] = (t_bb + total) / t_bb

@@ -7,7 +7,9 @@ A scorer implements two methods on L2-normalised CLIP image features:
 
 * ``fit(net, id_features)``: build text banks with ``net.encode_text`` and, where the method
   trains or calibrates, read ``id_features['train']`` / ``['val']`` (lazy :class:`FeatureSet`);
-* ``score_features(features, image_paths=None) -> (pred, conf)``, higher ``conf`` = more ID.
+* ``score_features(features, image_paths=None) -> (pred, conf)``, higher ``conf`` = more ID;
+  a scorer with ``needs_local_features`` (GL-MCM) also gets ``local=`` ``[B, P, d]`` per-patch
+  features, extracted in the same backbone pass (:mod:`openood_immuno.data.local_features`).
 
 Parameters are one frozen dataclass per method (``params_class``, e.g.
 :class:`~openood_immuno.methods.mcm.params.MCMParams`), built and validated once from the config's
@@ -28,6 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from openood_immuno.data.features import FeatureSet, LazyFeatures, check_features, extract_features
+from openood_immuno.data.local_features import encode_with_local
 from openood_immuno.core.params import Params
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,9 @@ class ImmunoPostprocessor(BasePostprocessor):
     #: the name is one of OpenOOD's own postprocessors, re-derived here on cached features:
     #: ``register()`` leaves that name to OpenOOD's implementation in OpenOOD's tables.
     openood_builtin: ClassVar[bool] = False
+    #: ``score_features`` reads per-patch features (``local=``): feature extraction (runner,
+    #: ``setup``, ``inference``, ``postprocess``) then gives them, in the same backbone pass.
+    needs_local_features: ClassVar[bool] = False
 
     def __init__(self, config):
         super().__init__(config)
@@ -172,7 +178,7 @@ class ImmunoPostprocessor(BasePostprocessor):
     def setup(self, net, id_loader_dict, ood_loader_dict) -> None:
         require_clip_net(net, f"postprocessor '{self.name}'", images=True)
         net.eval()  # OpenOOD calls setup() before net.eval() (OpenOOD issue #216)
-        self.fit(net, LazyFeatures(net, id_loader_dict))
+        self.fit(net, LazyFeatures(net, id_loader_dict, local=self.needs_local_features))
 
     def set_hyperparam(self, hyperparam: Sequence[Any]) -> None:
         """OpenOOD's APS step: new values of the swept parameters, in ``args_dict`` order
@@ -188,6 +194,10 @@ class ImmunoPostprocessor(BasePostprocessor):
     def postprocess(self, net, data: torch.Tensor):
         self._require_fit()
         require_clip_net(net, f"postprocessor '{self.name}'", images=True)
+        if self.needs_local_features:
+            features, local = encode_with_local(net, data)
+            self.check_features(features, "image features of the batch")
+            return self.score_features(features, local=local)
         features = net.encode_image(data)
         self.check_features(features, "image features of the batch")
         return self.score_features(features)
@@ -201,7 +211,7 @@ class ImmunoPostprocessor(BasePostprocessor):
     def inference(self, net, data_loader: DataLoader, progress: bool = True):
         """OpenOOD's ``inference`` on cached features, on the net's device."""
         require_clip_net(net, f"postprocessor '{self.name}'", images=True)
-        fs = extract_features(net, data_loader, progress=progress)
+        fs = extract_features(net, data_loader, progress=progress, local=self.needs_local_features)
         return self.score_feature_set(fs, data_loader.batch_size or 256, progress)
 
     def check_features(self, features: torch.Tensor, what: str = "image features") -> None:
@@ -212,10 +222,14 @@ class ImmunoPostprocessor(BasePostprocessor):
         """Score a whole :class:`FeatureSet` in list order -> numpy ``(pred, conf, label)``."""
         self._require_fit()
         self.check_features(fs.features, f"features of '{fs.name}'")
+        if self.needs_local_features and fs.local is None:
+            raise ValueError(f"postprocessor '{self.name}' needs local (per-patch) features but '{fs.name}' "
+                             "holds global ones only: extract them with extract_features(..., local=True)")
         preds, confs = [], []
-        for feats, _, paths in tqdm(fs.batches(batch_size), total=-(-len(fs) // batch_size),
-                                    desc=f"{self.name} {fs.name}", disable=not progress):
-            pred, conf = self.score_features(feats, paths)
+        for i, (feats, _, paths) in enumerate(tqdm(fs.batches(batch_size), total=-(-len(fs) // batch_size),
+                                                   desc=f"{self.name} {fs.name}", disable=not progress)):
+            extra = {"local": fs.local[i * batch_size:(i + 1) * batch_size]} if self.needs_local_features else {}
+            pred, conf = self.score_features(feats, paths, **extra)
             preds.append(pred.cpu())
             confs.append(conf.float().cpu())
         return (torch.cat(preds).numpy().astype(int), torch.cat(confs).numpy(),

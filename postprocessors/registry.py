@@ -24,6 +24,7 @@ from .classic_postprocessor import (ASHPostprocessor, DICEPostprocessor, EBOPost
                                     VIMPostprocessor)
 from .csp_postprocessor import CSPPostprocessor
 from .eoe_postprocessor import EOEPostprocessor
+from .glmcm_postprocessor import GLMCMPostprocessor
 from .immuno_postprocessor import ImmunoDISPostprocessor, ImmunoVLMPostprocessor, ImmunoZeroShotPostprocessor
 from .mcm_postprocessor import MCMPostprocessor
 from .neglabel_postprocessor import NegLabelPostprocessor
@@ -32,7 +33,7 @@ from .neglabel_postprocessor import NegLabelPostprocessor
 METHODS: dict[str, type[ImmunoPostprocessor]] = {cls.method: cls for cls in (
     MCMPostprocessor, NegLabelPostprocessor, ANTSPostprocessor, ImmunoVLMPostprocessor,
     ImmunoDISPostprocessor, ImmunoZeroShotPostprocessor, CSPPostprocessor, EOEPostprocessor,
-    AdaNegPostprocessor,
+    AdaNegPostprocessor, GLMCMPostprocessor,
     # OpenOOD's classic postprocessors on the CLIP net (openood_builtin: OpenOOD keeps its own by name)
     MSPPostprocessor, EBOPostprocessor, MLSPostprocessor, GENPostprocessor, GradNormPostprocessor,
     ReActPostprocessor, ASHPostprocessor, SCALEPostprocessor, DICEPostprocessor, KNNPostprocessor,

@@ -22,9 +22,11 @@ SCORERS = ("mcm", "neglabel", "immuno_zeroshot", "immuno_dis", "immuno", "ants_e
 # section -> the lines (regular expressions, one figure captured each) it must print
 FIGURES = {
     "backbone": [rf"^CLIP ImmunoTiny-ViT image encoder \(fp32, random weights, batch \d+\): {NUMBER} ms/image$"],
-    "scorers": [rf"^{name}\s+{NUMBER}\s+{NUMBER}%\s+{NUMBER}\s+-$" for name in SCORERS]
+    "scorers": [rf"^{name}\s+{NUMBER}\s+{NUMBER}%\s+{NUMBER}\s+-$" for name in (*SCORERS, "glmcm")]
                + [rf"^adaneg memory: {NUMBER} MB held for 220 slots \({NUMBER} B per slot: .* {NUMBER} KB transient"]
-               + [rf"^runner: one backbone pass \+ all {len(SCORERS)} scorers from cached features = {NUMBER} x"],
+               + [rf"^  glmcm memory: 6,528 cache bytes/image \(49 patches x 64 x 2 B float16 \+ 64 x 4 B global\); "
+                  rf"50,000 ImageNet-1K val images: {NUMBER} GB$"]
+               + [rf"^runner: one backbone pass \+ all {len(SCORERS) + 1} scorers from cached features = {NUMBER} x"],
     "ants_fused": [rf"^ANTS grouped scores per batch of 32 .*: separate {NUMBER} ms/image .* fused {NUMBER} "
                    rf"ms/image .*max \|fused - separate\| {NUMBER}$"],
     "neglabel_scaling": [rf"^\s+{n} labels: {NUMBER} ms/image" for n in (100, 400)],

@@ -196,7 +196,7 @@ def test_a_racy_image_is_checked_by_content(tiny_net, tmp_path, caplog, monkeypa
 
     import numpy as np
 
-    from openood_immuno.data import features as features_mod
+    from openood_immuno.data import list_identity as features_mod
 
     real = features_mod.stat_identities
     monkeypatch.setattr(features_mod, "stat_identities",

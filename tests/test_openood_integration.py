@@ -97,3 +97,24 @@ def test_main_py_route_builds_our_postprocessor():
     assert pp.args["templates"] == ["a photo of a {}."]  # completed from the shipped yml
     msp = test_ood_pipeline.get_postprocessor(Config(**{"postprocessor": {"name": "msp", "APS_mode": False}}))
     assert type(msp).__name__ == "BasePostprocessor"
+
+
+def test_glmcm_by_name_and_by_object_equals_the_builtin_runner_per_sample(tiny_net, minibench, tmp_path,
+                                                                          no_download):
+    """GL-MCM's local features reach OpenOOD's Evaluator through our ``inference`` (same pass)."""
+    import numpy as np
+
+    from openood_immuno.data.benchmarks import BenchmarkLists
+    from openood_immuno.experiments.runner import FeatureStore, evaluate
+
+    openood_immuno.register()
+    store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False, local=True)
+    ours = evaluate(build_postprocessor("glmcm"), store)
+    for kwargs in ({"postprocessor_name": "glmcm"}, {"postprocessor": build_postprocessor("glmcm")}):
+        evaluator, frame = _evaluate(tiny_net, minibench, tmp_path, **kwargs)
+        np.testing.assert_allclose(evaluator.scores["id"]["test"][1], ours.scores["id"][1], atol=1e-6)
+        for split in ("near", "far"):
+            for name, scored in evaluator.scores["ood"][split].items():
+                np.testing.assert_allclose(scored[1], ours.scores[name][1], atol=1e-6)
+        for row in ROWS:
+            assert list(frame.loc[row]) == pytest.approx(ours.rows[row][:5], abs=1e-6)

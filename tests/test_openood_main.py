@@ -138,7 +138,7 @@ def _results(out: Path, id_name: str, pp: str) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("name,args", [("mcm", {}), ("immuno", {"epochs": 2})])
+@pytest.mark.parametrize("name,args", [("mcm", {}), ("immuno", {"epochs": 2}), ("glmcm", {})])
 def test_launcher_equals_builtin_runner(name, args, tiny_net, minibench, tmp_path, isolated_cache):
     store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)
     ours = evaluate(build_postprocessor(name, **args), store)

@@ -143,7 +143,12 @@ def run(args) -> int:
 
     net = net_from_args(args)
     store = FeatureStore(net, args.data_root, lists, args.id_name, args.batch_size, args.num_workers,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress,
+                         local=any(pp.needs_local_features for pp in pps.values()))
+    if store.local:   # per-patch features (glmcm): a ResNet CLIP has none; say so before any image is read
+        from openood_immuno.models.local_tokens import check_patch_tokens
+
+        check_patch_tokens(net.clip.visual, args.model)
     not_ok = []
     for name, pp in pps.items():
         spec = RunSpec(id_name=args.id_name, model=args.model, pretrained=args.pretrained,

@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from tqdm.auto import tqdm
 
 from openood_immuno.core.cache import atomic_torch_save, cache_dir, content_key, torch_load_cached
-from openood_immuno.core.fileid import content_digest, is_racy, now_ns, stat_identities
+from .list_identity import ListIdentity, _lines_digest, _list_lines
+from .local_features import encode_with_local, local_entry_key, local_mismatch
 
 log = logging.getLogger(__name__)
 CACHE_KEY_VERSION = "img-v3"
@@ -45,12 +46,14 @@ _WARNED: set[str] = set()
 
 @dataclass
 class FeatureSet:
-    """Features of one image list: ``features`` [N, d] (unit norm), ``labels`` [N] (-1 = OOD)."""
+    """Features of one image list: ``features`` [N, d] (unit norm), ``labels`` [N] (-1 = OOD);
+    ``local`` [N, P, d] per-patch features when extracted with ``local=True`` (else ``None``)."""
 
     name: str
     features: torch.Tensor
     labels: torch.Tensor
     image_paths: list[str] = field(default_factory=list)
+    local: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -159,80 +162,6 @@ def transform_fingerprint(transform) -> Optional[str]:
     return content_key(structure, hashlib.sha256(first).hexdigest())
 
 
-def _list_lines(dataset) -> list[str]:
-    return [line.strip() for line in dataset.imglist]
-
-
-def _lines_digest(lines: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class ListIdentity:
-    """What a feature-cache entry must match, taken before the images are read: the list's
-    lines (digest, count), each line's image path, and each image's stat identity
-    (:func:`~openood_immuno.core.fileid.stat_identity`, git's index rule) with, for the racy
-    ones (mtime not older than ``taken_ns``), the content digest."""
-
-    n: int
-    lines_sha256: str
-    paths: tuple[str, ...]
-    stats: np.ndarray
-    taken_ns: int
-    racy: Mapping[int, str]
-
-    @classmethod
-    def of(cls, dataset) -> "ListIdentity":
-        lines = _list_lines(dataset)
-        paths = tuple(os.path.join(dataset.data_dir, line.split()[0]) if line.split() else ""
-                      for line in lines)
-        taken = now_ns()
-        stats = stat_identities(paths)
-        racy = {int(i): content_digest(paths[i])   # regular files only (a FIFO would block)
-                for i in np.flatnonzero(is_racy(stats[:, 1], taken) & (stats[:, 0] >= 0))
-                if os.path.isfile(paths[i])}
-        return cls(len(lines), _lines_digest(lines), paths, stats, taken, racy)
-
-    def entry_fields(self) -> dict:
-        """The ``list`` record stored in a cache entry beside the features."""
-        return {"n": self.n, "lines_sha256": self.lines_sha256, "stats": torch.from_numpy(self.stats),
-                "taken_ns": self.taken_ns, "racy": {str(i): d for i, d in self.racy.items()}}
-
-    def mismatch(self, entry: Mapping) -> Optional[str]:
-        """Why a loaded cache ``entry`` cannot serve this list, or ``None`` if it matches
-        exactly: the same number of rows as lines, row i the image of line i, every image
-        unchanged since (stat identity; content for the racy ones)."""
-        record = entry.get("list") if isinstance(entry, Mapping) else None
-        if not isinstance(record, Mapping):
-            return "it records no list identity (written by an older version)"
-        feats, labels, paths = entry.get("features"), entry.get("labels"), entry.get("image_paths")
-        if not isinstance(feats, torch.Tensor) or not isinstance(labels, torch.Tensor) \
-                or not isinstance(paths, list):
-            return "it lacks features, labels or image paths"
-        rows = {int(feats.shape[0]) if feats.ndim else -1, int(labels.shape[0]) if labels.ndim else -1,
-                len(paths)}
-        if rows != {self.n}:
-            return f"it holds {sorted(rows)} rows for a list of {self.n} lines"
-        if record.get("n") != self.n or record.get("lines_sha256") != self.lines_sha256:
-            return "it was written for other list lines"
-        if any(paths) and tuple(paths) != self.paths:
-            i = next(i for i, (a, b) in enumerate(zip(paths, self.paths)) if a != b)
-            return f"its row {i} is {paths[i]!r}, the list's line {i + 1} is {self.paths[i]!r}"
-        stored = record.get("stats")
-        if not isinstance(stored, torch.Tensor) or tuple(stored.shape) != self.stats.shape:
-            return "its image identities are missing or of another shape"
-        changed = np.flatnonzero((stored.numpy() != self.stats).any(axis=1))
-        if changed.size:
-            return (f"{changed.size} image(s) changed since it was written (size, mtime, ctime or "
-                    f"inode), e.g. {self.paths[changed[0]]!r}")
-        racy = record.get("racy") or {}
-        for i, digest in racy.items():
-            if content_digest(self.paths[int(i)]) != digest:
-                return (f"image {self.paths[int(i)]!r} changed within its clock tick (same size and "
-                        "times, other content)")
-        return None
-
-
 def dataset_cache_key(net, dataset) -> Optional[str]:
     """Key of a dataset's features under ``net``; ``None`` if the dataset cannot be keyed
     (no list lines, folder or net identity) or its transform is not deterministic.
@@ -252,13 +181,14 @@ def dataset_cache_key(net, dataset) -> Optional[str]:
                        _lines_digest(_list_lines(dataset)))
 
 
-def load_entry(path, list_identity: ListIdentity, name: str) -> Optional[dict]:
-    """The cache entry at ``path`` if it matches ``list_identity`` exactly; ``None`` if absent,
-    or (said in one warning with the reason) if it does not: it is then rebuilt."""
+def load_entry(path, list_identity: ListIdentity, name: str, local: bool = False) -> Optional[dict]:
+    """The cache entry at ``path`` if it matches ``list_identity`` exactly (and, with ``local``,
+    holds local features of every row); ``None`` if absent, or (said in one warning with the
+    reason) if it does not: it is then rebuilt."""
     cached = torch_load_cached(path)
     if cached is None:
         return None
-    why = list_identity.mismatch(cached)
+    why = list_identity.mismatch(cached) or (local_mismatch(cached, list_identity.n) if local else None)
     if why is not None:
         log.warning("features %s: cache entry %s not used: %s; extracting them again", name,
                     os.path.basename(str(path)), why)
@@ -275,38 +205,47 @@ def _image_path(dataset, batch: dict, i: int) -> str:
 
 @torch.no_grad()
 def extract_features(net, loader: DataLoader, name: str = "", progress: bool = True,
-                     cache: bool = True) -> FeatureSet:
-    """Encode every image of ``loader`` with ``net.encode_image`` (cached on disk).
+                     cache: bool = True, local: bool = False) -> FeatureSet:
+    """Encode every image of ``loader`` with ``net.encode_image`` (cached on disk); with
+    ``local``, with ``net.encode_image_local`` (global and per-patch features in one pass,
+    :mod:`~openood_immuno.data.local_features`; their own cache entry).
 
     The cache is used only for unshuffled loaders, whose order is the list order.
     """
     dataset = loader.dataset
     name = name or getattr(dataset, "name", "") or "images"
     key = dataset_cache_key(net, dataset) if isinstance(loader.sampler, SequentialSampler) else None
+    key = local_entry_key(key) if (key and local) else key
     path = cache_dir("features") / f"{key}.pt" if (cache and key) else None
     if path is not None:
         identity = ListIdentity.of(dataset)   # before any image is read
-        cached = load_entry(path, identity, name)
+        cached = load_entry(path, identity, name, local)
         if cached is not None:
             log.info("features %s: %d images from cache (no backbone pass)", name, len(cached["labels"]))
-            return FeatureSet(name, cached["features"], cached["labels"], cached["image_paths"])
+            return FeatureSet(name, cached["features"], cached["labels"], cached["image_paths"],
+                              cached.get("local") if local else None)
     was_training = net.training
     net.eval()
-    feats, labels, paths = [], [], []
+    feats, labels, paths, locals_ = [], [], [], []
     for batch in tqdm(loader, desc=f"features {name}", disable=not progress):
-        feats.append(net.encode_image(batch["data"]).cpu())
+        if local:
+            g, patches = encode_with_local(net, batch["data"])
+            feats.append(g.cpu())
+            locals_.append(patches.cpu())
+        else:
+            feats.append(net.encode_image(batch["data"]).cpu())
         labels.append(torch.as_tensor(batch["label"]).cpu().long())
         paths.extend(_image_path(dataset, batch, i) for i in range(len(batch["data"])))
     net.train(was_training)
     if not feats:
         raise ValueError(f"image list {name!r} has no images: check the list file and data_root")
-    out = FeatureSet(name, torch.cat(feats), torch.cat(labels), paths)
+    out = FeatureSet(name, torch.cat(feats), torch.cat(labels), paths, torch.cat(locals_) if local else None)
     if path is not None and len(out) != identity.n:
         log.warning("features %s: %d rows for the %d lines of its list (a loader that drops "
                     "images): not cached", name, len(out), identity.n)
     elif path is not None:
-        atomic_torch_save({"features": out.features, "labels": out.labels,
-                           "image_paths": out.image_paths, "list": identity.entry_fields()}, path)
+        atomic_torch_save({"features": out.features, "labels": out.labels, "image_paths": out.image_paths,
+                           "list": identity.entry_fields(), **({"local": out.local} if local else {})}, path)
     return out
 
 
@@ -354,12 +293,12 @@ class LazyFeatures(Mapping):
 
     Postprocessors receive this in ``setup()``: methods that need ID training or
     validation features (Immuno-VLM's vaccination, EVT) pull them; zero-shot ones never
-    trigger a backbone pass.
+    trigger a backbone pass. With ``local``, every split carries local features too.
     """
 
     def __init__(self, net, loaders: Mapping[str, DataLoader | Callable[[], DataLoader]],
-                 progress: bool = True):
-        self._net = net
+                 progress: bool = True, local: bool = False):
+        self._net, self._local = net, local
         self._loaders = dict(loaders or {})  # a callable is opened on first use (list parsed then)
         self._progress = progress
         self._done: dict[str, FeatureSet] = {}
@@ -376,7 +315,8 @@ class LazyFeatures(Mapping):
 
     def __getitem__(self, split: str) -> FeatureSet:
         if split not in self._done:
-            self._done[split] = extract_features(self._net, self._loader(split), split, self._progress)
+            self._done[split] = extract_features(self._net, self._loader(split), split, self._progress,
+                                                 local=self._local)
         return self._done[split]
 
     def subset(self, split: str, select: Callable[[torch.Tensor, list[str]], torch.Tensor]) -> FeatureSet:
@@ -391,12 +331,13 @@ class LazyFeatures(Mapping):
             full = self[split]
             idx = select(full.labels, full.image_paths)
             return FeatureSet(full.name, full.features[idx], full.labels[idx],
-                              [full.image_paths[i] for i in idx.tolist()])
+                              [full.image_paths[i] for i in idx.tolist()],
+                              None if full.local is None else full.local[idx])
         labels, paths = imglist_labels_and_paths(dataset)
         idx = select(labels, paths)
         sub = DataLoader(ImglistSubset(dataset, idx.tolist()), batch_size=loader.batch_size,
                          shuffle=False, num_workers=loader.num_workers)
-        return extract_features(self._net, sub, f"{split} subset", self._progress)
+        return extract_features(self._net, sub, f"{split} subset", self._progress, local=self._local)
 
     def __iter__(self):
         return iter(self._loaders)

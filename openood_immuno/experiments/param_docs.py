@@ -28,6 +28,7 @@ DOC_TABLES = (
     ("docs/csp.md", "CSPParams", "openood_immuno.methods.csp.params:CSPParams", False),
     ("docs/adaneg.md", "AdaNegParams", "openood_immuno.methods.adaneg.params:AdaNegParams", False),
     ("docs/eoe.md", "EOEParams", "openood_immuno.methods.eoe.params:EOEParams", False),
+    ("docs/glmcm.md", "GLMCMParams", "openood_immuno.methods.glmcm.params:GLMCMParams", False),
     ("docs/openood.md", "CLIPNetworkParams", "openood_immuno.openood.network_params:CLIPNetworkParams", False),
     ("docs/classic.md", "EBOParams", "openood_immuno.methods.classic.params:EBOParams", False),
     ("docs/classic.md", "GENParams", "openood_immuno.methods.classic.params:GENParams", False),

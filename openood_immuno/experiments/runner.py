@@ -41,7 +41,7 @@ import io
 import itertools
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -104,11 +104,13 @@ def validate_benchmark(data_root: str, lists: BenchmarkLists,
 
 
 class FeatureStore:
-    """Cached image features of every list of a benchmark under one net."""
+    """Cached image features of every list of a benchmark under one net; with ``local`` (some
+    postprocessor ``needs_local_features``), per-patch features too, from the same backbone pass,
+    and every postprocessor scores the global rows of those entries."""
 
     def __init__(self, net, data_root: str, lists: BenchmarkLists, id_name: str = "imagenet",
-                 batch_size: int = 128, num_workers: int = 2, progress: bool = True):
-        self.net, self.data_root, self.lists = net, data_root, lists
+                 batch_size: int = 128, num_workers: int = 2, progress: bool = True, local: bool = False):
+        self.net, self.data_root, self.lists, self.local = net, data_root, lists, local
         self.num_classes = NUM_CLASSES.get(id_name)
         self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
         self._sets: dict[str, FeatureSet] = {}
@@ -122,12 +124,15 @@ class FeatureStore:
 
     def get(self, key: str, spec: ListSpec) -> FeatureSet:
         if key not in self._sets:
-            self._sets[key] = extract_features(self.net, self.loader(spec), key, self.progress)
+            self._sets[key] = extract_features(self.net, self.loader(spec), key, self.progress,
+                                               local=self.local)
         return self._sets[key]
 
     def id_features(self) -> LazyFeatures:
         """ID splits, each list read only if a postprocessor asks for it; shared by every
-        postprocessor evaluated on this store, so a split is loaded once."""
+        postprocessor evaluated on this store, so a split is loaded once. Global features only,
+        also with ``local``: what ``fit`` reads (no method fits on per-patch features; GL-MCM is
+        zero-shot), so Immuno-VLM's training shots never pay for local features."""
         if self._id_features is None:
             self._id_features = LazyFeatures(self.net, {s: (lambda spec=spec: self.loader(spec))
                                                         for s, spec in self.lists.id.items()},
@@ -136,12 +141,14 @@ class FeatureStore:
 
 
 def _concat(a: FeatureSet, b: FeatureSet, name: str) -> FeatureSet:
+    local = None if a.local is None or b.local is None else torch.cat([a.local, b.local])
     return FeatureSet(name, torch.cat([a.features, b.features]), torch.cat([a.labels, b.labels]),
-                      a.image_paths + b.image_paths)
+                      a.image_paths + b.image_paths, local)
 
 
 def _permute(fs: FeatureSet, order: torch.Tensor) -> FeatureSet:
-    return FeatureSet(fs.name, fs.features[order], fs.labels[order], [fs.image_paths[i] for i in order])
+    return FeatureSet(fs.name, fs.features[order], fs.labels[order], [fs.image_paths[i] for i in order],
+                      None if fs.local is None else fs.local[order])
 
 
 def score_stream(pp: ImmunoPostprocessor, id_fs: FeatureSet, ood_fs: FeatureSet, seed: int,
@@ -166,8 +173,7 @@ def hyperparam_search(pp: ImmunoPostprocessor, id_val: FeatureSet, ood_val: Feat
     names = list(pp.args_dict)
     combos = [tuple(reversed(c)) for c in itertools.product(*[pp.args_dict[n] for n in reversed(names)])]
     best, best_auroc = None, -1.0
-    ood_val = FeatureSet(ood_val.name, ood_val.features, torch.full_like(ood_val.labels, -1),
-                         ood_val.image_paths)
+    ood_val = replace(ood_val, labels=torch.full_like(ood_val.labels, -1))
     for combo in combos:
         pp.set_hyperparam(list(combo))
         pp.reset()
@@ -324,7 +330,7 @@ def _score(pp: ImmunoPostprocessor, id_fs: FeatureSet, ood_sets: Mapping[str, Fe
                                         np.concatenate([id_scores[2], -np.ones_like(ood[2])]), threshold)
     else:
         for name, fs in ood_sets.items():
-            ood = FeatureSet(fs.name, fs.features, torch.full_like(fs.labels, -1), fs.image_paths)
+            ood = replace(fs, labels=torch.full_like(fs.labels, -1))
             pred, conf, label = scores[name] = score_stream(pp, id_fs, ood, stream_seed, batch_size)
             metrics[name] = set_metrics(pred, conf, label, threshold)
     return metrics, scores

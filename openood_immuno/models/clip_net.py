@@ -51,6 +51,7 @@ from openood_immuno.core.cache import atomic_torch_save, cache_dir, content_key,
 from openood_immuno.data.classnames import resolve_class_names
 from .loading import (_create_open_clip, _model_identity, _register_local_model_configs, _weights_identity,
                       check_pretrained, is_random_init)
+from .local_tokens import check_patch_tokens, global_and_local
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,16 @@ class CLIPNet(nn.Module):
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """``encode_image`` in the caller's grad mode (ODIN differentiates through it)."""
         return F.normalize(self.clip.encode_image(x.to(self.device)).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_image_local(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(global [B, d], local [B, P, d])``, L2-normalised, float32, in one tower pass: the
+        global feature equals :meth:`encode_image`'s; the local ones are GL-MCM's per-patch
+        features (:mod:`openood_immuno.models.local_tokens`). A tower without patch tokens (a
+        ResNet CLIP) raises :class:`~openood_immuno.models.local_tokens.NoPatchTokens`."""
+        check_patch_tokens(self.clip.visual, self.identity.split("|")[0])
+        g, local = global_and_local(self.clip.visual, x.to(self.device))
+        return F.normalize(g.float(), dim=-1), F.normalize(local.float(), dim=-1)
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
