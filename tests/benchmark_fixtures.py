@@ -24,6 +24,21 @@ from openood_immuno.data.classnames import id_class_names, imagenet200_classes
 CAP = 40
 
 
+def cut_root(minibench: Path, root: Path, lists: dict[str, int]) -> Path:
+    """A data_root at ``root`` whose ImageNet lists are the minibench's first ``lists[name]`` lines;
+    ``images_largescale/`` is a real folder (its sub-folders link to minibench's), so a test can put
+    odd files or another benchmark's images in it."""
+    (root / "benchmark_imglist" / "imagenet").mkdir(parents=True)
+    (root / "images_largescale").mkdir()
+    for sub in (minibench / "images_largescale").iterdir():
+        os.symlink(sub, root / "images_largescale" / sub.name)
+    os.symlink(minibench / "images_classic", root / "images_classic")
+    for name, n in lists.items():
+        lines = (minibench / "benchmark_imglist" / "imagenet" / name).read_text().splitlines()[:n]
+        (root / "benchmark_imglist" / "imagenet" / name).write_text("\n".join(lines) + "\n")
+    return root
+
+
 def _read(minibench: Path, name: str) -> list[tuple[str, int]]:
     lines = (minibench / "benchmark_imglist" / "imagenet" / name).read_text().split("\n")
     return [(p, int(lab)) for p, lab in (line.split() for line in lines if line.strip())]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmark_fixtures import cut_root
+
 from openood_immuno.cli import main, run
-from openood_immuno.cli.args import UsageError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*with RANDOM weights")
 TINY = ["--model", "ImmunoTiny-ViT", "--device", "cpu", "--pretrained", "none"]
@@ -24,16 +25,7 @@ LISTS = {"test_imagenet.txt": 4, "test_ssb_hard.txt": 3, "test_ninco.txt": 3, "t
 def small_root(minibench, tmp_path):
     """A data_root with the test lists cut to 3-4 images; ``images_largescale/`` is a real folder
     (its sub-folders link to minibench's) so a test can put odd files in it."""
-    root = tmp_path / "data"
-    (root / "benchmark_imglist" / "imagenet").mkdir(parents=True)
-    (root / "images_largescale").mkdir()
-    for sub in (minibench / "images_largescale").iterdir():
-        os.symlink(sub, root / "images_largescale" / sub.name)
-    os.symlink(minibench / "images_classic", root / "images_classic")
-    for name, n in LISTS.items():
-        lines = (minibench / "benchmark_imglist" / "imagenet" / name).read_text().splitlines()[:n]
-        (root / "benchmark_imglist" / "imagenet" / name).write_text("\n".join(lines) + "\n")
-    return root
+    return cut_root(minibench, tmp_path / "data", LISTS)
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """Immuno-VLM's benchmark (`--benchmark immuno_vlm`), ImageNet-O's list, the F-score and the
 published tables set beside our runs (issue 20, parts 3 and 4)."""
-import os
 import re
 import shutil
 
 import numpy as np
 import pytest
+
+from benchmark_fixtures import cut_root
 
 from openood_immuno.cli import main, run as console
 from openood_immuno.core.metrics import f1_at_id_tpr, f1_at_threshold, fpr_at_id_tpr, id_tpr_threshold
@@ -35,15 +36,7 @@ def _imagenet_o_folder(root, minibench, per_class=2):
 def vlm_root(minibench, tmp_path):
     """A data_root with the immuno_vlm lists but ImageNet-O's: 6 ID test images, 3 iNaturalist, 3
     Textures (minibench's), and ImageNet-O's folder (4 photos in 2 class folders), no list yet."""
-    root = tmp_path / "data"
-    (root / "benchmark_imglist" / "imagenet").mkdir(parents=True)
-    (root / "images_largescale").mkdir()
-    for sub in (minibench / "images_largescale").iterdir():
-        os.symlink(sub, root / "images_largescale" / sub.name)
-    os.symlink(minibench / "images_classic", root / "images_classic")
-    for name, n in LISTS.items():
-        lines = (minibench / "benchmark_imglist" / "imagenet" / name).read_text().splitlines()[:n]
-        (root / "benchmark_imglist" / "imagenet" / name).write_text("\n".join(lines) + "\n")
+    root = cut_root(minibench, tmp_path / "data", LISTS)
     _imagenet_o_folder(root, minibench)
     return root
 

@@ -1,31 +1,14 @@
-"""The fitted GL-MCM scorer of a CLIP net: its class prototypes and S_GL."""
+"""The fitted GL-MCM scorer of a CLIP net: MCM's class prototypes (its global term) and S_GL."""
 from __future__ import annotations
-
-from typing import Optional
 
 import torch
 
+from openood_immuno.methods.mcm.scorer import MCMScorer
 from openood_immuno.scores.glmcm import glmcm_score
-from .params import GLMCMParams
 
 
-class GLMCMScorer:
-    """``fit(net)`` encodes the ID prompts; ``score(global, local) -> (pred, S_GL)``."""
-
-    def __init__(self, params: GLMCMParams):
-        self.params = params
-        self.class_text = None
-        self._fitted_on = None
-
-    def fit(self, net, reuse: Optional["GLMCMScorer"] = None) -> "GLMCMScorer":
-        """Encode the prompts, or take those of ``reuse`` (same net, same ``templates``)."""
-        if (reuse is not None and reuse._fitted_on == net.identity
-                and reuse.params.templates == self.params.templates):
-            self.class_text = reuse.class_text
-        else:
-            self.class_text = net.encode_text(net.class_names, self.params.templates)
-        self._fitted_on = net.identity
-        return self
+class GLMCMScorer(MCMScorer):
+    """MCM's ``fit(net)`` (the ID prompts of ``params.templates``); ``score(global, local) -> (pred, S_GL)``."""
 
     def score(self, features: torch.Tensor, local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.class_text is None:
