@@ -232,7 +232,7 @@ def test_cli_names_the_fix_for_model_checkpoint_postprocessor_and_data_root(mini
     with pytest.raises(FileNotFoundError, match="CLIP checkpoint '.*gone.pt' does not exist"):
         main(base + ["--model", "ImmunoTiny-ViT", "--pretrained", str(tmp_path / "gone.pt")])
     with pytest.raises(UsageError, match=r"--postprocessors: unknown postprocessor 'mcn' \(did you mean "
-                                         r"'mcm'\?\); available: ants, .*mcm"):
+                                         r"'mcm'\?\); available: adaneg, ants, .*mcm"):
         main(base + TINY + ["--postprocessors", "mcn"])
     with pytest.raises(UsageError, match="--data-root '.*nowhere' does not exist: pass OpenOOD's data_root"):
         main(["eval", "--data-root", str(tmp_path / "nowhere"), *TINY, "--engine", "builtin",

@@ -140,8 +140,10 @@ def _results(out: Path, id_name: str, pp: str) -> Path:
 
 @pytest.mark.parametrize("name,args", [("mcm", {}), ("immuno", {"epochs": 2}), ("glmcm", {})])
 def test_launcher_equals_builtin_runner(name, args, tiny_net, minibench, tmp_path, isolated_cache):
-    store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)
-    ours = evaluate(build_postprocessor(name, **args), store)
+    pp = build_postprocessor(name, **args)
+    store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False,
+                         local=pp.needs_local_features)   # GL-MCM's per-patch features, as eval sets it
+    ours = evaluate(pp, store)
     overrides = [x for k, v in args.items() for x in (f"--postprocessor.postprocessor_args.{k}", str(v))]
     _launch(["--config", f"imagenet_clip_{name}.yml", "--data_root", str(minibench),
              "--output_dir", str(tmp_path), *TINY, *overrides], isolated_cache, tmp_path)
