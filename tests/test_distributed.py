@@ -14,6 +14,7 @@ from openood_immuno.data.lists import ImglistDataset, make_loader
 IMAGENET_ID, IMAGENET_OOD_VAL = BENCHMARKS["imagenet"].id, BENCHMARKS["imagenet"].ood_val
 from openood_immuno.data.distributed import extract_lists, shard_bounds, shard_path
 from openood_immuno.data.features import ListIdentity, dataset_cache_key, extract_features
+from openood_immuno.data.local_features import local_entry_key
 
 LISTS = {"val_imagenet": IMAGENET_ID["val"], "val_openimage_o": IMAGENET_OOD_VAL}
 
@@ -35,8 +36,11 @@ def small_root(minibench, tmp_path):
     return root
 
 
+@pytest.mark.parametrize("local", [False, True], ids=["global", "local"])
 def test_torchrun_two_ranks_write_the_entry_a_single_process_writes(tiny_net, small_root, tmp_path,
-                                                                    isolated_cache, monkeypatch):
+                                                                    isolated_cache, monkeypatch, local):
+    """With ``--patch-features`` (GL-MCM's per-patch features) the entry is the one ``eval --postprocessors
+    glmcm`` reads: its own key, global and local features of one pass."""
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "text").symlink_to(isolated_cache / "text")  # class-name text features already encoded
@@ -44,7 +48,7 @@ def test_torchrun_two_ranks_write_the_entry_a_single_process_writes(tiny_net, sm
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "openood_immuno.cli", "features", "--data-root", str(small_root), "--model",
            "ImmunoTiny-ViT", "--pretrained", "none", "--device", "cpu", "--lists",
-           ",".join(LISTS), "--batch-size", "8", "--num-workers", "0"]
+           ",".join(LISTS), "--batch-size", "8", "--num-workers", "0", *(["--patch-features"] if local else [])]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     entries = sorted((cache / "features").glob("*.pt"))
@@ -52,17 +56,21 @@ def test_torchrun_two_ranks_write_the_entry_a_single_process_writes(tiny_net, sm
     assert not list((cache / "feature_shards").glob("*"))   # shards removed after assembly
     for name, ds in _datasets(tiny_net, small_root).items():
         assert f"{name}: 25 images" in out.stdout  # ranks 0 and 1: 12 and 13 images
-        single = extract_features(tiny_net, make_loader(ds, 64, 0), progress=False, cache=False)
-        key = dataset_cache_key(tiny_net, ds)
+        single = extract_features(tiny_net, make_loader(ds, 64, 0), progress=False, cache=False, local=local)
+        key = local_entry_key(dataset_cache_key(tiny_net, ds)) if local else dataset_cache_key(tiny_net, ds)
         got = torch.load(cache / "features" / f"{key}.pt", weights_only=True)
-        assert set(got) == {"features", "labels", "image_paths", "list"}
+        assert set(got) == {"features", "labels", "image_paths", "list", *(["local"] if local else [])}
         assert torch.equal(got["labels"], single.labels) and got["image_paths"] == single.image_paths
         assert torch.allclose(got["features"], single.features, rtol=0, atol=1e-6)
+        if local:
+            assert got["local"].dtype == torch.float16 and got["local"].shape[0] == 25
+            assert torch.allclose(got["local"].float(), single.local.float(), rtol=0, atol=1e-3)
         # eval reuses it: extract_features reads the entry and runs no backbone pass
         monkeypatch.setenv("OPENOOD_IMMUNO_CACHE", str(cache))
         with monkeypatch.context() as m:
-            m.setattr(tiny_net, "encode_image", lambda x: pytest.fail("cached entry not reused"))
-            reused = extract_features(tiny_net, make_loader(ds, 64, 0), progress=False)
+            for encode in ("encode_image", "encode_image_local"):
+                m.setattr(tiny_net, encode, lambda x: pytest.fail("cached entry not reused"))
+            reused = extract_features(tiny_net, make_loader(ds, 64, 0), progress=False, local=local)
         assert torch.equal(reused.features, got["features"])
 
 

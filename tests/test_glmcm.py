@@ -100,10 +100,13 @@ def test_a_tower_without_patch_tokens_is_one_clear_line(tiny_net):
         net.encode_image_local(torch.zeros(1, 3, 64, 64))
 
 
-def test_eval_refuses_a_resnet_clip_before_reading_images(minibench, tmp_path, monkeypatch):
-    """A tiny ResNet CLIP from a local JSON config: eval names the model and the fix, exit 2 on the console."""
+@pytest.mark.parametrize("command", ["eval", "features"])
+def test_a_resnet_clip_is_refused_before_reading_images(minibench, tmp_path, monkeypatch, command):
+    """A tiny ResNet CLIP from a local JSON config: eval (with glmcm) and features --patch-features name
+    the model and the fix, exit 2 on the console."""
     import json
 
+    from openood_immuno.data import distributed
     from openood_immuno.experiments import runner
 
     config = json.loads((Path(__file__).resolve().parents[1] / "openood_immuno" / "models" / "model_configs"
@@ -111,12 +114,14 @@ def test_eval_refuses_a_resnet_clip_before_reading_images(minibench, tmp_path, m
     config["vision_cfg"] = {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8, "head_width": 8}
     path = tmp_path / "TinyRN.json"
     path.write_text(json.dumps(config))
-    monkeypatch.setattr(runner, "extract_features", lambda *a, **k: pytest.fail("an image was read"))
+    for module in (runner, distributed):
+        monkeypatch.setattr(module, "extract_features", lambda *a, **k: pytest.fail("an image was read"))
+    argv = {"eval": ["eval", "--postprocessors", "mcm,glmcm", "--no-progress", "--output-dir", str(tmp_path / "out")],
+            "features": ["features", "--patch-features", "--lists", "test_imagenet"]}[command]
     with pytest.raises(NoPatchTokens, match=r"model '.*TinyRN.json' gives no local features: its image tower "
                                             r"is a ModifiedResNet"):
-        cli_main(["eval", "--data-root", str(minibench), "--postprocessors", "mcm,glmcm", "--model", str(path),
-                  "--pretrained", "none", "--device", "cpu", "--num-workers", "0", "--no-progress",
-                  "--output-dir", str(tmp_path / "out")])
+        cli_main([*argv, "--data-root", str(minibench), "--model", str(path), "--pretrained", "none",
+                  "--device", "cpu", "--num-workers", "0"])
 
 
 def _loader(net, minibench, n, folder):

@@ -34,6 +34,9 @@ def add_parser(subparsers) -> None:
                         "openood_immuno.data.decode's tensor path, cached under its own key")
     p.add_argument("--decode-device", default="cpu", choices=["cpu", "cuda"],
                    help="where the tensor path decodes JPEGs")
+    p.add_argument("--patch-features", action="store_true",
+                   help="also the per-patch features GL-MCM reads (glmcm), same pass, their own cache entry "
+                        "(ViT models only; ViT-B/16: 200,704 more bytes per image)")
     p.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"],
                    help="torch.distributed backend (auto: nccl on cuda, gloo on cpu)")
     p.set_defaults(func=run)

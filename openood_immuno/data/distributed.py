@@ -15,6 +15,11 @@ For every image list (in the order given):
 3. after a barrier, rank 0 concatenates the shards in rank order, writes the final entry
    atomically and removes the shards; a second barrier ends the list.
 
+With ``local`` (``features --patch-features``; not ``--local``, which torchrun would take for its own
+``--local-ranks-filter``) every step also carries GL-MCM's per-patch features
+(:mod:`~openood_immuno.data.local_features`, same pass), under the local entry's own key: the
+entry ``eval --postprocessors glmcm`` reads.
+
 The cache folder (``$OPENOOD_IMMUNO_CACHE``) must be one folder every rank sees (on several
 nodes: a shared file system). Backend ``gloo`` on CPU, ``nccl`` on GPUs (rank ``r`` uses
 ``cuda:LOCAL_RANK``); without ``torchrun`` the command runs as one process (W = 1). The command
@@ -36,6 +41,7 @@ from .lists import ImglistDataset
 from .decode import make_image_loader
 from .decode_options import DecodeOptions
 from .features import ListIdentity, dataset_cache_key, extract_features, load_entry
+from .local_features import LOCAL_DTYPE, local_entry_key, local_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +77,17 @@ def _shard_dataset(dataset: ImglistDataset, start: int, stop: int) -> ImglistDat
 
 
 def _encode_shard(net, dataset: ImglistDataset, key: str, rank: int, world_size: int,
-                  options: DecodeOptions, progress: bool) -> None:
+                  options: DecodeOptions, progress: bool, local: bool = False) -> None:
     """Write this rank's shard of ``dataset`` unless a complete one, matching its block of the
-    list exactly (:class:`~openood_immuno.data.features.ListIdentity`), is already on disk."""
+    list exactly (:class:`~openood_immuno.data.features.ListIdentity`), is already on disk (with
+    ``local``: the per-patch features too, in the same pass)."""
     path = shard_path(key, rank, world_size)
     start, stop = shard_bounds(len(dataset), rank, world_size)
     block = _shard_dataset(dataset, start, stop)
     identity = ListIdentity.of(block)   # before any image is read
     done = torch_load_cached(path)
     if done is not None and (done.get("start"), done.get("stop")) == (start, stop):
-        why = identity.mismatch(done)
+        why = identity.mismatch(done) or (local_mismatch(done, stop - start) if local else None)
         if why is None:
             log.info("features %s: shard %d/%d (%d images) already on disk", dataset.name, rank,
                      world_size, stop - start)
@@ -89,15 +96,19 @@ def _encode_shard(net, dataset: ImglistDataset, key: str, rank: int, world_size:
                     dataset.name, rank, world_size, why)
     if stop > start:
         loader = make_image_loader(block, net.device, options)
-        fs = extract_features(net, loader, f"{dataset.name} [{rank}/{world_size}]", progress, cache=False)
-        feats, labels, paths = fs.features, fs.labels, fs.image_paths
+        fs = extract_features(net, loader, f"{dataset.name} [{rank}/{world_size}]", progress, cache=False,
+                              local=local)
+        feats, labels, paths, patches = fs.features, fs.labels, fs.image_paths, fs.local
     else:  # more ranks than images
         feats, labels, paths = torch.zeros(0, net.embed_dim), torch.zeros(0, dtype=torch.long), []
+        patches = torch.zeros(0, 0, net.embed_dim, dtype=LOCAL_DTYPE) if local else None
     atomic_torch_save({"features": feats, "labels": labels, "image_paths": paths,
-                       "start": start, "stop": stop, "list": identity.entry_fields()}, path)
+                       "start": start, "stop": stop, "list": identity.entry_fields(),
+                       **({"local": patches} if local else {})}, path)
 
 
-def _assemble(key: str, n: int, world_size: int, final: Path, name: str, identity: ListIdentity) -> None:
+def _assemble(key: str, n: int, world_size: int, final: Path, name: str, identity: ListIdentity,
+              local: bool = False) -> None:
     """Rank 0: the final entry from the shards, in rank order; then remove the shards."""
     parts = []
     for rank in range(world_size):
@@ -107,19 +118,23 @@ def _assemble(key: str, n: int, world_size: int, final: Path, name: str, identit
                                f"{cache_dir('feature_shards')}: every rank must see the same cache "
                                "folder (set OPENOOD_IMMUNO_CACHE to a shared file system)")
         parts.append(shard)
-    atomic_torch_save({"features": torch.cat([p["features"] for p in parts]),
-                       "labels": torch.cat([p["labels"] for p in parts]),
-                       "image_paths": [q for p in parts for q in p["image_paths"]],
-                       "list": identity.entry_fields()}, final)
+    entry = {"features": torch.cat([p["features"] for p in parts]),
+             "labels": torch.cat([p["labels"] for p in parts]),
+             "image_paths": [q for p in parts for q in p["image_paths"]],
+             "list": identity.entry_fields()}
+    if local:   # every shard's [rows, P, d]; a rank without images wrote [0, 0, d]
+        entry["local"] = torch.cat([p["local"] for p in parts if p["local"].shape[0]])
+    atomic_torch_save(entry, final)
     for rank in range(world_size):
         shard_path(key, rank, world_size).unlink(missing_ok=True)
 
 
 def extract_lists(net, datasets: Mapping[str, ImglistDataset], options: DecodeOptions = DecodeOptions(),
-                  progress: bool = True) -> dict[str, Path]:
+                  progress: bool = True, local: bool = False) -> dict[str, Path]:
     """Cache the features of every dataset, sharded over the ranks of the default process group.
 
-    Returns ``name -> final cache entry`` (the path ``extract_features`` reads). Works without a
+    Returns ``name -> final cache entry`` (the path ``extract_features`` reads; with ``local``,
+    the entry that also holds the per-patch features GL-MCM reads, its own key). Works without a
     process group (one process). Every rank must call it with the same datasets.
     """
     rank, world_size = rank_world()
@@ -130,18 +145,19 @@ def extract_lists(net, datasets: Mapping[str, ImglistDataset], options: DecodeOp
         if key is None:
             raise ValueError(f"image list {name!r} cannot be keyed (no imglist/data_dir): it cannot "
                              "be cached")
+        key = local_entry_key(key) if local else key
         final = cache_dir("features") / f"{key}.pt"
         identity = ListIdentity.of(dataset) if rank == 0 else None   # before any image is read
-        done = [rank == 0 and load_entry(final, identity, name) is not None]
+        done = [rank == 0 and load_entry(final, identity, name, local) is not None]
         _barrier(device)
         if dist.is_available() and dist.is_initialized():
             dist.broadcast_object_list(done, src=0,   # one decision for every rank
                                        device=device if dist.get_backend() == "nccl" else None)
         if not done[0]:
-            _encode_shard(net, dataset, key, rank, world_size, options, progress and rank == 0)
+            _encode_shard(net, dataset, key, rank, world_size, options, progress and rank == 0, local)
             _barrier(device)
             if rank == 0:
-                _assemble(key, len(dataset), world_size, final, name, identity)
+                _assemble(key, len(dataset), world_size, final, name, identity, local)
                 log.info("features %s: %d images from %d ranks -> %s", name, len(dataset),
                          world_size, final)
             _barrier(device)

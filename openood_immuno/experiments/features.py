@@ -13,6 +13,7 @@ from openood_immuno.data.decode_options import DecodeOptions
 from openood_immuno.data.distributed import extract_lists, rank_world
 from openood_immuno.data.lists import ImglistDataset
 from openood_immuno.models.clip_net import build_clip_net
+from openood_immuno.models.local_tokens import check_patch_tokens
 
 
 def _select(names_arg: str, lists: dict[str, ListSpec]) -> dict[str, ListSpec]:
@@ -47,10 +48,12 @@ def run_features(args) -> int:
         started = True
     try:
         net = build_clip_net(args.model, args.pretrained, args.id_name, device=device)
+        if args.patch_features:   # a ResNet CLIP has no patch tokens: say so before any image is read
+            check_patch_tokens(net.clip.visual, args.model)
         num_classes = NUM_CLASSES.get(args.id_name)
         datasets = {n: ImglistDataset(args.data_root, s, net.preprocess, num_classes)
                     for n, s in specs.items()}
-        entries = extract_lists(net, datasets, options)
+        entries = extract_lists(net, datasets, options, local=args.patch_features)
         if rank_world()[0] == 0:
             for name, path in entries.items():
                 print(f"{name}: {len(datasets[name])} images -> {path}", flush=True)
