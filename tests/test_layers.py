@@ -40,3 +40,16 @@ def test_an_upward_import_breaks_the_contract(tmp_path, monkeypatch):
                           text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)})
     assert done.returncode != 0 and "BROKEN" in done.stdout, done.stdout[-2000:]
     assert "openood_immuno.core.upward_probe" in done.stdout
+
+
+def test_setup_cfg_lists_every_package_of_the_source_tree():
+    """A non-editable install (CI's, a user's wheel) holds only the packages setup.cfg lists: a
+    method package left out imports in an editable checkout and is missing everywhere else."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    listed = {p.strip() for p in cfg["options"]["packages"].split() if p.strip()}
+    on_disk = {".".join(init.parent.relative_to(ROOT).parts)
+               for init in (ROOT / "openood_immuno").rglob("__init__.py")}
+    assert on_disk - listed == set(), "add these packages to setup.cfg [options] packages"
