@@ -28,12 +28,13 @@ from .glmcm_postprocessor import GLMCMPostprocessor
 from .immuno_postprocessor import ImmunoDISPostprocessor, ImmunoVLMPostprocessor, ImmunoZeroShotPostprocessor
 from .mcm_postprocessor import MCMPostprocessor
 from .neglabel_postprocessor import NegLabelPostprocessor
+from .negrefine_postprocessor import NegRefinePostprocessor
 
 #: ``postprocessor.method`` of a yml -> the class that implements it
 METHODS: dict[str, type[ImmunoPostprocessor]] = {cls.method: cls for cls in (
     MCMPostprocessor, NegLabelPostprocessor, ANTSPostprocessor, ImmunoVLMPostprocessor,
     ImmunoDISPostprocessor, ImmunoZeroShotPostprocessor, CSPPostprocessor, EOEPostprocessor,
-    AdaNegPostprocessor, GLMCMPostprocessor,
+    AdaNegPostprocessor, GLMCMPostprocessor, NegRefinePostprocessor,
     # OpenOOD's classic postprocessors on the CLIP net (openood_builtin: OpenOOD keeps its own by name)
     MSPPostprocessor, EBOPostprocessor, MLSPostprocessor, GENPostprocessor, GradNormPostprocessor,
     ReActPostprocessor, ASHPostprocessor, SCALEPostprocessor, DICEPostprocessor, KNNPostprocessor,

@@ -1,0 +1,96 @@
+"""Parameters of NegRefine (the only place their defaults live). Defaults = the authors' ImageNet
+run (ah-ansari/NegRefine ``scripts/imagenet.sh`` -> ``src/clip_ood.py``, ``src/create_negs.py``,
+``src/neg_filter.py``), except ``llm`` (no network by default: give a model or a filtered
+labels file; the authors': Qwen/Qwen2.5-14B-Instruct-1M) and ``llm_temperature`` (greedy; see
+docs/negrefine.md)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+from openood_immuno.core.params import Params, ParamError, param
+from openood_immuno.llm.http import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT_S
+from openood_immuno.methods.csp.params import CSPParams
+from openood_immuno.methods.csp.pool import (ADJ_TEMPLATES, CSP_EXCLUDED_LEXNAMES, NOUN_TEMPLATES,
+                                             SUPERCLASS_TEMPLATES)
+from openood_immuno.methods.neglabel.params import LEXNAME
+
+
+@dataclass(frozen=True)
+class NegRefineParams(Params):
+    """NegRefine: CSP's negatives (max-cosine rule) filtered by an LLM; S = NegLabel's grouped
+    score + w * the multi-matching score."""
+
+    # ---- initial negatives: CSP's mining (create_negs.py) ----
+    neg_ratio: float = param(0.15, "share of each pool (nouns, phrases) kept as initial negatives "
+                             "(authors' neg_top_p)", low=0, high=1, low_open=True)
+    quantile: float = param(1.0, "eta of d_j = quantile over ID classes of cos(candidate, class); "
+                            "1 = the max (authors' pencentile=1)", low=0, high=1)
+    duplicate_cos: float = param(0.95, "a candidate whose max cos to an ID class exceeds this is "
+                                 "never kept", low=-1, high=1)
+    id_templates: Tuple[str, ...] = param(NOUN_TEMPLATES, "prompts of the ID class names, averaged",
+                                          placeholder="{}", nonempty=True)
+    noun_templates: Tuple[str, ...] = param(NOUN_TEMPLATES, "prompts of the noun negatives and of "
+                                            "the multi-matching texts, averaged",
+                                            placeholder="{}", nonempty=True)
+    adj_templates: Tuple[str, ...] = param(ADJ_TEMPLATES, "prompts of the conjugated adjective "
+                                           "phrases, averaged", placeholder="{}", nonempty=True)
+    superclass_templates: Tuple[str, ...] = param(SUPERCLASS_TEMPLATES, "superclasses an adjective "
+                                                  "is conjugated with (one drawn per adjective)",
+                                                  placeholder="{}", nonempty=True)
+    conjugation_seed: int = param(0, "seed of Python's random drawing each adjective's superclass",
+                                  low=0)
+    exclude_lexnames: Tuple[str, ...] = param(CSP_EXCLUDED_LEXNAMES,
+                                              "WordNet lexicographer files left out of the corpus",
+                                              pattern=LEXNAME)
+    corpus_limit: int = param(0, "> 0: mine on that many candidates only (smoke runs, tests)", low=0)
+    neg_labels_file: str = param("", "an initial label list (NegLabel's format): skip mining, "
+                                 "still filter")
+    # ---- the LLM filter (neg_filter.py) ----
+    filtered_labels_file: str = param("", "a filtered label list (NegLabel's format): skip mining "
+                                      "and the LLM")
+    top_matches: int = param(10, "ID classes each negative is checked against (subcategory "
+                             "question), by raw-text cosine", low=1)
+    llm: str = param("none", "hf:NAME_OR_PATH | openai:MODEL@URL | openai:URL | none "
+                     "(authors: Qwen/Qwen2.5-14B-Instruct-1M)")
+    llm_temperature: float = param(0.0, "sampling temperature (0 = greedy)", low=0)
+    llm_max_new_tokens: int = param(512, "tokens per answer (authors' max_new_tokens)", low=1)
+    llm_device: str = param("cpu", "torch device of an hf: model", nonempty=True)
+    llm_api_key_env: str = param(DEFAULT_API_KEY_ENV, "environment variable holding the openai: API key")
+    llm_timeout_s: float = param(DEFAULT_TIMEOUT_S, "timeout of one openai: request, seconds",
+                                 low=0, low_open=True)
+    llm_seed: int = param(0, "seed passed with every request", low=0)
+    # ---- the score (clip_ood.py) ----
+    logit_scale: float = param(100.0, "logits = logit_scale * cos", low=0, low_open=True)
+    n_groups: int = param(100, "K groups of negatives in NegLabel's grouped score", low=1,
+                          sweep=(10, 50, 100, 200))
+    group_seed: int = param(0, "seed of the fixed permutation of the negatives", low=0)
+    k_pos: int = param(5, "top ID classes per image in the multi-matching texts (at most C)", low=1)
+    k_neg: int = param(5, "top negatives per image in the multi-matching texts", low=1)
+    mm_weight: float = param(2.0, "weight w of the multi-matching score", low=0,
+                             sweep=(0.0, 1.0, 2.0, 4.0))
+
+    BANK = ("neg_ratio", "quantile", "duplicate_cos", "id_templates", "noun_templates",
+            "adj_templates", "superclass_templates", "conjugation_seed", "exclude_lexnames",
+            "corpus_limit", "neg_labels_file", "filtered_labels_file", "top_matches", "llm",
+            "llm_temperature", "llm_max_new_tokens", "llm_device", "llm_api_key_env",
+            "llm_timeout_s", "llm_seed")
+    """The parameters the text banks depend on (the others only change the score)."""
+
+    def check(self) -> None:
+        if self.llm.strip().lower() != "none" and ":" not in self.llm:
+            raise ParamError(f"llm must be hf:NAME_OR_PATH, openai:MODEL@URL, openai:URL or "
+                             f"none, got {self.llm!r}")
+
+    def resources(self) -> tuple[str, ...]:
+        return () if self.filtered_labels_file or self.neg_labels_file else ("wordnet",)
+
+    def csp_params(self) -> CSPParams:
+        """The :class:`~openood_immuno.methods.csp.CSPParams` of the initial negatives."""
+        return CSPParams(neg_ratio=self.neg_ratio, quantile=self.quantile,
+                         duplicate_cos=self.duplicate_cos, id_templates=self.id_templates,
+                         noun_templates=self.noun_templates, adj_templates=self.adj_templates,
+                         superclass_templates=self.superclass_templates,
+                         conjugation_seed=self.conjugation_seed,
+                         exclude_lexnames=self.exclude_lexnames, corpus_limit=self.corpus_limit,
+                         neg_labels_file=self.neg_labels_file)
