@@ -284,7 +284,7 @@ def synthetic_split(n: int, dim: int, num_classes: int, seed: int, device, proto
 
 
 SCORERS = ("mcm", "neglabel", "immuno_zeroshot", "immuno_dis", "immuno", "ants_ens", "ants_vsnl", "ants",
-           "adaneg", "csp", "eoe")
+           "adaneg", "csp", "eoe", "negrefine")
 #: OpenOOD's classic scores on the CLIP head (docs/classic.md); KNN's bank is timed on its own below
 CLASSIC = ("msp", "ebo", "mls", "gen", "gradnorm", "react", "ash", "scale", "dice", "knn", "vim", "mds",
            "rmds", "klm", "she", "fdbd", "nci")
@@ -303,6 +303,8 @@ def scorer_overrides(name: str, inputs: dict, sizes: Scale) -> dict:
         out = {"neg_labels_file": inputs["labels"]}
     elif name == "eoe":
         out = {"outlier_names_file": inputs["eoe_names"]}
+    elif name == "negrefine":   # the synthetic list stands for the LLM-filtered one: no LLM
+        out = {"filtered_labels_file": inputs["labels"]}
     elif name in CLASSIC:
         out = {"dim": sizes.dim // 2} if name == "vim" else {}   # ViM's default 256 of d = 512
     else:
@@ -707,6 +709,9 @@ def scoring_sections(device, sizes: Scale, t_bb: float, ran: Sections, fig: dict
                 ants = pp
             elif scorer == "adaneg":
                 adaneg = pp
+        print("  negrefine: its row leaves out CLIP's text encoder, which encodes each image's "
+              "k_pos x k_neg multi-matching texts (8 prompts each; memoised per text, so the repeats "
+              "time the lookup); the bench's text net draws random vectors")
         glmcm_row(net, x, sizes, device, t_bb, fig)
         total = sum(v["ms_per_image"] for v in fig["scorers"].values()) / 1e3
         adaneg_memory(adaneg, fig)

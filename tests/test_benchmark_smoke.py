@@ -17,7 +17,7 @@ from pathlib import Path
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 NUMBER = r"([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)"
 SCORERS = ("mcm", "neglabel", "immuno_zeroshot", "immuno_dis", "immuno", "ants_ens", "ants_vsnl", "ants",
-           "adaneg", "csp", "eoe", "msp", "ebo", "mls", "gen", "gradnorm", "react", "ash", "scale", "dice", "knn", "vim",
+           "adaneg", "csp", "eoe", "negrefine", "msp", "ebo", "mls", "gen", "gradnorm", "react", "ash", "scale", "dice", "knn", "vim",
            "mds", "rmds", "klm", "she", "fdbd", "nci")
 # section -> the lines (regular expressions, one figure captured each) it must print
 FIGURES = {

@@ -16,6 +16,7 @@ from openood_immuno.methods.eoe.params import EOEParams
 from openood_immuno.methods.glmcm.params import GLMCMParams
 from openood_immuno.methods.mcm.params import MCMParams
 from openood_immuno.methods.neglabel.params import NegLabelParams
+from openood_immuno.methods.negrefine.params import NegRefineParams
 from openood_immuno.openood.network_params import CLIPNetworkParams
 from openood_immuno.experiments.param_docs import DOC_TABLES, stale_docs
 from openood_immuno.core.params import ParamError, markdown_table
@@ -24,7 +25,7 @@ from openood_immuno.core.ymlconfig import Config, config_dir, load_postprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = [MCMParams, NegLabelParams, ANTSParams, ImmunoZeroShotParams, ImmunoDISParams, ImmunoParams,
-          CSPParams, EOEParams, AdaNegParams, GLMCMParams, CLIPNetworkParams,
+          CSPParams, EOEParams, AdaNegParams, GLMCMParams, NegRefineParams, CLIPNetworkParams,
           *(params for params, _ in CLASSIC.values() if params.names())]   # those with a parameter
 
 # OpenOOD v1.5's own configs/postprocessors/mcm.yml (Jingkang50/OpenOOD), verbatim.
@@ -113,7 +114,7 @@ SHIPPED_GRIDS = {  # combinations of every shipped APS grid (unchanged by the sw
     "immuno_no_antibodies": 81, "immuno_paper": 2187, "immuno_zeroshot": 27, "mcm": 5, "neglabel": 36,
     "immuno_ablation_noise_paper": 243, "immuno_ablation_random_words_paper": 243,
     "immuno_ablation_unfiltered_paper": 243, "immuno_no_antibodies_paper": 81, "immuno_table2_a": 1,
-    "csp": 48, "eoe": 15, "adaneg": 81, "glmcm": 12,
+    "csp": 48, "eoe": 15, "adaneg": 81, "glmcm": 12, "negrefine": 16,
     "msp": 1, "ebo": 1, "mls": 1, "gen": 42, "gradnorm": 1, "react": 4, "ash": 7, "scale": 7, "dice": 1,
     "knn": 5, "vim": 1, "mds": 1, "rmds": 1, "klm": 1, "she": 1, "fdbd": 2, "nci": 4}
 

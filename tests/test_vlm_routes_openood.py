@@ -22,6 +22,8 @@ from openood_immuno import build_postprocessor  # noqa: E402
 from openood_immuno.data.benchmarks import BenchmarkLists  # noqa: E402
 from openood_immuno.experiments.runner import FeatureStore, evaluate  # noqa: E402
 from openood_immuno.methods.eoe import write_names  # noqa: E402
+from openood_immuno.methods.neglabel import export_labels  # noqa: E402
+from openood_immuno.methods.neglabel.mining import NegativeLabels  # noqa: E402
 from openood_immuno.openood.bridge import prefill_id_predictions  # noqa: E402
 
 NEAR, FAR = ("ssb_hard", "ninco"), ("inaturalist", "textures", "openimage_o")
@@ -36,10 +38,15 @@ def small_args(name: str, tmp_path) -> dict:
     if name == "eoe":
         return {"outlier_names_file": str(write_names(["cloud", "river stone", "brick wall", "fog"],
                                                        tmp_path / "eoe_names.txt"))}
+    if name == "negrefine":   # a filtered list: no LLM needed, not degraded; pairs on the tiny net
+        labels = NegativeLabels(["cloud", "river stone", "brick wall", "fog", "sand", "tree"],
+                                ["lively scene", "gigantic object"])
+        return {"filtered_labels_file": str(export_labels(labels, tmp_path / "negrefine_labels.txt")),
+                "n_groups": 4}
     raise KeyError(name)
 
 
-NAMES = ["csp", "eoe"]
+NAMES = ["csp", "eoe", "negrefine"]
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ DOC_TABLES = (
     ("docs/adaneg.md", "AdaNegParams", "openood_immuno.methods.adaneg.params:AdaNegParams", False),
     ("docs/eoe.md", "EOEParams", "openood_immuno.methods.eoe.params:EOEParams", False),
     ("docs/glmcm.md", "GLMCMParams", "openood_immuno.methods.glmcm.params:GLMCMParams", False),
+    ("docs/negrefine.md", "NegRefineParams", "openood_immuno.methods.negrefine.params:NegRefineParams",
+     False),
     ("docs/openood.md", "CLIPNetworkParams", "openood_immuno.openood.network_params:CLIPNetworkParams", False),
     ("docs/classic.md", "EBOParams", "openood_immuno.methods.classic.params:EBOParams", False),
     ("docs/classic.md", "GENParams", "openood_immuno.methods.classic.params:GENParams", False),
