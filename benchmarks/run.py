@@ -231,7 +231,7 @@ class BenchTextNet(torch.nn.Module):
         """The zero-shot linear head of ``CLIPNet.head``: ``W = 100 t``, ``b = 0``."""
         return 100.0 * self.class_text_features, torch.zeros(len(self.class_names), device=self._device)
 
-    def encode_text(self, texts, templates=None):
+    def encode_text(self, texts, templates=None, cache=True):
         from openood_immuno.core.cache import content_key
 
         seed = int(content_key(list(texts), None if templates is None else list(templates))[:8], 16)

@@ -225,3 +225,19 @@ def test_negrefine_runs_by_name_in_the_builtin_runner(tiny_net, minibench, tmp_p
     store = FeatureStore(tiny_net, str(minibench), BenchmarkLists(), num_workers=0, progress=False)
     result = evaluate(build_postprocessor("negrefine", filtered_labels_file=str(path), n_groups=4), store)
     assert len(result.rows) == 7 and result.run_status.state == "random-weights"   # marked, not degraded
+
+
+def test_pair_texts_are_memoised_boundedly_and_not_kept_by_the_net(tiny_net, tmp_path, monkeypatch):
+    import openood_immuno.methods.negrefine.scorer as scorer_module
+
+    path = export_labels(NegativeLabels(["cloud", "river stone", "brick wall", "fog", "sand"], []),
+                         tmp_path / "f.txt")
+    pp = build_postprocessor("negrefine", filtered_labels_file=str(path), n_groups=1).fit(tiny_net, {})
+    feats = tiny_net.encode_image(torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(2)))
+    memo_before = len(tiny_net._text_memo)
+    conf = pp.score_features(feats)[1]
+    assert len(tiny_net._text_memo) == memo_before          # the net keeps no pair text
+    assert 0 < len(pp.scorer._pair_memo) <= 4 * 25
+    monkeypatch.setattr(scorer_module, "PAIR_MEMO", 3)
+    again = pp.score_features(feats)[1]
+    assert torch.equal(again, conf) and len(pp.scorer._pair_memo) == 3

@@ -143,13 +143,18 @@ class CLIPNet(nn.Module):
         return F.normalize(g.float(), dim=-1), F.normalize(local.float(), dim=-1)
 
     @torch.no_grad()
-    def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
+    def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None,
+                    cache: bool = True) -> torch.Tensor:
         """Template-ensembled, L2-normalised text features [N, d] (cached on disk).
 
-        With ``templates=()`` the raw texts are encoded as they are (no template).
+        With ``templates=()`` the raw texts are encoded as they are (no template). ``cache=False``
+        encodes now and keeps nothing, on disk or in memory (texts met once, such as NegRefine's
+        per-image pair texts, which the caller memoises itself).
         """
         texts = list(texts)
         templates = self.templates if templates is None else tuple(templates)
+        if not cache:
+            return self._encode_text_uncached(texts, templates).to(self.device)
         key = content_key("text-v1", self.identity, templates, texts)
         if key in self._text_memo:
             return self._text_memo[key].to(self.device)

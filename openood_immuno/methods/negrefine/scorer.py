@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from itertools import islice
 from typing import Optional
 
 import torch
@@ -28,6 +29,7 @@ from .params import NegRefineParams
 log = logging.getLogger(__name__)
 
 PAIR_TEXT = "{} and {}"    # the multi-matching text of ID class p and negative n (authors': p + " and " + n)
+PAIR_MEMO = 50_000         # pair features kept between batches (about 100 MB at d = 512)
 
 
 def _chat_backend(p: NegRefineParams):
@@ -40,7 +42,8 @@ def _chat_backend(p: NegRefineParams):
 
 class NegRefineScorer:
     """``fit(net)`` builds ``id_text`` [C, d] and ``neg_text`` [M, d] (nouns, then phrases);
-    ``score`` encodes each image's multi-matching texts with the same net (memoised per text)."""
+    ``score`` encodes each image's multi-matching texts with the same net (``cache=False``: not
+    kept by the net), memoised here per text, the :data:`PAIR_MEMO` latest."""
 
     def __init__(self, params: NegRefineParams):
         self.params = params
@@ -133,10 +136,15 @@ class NegRefineScorer:
                  for row_p, row_n in zip(pos_idx.tolist(), neg_idx.tolist())]
         missing = list(dict.fromkeys(t for img in texts for row in img for t in row
                                      if t not in self._pair_memo))
+        fresh = {}
         if missing:
-            feats = self.net.encode_text(missing, self.params.noun_templates).float().cpu()
-            self._pair_memo.update(zip(missing, feats))
-        flat = torch.stack([self._pair_memo[t] for img in texts for row in img for t in row])
+            feats = self.net.encode_text(missing, self.params.noun_templates, cache=False).float().cpu()
+            fresh = dict(zip(missing, feats))
+        flat = torch.stack([fresh[t] if t in fresh else self._pair_memo[t]
+                            for img in texts for row in img for t in row])
+        self._pair_memo.update(fresh)
+        for old in list(islice(self._pair_memo, max(0, len(self._pair_memo) - PAIR_MEMO))):
+            del self._pair_memo[old]      # the oldest first: the memo stays bounded
         b, kp, kn = pos_idx.shape[0], pos_idx.shape[1], neg_idx.shape[1]
         return flat.reshape(b, kp, kn, -1).to(self.id_text.device)
 
