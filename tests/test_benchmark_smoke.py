@@ -23,6 +23,8 @@ SCORERS = ("mcm", "neglabel", "immuno_zeroshot", "immuno_dis", "immuno", "ants_e
 FIGURES = {
     "backbone": [rf"^CLIP ImmunoTiny-ViT image encoder \(fp32, random weights, batch \d+\): {NUMBER} ms/image$"],
     "scorers": [rf"^{name}\s+{NUMBER}\s+{NUMBER}%\s+{NUMBER}\s+-$" for name in (*SCORERS, "glmcm")]
+               + [rf"^  negrefine: its row has the pair texts memoised; an image whose 5 x 5 pair texts are all "
+                  rf"new encodes 200 prompts: {NUMBER} ms = {NUMBER} x the image encoder"]
                + [rf"^adaneg memory: {NUMBER} MB held for 220 slots \({NUMBER} B per slot: .* {NUMBER} KB transient"]
                + [rf"^  glmcm memory: 6,528 cache bytes/image \(49 patches x 64 x 2 B float16 \+ 64 x 4 B global\); "
                   rf"50,000 ImageNet-1K val images: {NUMBER} GB$"]
