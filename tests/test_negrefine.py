@@ -142,14 +142,16 @@ class YesNoHandler(QuietJSONHandler):
 
 
 def _initial(tiny_net):
-    initial = csp_labels(tiny_net, NegRefineParams(**FAST).csp_params())
+    initial = csp_labels(tiny_net, NegRefineParams(**FAST))
     return clean_words(initial.nouns), clean_words(initial.adjectives)
 
 
 def test_initial_negatives_are_csps_mining_with_the_max_rule():
-    p = NegRefineParams(**FAST).csp_params()
-    assert p == CSPParams(neg_ratio=0.15, quantile=1.0, corpus_limit=300, id_templates=["the nice {}"],
-                          noun_templates=["the nice {}"], adj_templates=["{}"])
+    p = NegRefineParams(**FAST)
+    csp = CSPParams(neg_ratio=0.15, quantile=1.0, corpus_limit=300, id_templates=["the nice {}"],
+                    noun_templates=["the nice {}"], adj_templates=["{}"])
+    assert isinstance(p, CSPParams) and NegRefineParams().quantile == 1.0   # the authors' max rule
+    assert {n: p.get(n) for n in CSPParams.BANK} == {n: csp.get(n) for n in CSPParams.BANK}   # the mining fields
 
 
 def test_fake_llm_filters_the_negatives_and_the_run_is_cached(tiny_net):

@@ -8,42 +8,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
-from openood_immuno.core.params import Params, ParamError, param
+from openood_immuno.core.params import ParamError, param
 from openood_immuno.llm.http import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT_S
 from openood_immuno.methods.csp.params import CSPParams
-from openood_immuno.methods.csp.pool import (ADJ_TEMPLATES, CSP_EXCLUDED_LEXNAMES, NOUN_TEMPLATES,
-                                             SUPERCLASS_TEMPLATES)
-from openood_immuno.methods.neglabel.params import LEXNAME
+from openood_immuno.methods.csp.pool import NOUN_TEMPLATES
 
 
 @dataclass(frozen=True)
-class NegRefineParams(Params):
-    """NegRefine: CSP's negatives (max-cosine rule) filtered by an LLM; S = NegLabel's grouped
-    score + w * the multi-matching score."""
+class NegRefineParams(CSPParams):
+    """NegRefine: CSP's negatives (CSPParams' fields; the max-cosine rule, ``quantile`` 1) filtered
+    by an LLM; S = NegLabel's grouped score + w * the multi-matching score."""
 
-    # ---- initial negatives: CSP's mining (create_negs.py) ----
-    neg_ratio: float = param(0.15, "share of each pool (nouns, phrases) kept as initial negatives "
-                             "(authors' neg_top_p)", low=0, high=1, low_open=True)
+    SWEEP_EXCLUDE = ("neg_ratio", "quantile")   # the bank's grids: each point would re-ask the LLM
+
+    # ---- initial negatives: CSP's mining (create_negs.py), its fields with these changes ----
     quantile: float = param(1.0, "eta of d_j = quantile over ID classes of cos(candidate, class); "
                             "1 = the max (authors' pencentile=1)", low=0, high=1)
-    duplicate_cos: float = param(0.95, "a candidate whose max cos to an ID class exceeds this is "
-                                 "never kept", low=-1, high=1)
-    id_templates: Tuple[str, ...] = param(NOUN_TEMPLATES, "prompts of the ID class names, averaged",
-                                          placeholder="{}", nonempty=True)
     noun_templates: Tuple[str, ...] = param(NOUN_TEMPLATES, "prompts of the noun negatives and of "
                                             "the multi-matching texts, averaged",
                                             placeholder="{}", nonempty=True)
-    adj_templates: Tuple[str, ...] = param(ADJ_TEMPLATES, "prompts of the conjugated adjective "
-                                           "phrases, averaged", placeholder="{}", nonempty=True)
-    superclass_templates: Tuple[str, ...] = param(SUPERCLASS_TEMPLATES, "superclasses an adjective "
-                                                  "is conjugated with (one drawn per adjective)",
-                                                  placeholder="{}", nonempty=True)
-    conjugation_seed: int = param(0, "seed of Python's random drawing each adjective's superclass",
-                                  low=0)
-    exclude_lexnames: Tuple[str, ...] = param(CSP_EXCLUDED_LEXNAMES,
-                                              "WordNet lexicographer files left out of the corpus",
-                                              pattern=LEXNAME)
-    corpus_limit: int = param(0, "> 0: mine on that many candidates only (smoke runs, tests)", low=0)
     neg_labels_file: str = param("", "an initial label list (NegLabel's format): skip mining, "
                                  "still filter")
     # ---- the LLM filter (neg_filter.py) ----
@@ -61,10 +44,7 @@ class NegRefineParams(Params):
                                  low=0, low_open=True)
     llm_seed: int = param(0, "seed passed with every request", low=0)
     # ---- the score (clip_ood.py) ----
-    logit_scale: float = param(100.0, "logits = logit_scale * cos", low=0, low_open=True)
-    n_groups: int = param(100, "K groups of negatives in NegLabel's grouped score", low=1,
-                          sweep=(10, 50, 100, 200))
-    group_seed: int = param(0, "seed of the fixed permutation of the negatives", low=0)
+    # logit_scale, n_groups, group_seed: CSP's (NegLabel's grouped score, same defaults)
     k_pos: int = param(5, "top ID classes per image in the multi-matching texts (at most C)", low=1)
     k_neg: int = param(5, "top negatives per image in the multi-matching texts", low=1)
     mm_weight: float = param(2.0, "weight w of the multi-matching score", low=0,
@@ -84,13 +64,3 @@ class NegRefineParams(Params):
 
     def resources(self) -> tuple[str, ...]:
         return () if self.filtered_labels_file or self.neg_labels_file else ("wordnet",)
-
-    def csp_params(self) -> CSPParams:
-        """The :class:`~openood_immuno.methods.csp.CSPParams` of the initial negatives."""
-        return CSPParams(neg_ratio=self.neg_ratio, quantile=self.quantile,
-                         duplicate_cos=self.duplicate_cos, id_templates=self.id_templates,
-                         noun_templates=self.noun_templates, adj_templates=self.adj_templates,
-                         superclass_templates=self.superclass_templates,
-                         conjugation_seed=self.conjugation_seed,
-                         exclude_lexnames=self.exclude_lexnames, corpus_limit=self.corpus_limit,
-                         neg_labels_file=self.neg_labels_file)

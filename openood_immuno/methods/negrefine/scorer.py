@@ -69,7 +69,7 @@ class NegRefineScorer:
         if p.filtered_labels_file:
             self.source = p.filtered_labels_file
             return import_labels(p.filtered_labels_file)
-        initial = csp_labels(net, p.csp_params())
+        initial = csp_labels(net, p)   # NegRefineParams is a CSPParams
         self.initial = len(initial)
         nouns, adjectives = clean_words(initial.nouns), clean_words(initial.adjectives)
         unfiltered = NegativeLabels(nouns, adjectives)
