@@ -237,3 +237,21 @@ class ImmunoPostprocessor(BasePostprocessor):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, args={self.args})"
+
+
+class ScorerPostprocessor(ImmunoPostprocessor):
+    """An adapter whose method is one fitted scorer of the net's text side (MCM, NegLabel, CSP, EOE,
+    GL-MCM, NegRefine): ``fit`` builds ``scorer_type(params).fit(net)``; after an APS step the
+    scorer is rebuilt with ``reuse=`` the previous one, which keeps its text banks unless a
+    parameter they depend on changed (each scorer's ``fit`` states its rule)."""
+
+    scorer_type: ClassVar[type] = type(None)
+
+    def fit(self, net, id_features: Mapping[str, FeatureSet]) -> "ScorerPostprocessor":
+        super().fit(net, id_features)
+        self.scorer = self.scorer_type(self.params).fit(net)
+        return self
+
+    def on_hyperparam_change(self) -> None:
+        if self.net is not None:
+            self.scorer = self.scorer_type(self.params).fit(self.net, reuse=self.scorer)

@@ -6,23 +6,15 @@ Score: :func:`openood_immuno.scores.csp.csp_score` over the labels of
 from __future__ import annotations
 
 from openood_immuno.methods.csp import CSPParams, CSPScorer
-from openood_immuno.postprocessors.base import ImmunoPostprocessor
+from openood_immuno.postprocessors.base import ScorerPostprocessor
 
 
-class CSPPostprocessor(ImmunoPostprocessor):
+class CSPPostprocessor(ScorerPostprocessor):
     """S = NegLabel's grouped ID softmax mass over nouns + conjugated adjectives (Chen et al., 2024)."""
 
     method = "csp"
     params_class = CSPParams
-
-    def fit(self, net, id_features):
-        super().fit(net, id_features)
-        self.scorer = CSPScorer(self.params).fit(net)
-        return self
-
-    def on_hyperparam_change(self) -> None:
-        if self.net is not None:
-            self.scorer = CSPScorer(self.params).fit(self.net, reuse=self.scorer)
+    scorer_type = CSPScorer
 
     def score_features(self, features, image_paths=None):
         return self.scorer.score(features)

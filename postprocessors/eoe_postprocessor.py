@@ -7,23 +7,15 @@ no ``outlier_names_file``, an LLM that cannot load, any failed LLM request) ``st
 from __future__ import annotations
 
 from openood_immuno.methods.eoe import EOEParams, EOEScorer
-from openood_immuno.postprocessors.base import ImmunoPostprocessor
+from openood_immuno.postprocessors.base import ScorerPostprocessor
 
 
-class EOEPostprocessor(ImmunoPostprocessor):
+class EOEPostprocessor(ScorerPostprocessor):
     """S = max softmax over ID - beta * max softmax over envisioned outliers (Cao et al., 2024)."""
 
     method = "eoe"
     params_class = EOEParams
-
-    def fit(self, net, id_features):
-        super().fit(net, id_features)
-        self.scorer = EOEScorer(self.params).fit(net)
-        return self
-
-    def on_hyperparam_change(self) -> None:
-        if self.net is not None:
-            self.scorer = EOEScorer(self.params).fit(self.net, reuse=self.scorer)
+    scorer_type = EOEScorer
 
     def status(self) -> dict:
         """Outlier names used, their source, LLM cost, and whether EOE degraded (no names: MCM

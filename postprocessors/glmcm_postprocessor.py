@@ -6,24 +6,16 @@ features of the same backbone pass (``needs_local_features``).
 from __future__ import annotations
 
 from openood_immuno.methods.glmcm import GLMCMParams, GLMCMScorer
-from openood_immuno.postprocessors.base import ImmunoPostprocessor
+from openood_immuno.postprocessors.base import ScorerPostprocessor
 
 
-class GLMCMPostprocessor(ImmunoPostprocessor):
+class GLMCMPostprocessor(ScorerPostprocessor):
     """S = max_c softmax(cos(v, t_c)/T) + lambda max_p max_c softmax(cos(l_p, t_c)/T) (Miyai et al., 2025)."""
 
     method = "glmcm"
     params_class = GLMCMParams
+    scorer_type = GLMCMScorer
     needs_local_features = True
-
-    def fit(self, net, id_features):
-        super().fit(net, id_features)
-        self.scorer = GLMCMScorer(self.params).fit(net)
-        return self
-
-    def on_hyperparam_change(self) -> None:
-        if self.net is not None:
-            self.scorer = GLMCMScorer(self.params).fit(self.net, reuse=self.scorer)
 
     def score_features(self, features, image_paths=None, local=None):
         if local is None:

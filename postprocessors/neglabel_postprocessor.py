@@ -6,23 +6,15 @@ Score: :func:`openood_immuno.scores.grouped.negative_label_score` over the label
 from __future__ import annotations
 
 from openood_immuno.methods.neglabel import NegLabelParams, NegLabelScorer
-from openood_immuno.postprocessors.base import ImmunoPostprocessor
+from openood_immuno.postprocessors.base import ScorerPostprocessor
 
 
-class NegLabelPostprocessor(ImmunoPostprocessor):
+class NegLabelPostprocessor(ScorerPostprocessor):
     """S = mean over K groups of the ID softmax mass of ``[ID ; group_k]`` (Jiang et al., 2024)."""
 
     method = "neglabel"
     params_class = NegLabelParams
-
-    def fit(self, net, id_features):
-        super().fit(net, id_features)
-        self.scorer = NegLabelScorer(self.params).fit(net)
-        return self
-
-    def on_hyperparam_change(self) -> None:
-        if self.net is not None:
-            self.scorer = NegLabelScorer(self.params).fit(self.net, reuse=self.scorer)
+    scorer_type = NegLabelScorer
 
     def score_features(self, features, image_paths=None):
         return self.scorer.score(features)

@@ -8,24 +8,16 @@ none`` and no ``filtered_labels_file``, an LLM that cannot load, any failed LLM 
 from __future__ import annotations
 
 from openood_immuno.methods.negrefine import NegRefineParams, NegRefineScorer
-from openood_immuno.postprocessors.base import ImmunoPostprocessor
+from openood_immuno.postprocessors.base import ScorerPostprocessor
 
 
-class NegRefinePostprocessor(ImmunoPostprocessor):
+class NegRefinePostprocessor(ScorerPostprocessor):
     """S = NegLabel's grouped score over LLM-filtered CSP negatives + w * multi-matching score
     (Ansari et al., 2025)."""
 
     method = "negrefine"
     params_class = NegRefineParams
-
-    def fit(self, net, id_features):
-        super().fit(net, id_features)
-        self.scorer = NegRefineScorer(self.params).fit(net)
-        return self
-
-    def on_hyperparam_change(self) -> None:
-        if self.net is not None:
-            self.scorer = NegRefineScorer(self.params).fit(self.net, reuse=self.scorer)
+    scorer_type = NegRefineScorer
 
     def status(self) -> dict:
         """Negatives used (initial, kept, removed by reason), their source, LLM cost, and whether
