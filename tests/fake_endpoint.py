@@ -48,6 +48,26 @@ class QuietJSONHandler(BaseHTTPRequestHandler):
                 return
 
 
+class FakeChat(QuietJSONHandler):
+    """An OpenAI-compatible chat endpoint: ``GET /models`` lists ``fake-llm``; every ``POST`` is
+    recorded in ``server.requests`` and answered by :meth:`answer` (``server.mode == "500"``: HTTP 500)."""
+
+    def do_GET(self):
+        self.send_json({"object": "list", "data": [{"id": "fake-llm"}]})
+
+    def do_POST(self):
+        payload = self.read_json()
+        self.server.requests.append(payload)
+        if self.server.mode == "500":
+            self.send_error(500)
+            return
+        self.send_json({"choices": [{"message": {"content": self.answer(payload)}}],
+                        "usage": {"completion_tokens": 3}})
+
+    def answer(self, payload) -> str:
+        raise NotImplementedError
+
+
 class LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64   # a batch's requests arrive at once: none may wait for a SYN retry

@@ -3,7 +3,7 @@ fake OpenAI-compatible LLM, degraded without an LLM, and a run by name in the bu
 import pytest
 import torch
 
-from fake_endpoint import QuietJSONHandler, base_url, dead_port, serving
+from fake_endpoint import FakeChat, base_url, dead_port, serving
 from openood_immuno import build_postprocessor
 from openood_immuno.data.benchmarks import BenchmarkLists
 from openood_immuno.experiments.runner import FeatureStore, evaluate
@@ -12,22 +12,12 @@ from openood_immuno.methods.eoe import (clean_names, first_prompts, follow_up_co
 from openood_immuno.scores.eoe import eoe_score
 
 
-class ChatHandler(QuietJSONHandler):
+class ChatHandler(FakeChat):
     """Answers every chat request with three '- ' names (numbered per request) and a chatty line."""
 
-    def do_GET(self):
-        self.send_json({"object": "list", "data": [{"id": "fake-llm"}]})
-
-    def do_POST(self):
-        payload = self.read_json()
-        self.server.requests.append(payload)
-        if self.server.mode == "500":
-            self.send_error(500)
-            return
+    def answer(self, payload) -> str:
         k = len(self.server.requests)
-        content = f"Sure:\n- Cloud {k}\n- river stone {k}\n- tench\n"
-        self.send_json({"choices": [{"message": {"content": content}}],
-                        "usage": {"completion_tokens": 9}})
+        return f"Sure:\n- Cloud {k}\n- river stone {k}\n- tench\n"
 
 
 def test_score_is_max_id_softmax_minus_beta_max_outlier_softmax():

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from fake_endpoint import QuietJSONHandler, base_url, dead_port, serving
+from fake_endpoint import FakeChat, base_url, dead_port, serving
 from openood_immuno import build_postprocessor
 from openood_immuno.data.benchmarks import BenchmarkLists
 from openood_immuno.experiments.runner import FeatureStore, evaluate
@@ -122,23 +122,14 @@ FAST = {"corpus_limit": 300, "n_groups": 4, "top_matches": 2, "id_templates": ["
         "noun_templates": ["the nice {}"], "adj_templates": ["{}"]}
 
 
-class YesNoHandler(QuietJSONHandler):
+class YesNoHandler(FakeChat):
     """Proper noun: "Yes" for negatives starting with a-f; subcategory: "yes" for g-m; else "No"."""
 
-    def do_GET(self):
-        self.send_json({"object": "list", "data": [{"id": "fake-llm"}]})
-
-    def do_POST(self):
-        payload = self.read_json()
-        self.server.requests.append(payload)
-        if self.server.mode == "500":
-            self.send_error(500)
-            return
+    def answer(self, payload) -> str:
         prompt = payload["messages"][0]["content"]
         first = prompt.split("'")[1][:1].lower()
         yes = first in "abcdef" if "proper noun" in prompt else first in "ghijklm"
-        self.send_json({"choices": [{"message": {"content": "Yes." if yes else "No, it is not."}}],
-                        "usage": {"completion_tokens": 3}})
+        return "Yes." if yes else "No, it is not."
 
 
 def _initial(tiny_net):
