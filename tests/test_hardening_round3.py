@@ -601,7 +601,7 @@ def test_report_prints_a_short_summary_and_the_paths_it_wrote(tmp_path, capsys):
     assert main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
     assert "## Our runs" not in out and "| run |" not in out   # not the whole report.md
-    assert "1 run(s) (near / far AUROC):" in out and "mcm: 62.00 / 62.00" in out
+    assert "1 OpenOOD-benchmark run(s) (near / far AUROC):" in out and "mcm: 62.00 / 62.00" in out
     assert f"report: {tmp_path / 'rep' / 'report.md'}" in out and f"leaderboard: {tmp_path / 'rep'}" in out
     assert "plots: none" in out and len(out.splitlines()) < 10
     assert main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep"), "--print"]) == 0

@@ -94,7 +94,10 @@ def test_eval_and_report_immuno_vlm(vlm_root, tmp_path, capsys):
     header, *rows = (folder / "ood.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["imagenet_o", "nearood", "inaturalist", "textures", "farood"]
     assert '"benchmark": "immuno_vlm"' in (folder / "run.json").read_text()
+    capsys.readouterr()
     assert main(["report", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "0 OpenOOD-benchmark run(s)" in said and "--benchmark immuno_vlm runs: their table is in report.md" in said
     md = (out / "report" / "report.md").read_text()
     section = md.split("## Our runs: Immuno-VLM's benchmark")[1].split("\n## ")[0]
     run_row = next(line for line in section.splitlines() if line.startswith(f"| imagenet_ImmunoTiny-ViT_none/{folder.name}"))

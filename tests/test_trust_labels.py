@@ -242,7 +242,7 @@ def test_engine_openood_with_mos_is_refused_in_one_line(mos_root, monkeypatch):
     assert _engine(args) == "builtin"      # OpenOOD "installed": auto still picks builtin for MOS
 
 
-def test_mos_runs_are_scored_as_asked_and_reported_in_a_table_of_their_own(mos_root, tmp_path):
+def test_mos_runs_are_scored_as_asked_and_reported_in_a_table_of_their_own(mos_root, tmp_path, capsys):
     out = tmp_path / "out"
     assert _eval(mos_root, out, "--benchmark", "mos") == 0    # auto: builtin
     assert _eval(mos_root, out, "--engine", "builtin") == 0
@@ -250,7 +250,11 @@ def test_mos_runs_are_scored_as_asked_and_reported_in_a_table_of_their_own(mos_r
     with open(folder / "ood.csv") as fh:
         assert [r["dataset"] for r in csv.DictReader(fh)] == ["inaturalist", "sun", "places", "textures", "farood"]
     assert json.loads((folder / "run.json").read_text())["engine"] == "builtin"
+    capsys.readouterr()
     assert main(["report", str(out)]) == 0
+    said = capsys.readouterr().out     # the summary counts each kind of run
+    assert "1 OpenOOD-benchmark run(s) (near / far AUROC):" in said and "1 MOS-four run(s) (average AUROC):" in said
+    assert f"leaderboard (MOS four): {out / 'report' / 'leaderboard_mos.csv'}" in said
     md = (out / "report" / "report.md").read_text()
     assert "## Our runs: MOS four" in md and f"/{folder.name} | mcm [{RANDOM}] | openood |" in md
     with open(out / "report" / "leaderboard_mos.csv") as fh:

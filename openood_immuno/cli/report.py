@@ -19,22 +19,40 @@ def add_parser(subparsers) -> None:
 
 
 def summary_lines(report_md) -> list[str]:
-    """One line per run from the leaderboard.csv just written beside ``report_md`` (read by its
-    header), then the files written: report.md, leaderboard.csv and the plots."""
+    """One line per run from the leaderboards just written beside ``report_md`` (read by their
+    headers: OpenOOD's benchmark in leaderboard.csv, the MOS four in leaderboard_mos.csv), a line
+    for the runs of ``--benchmark immuno_vlm`` (a table of report.md), then the files written."""
     import csv
 
+    from openood_immuno.experiments.immuno_vlm_table import HEADING as IMMUNO_VLM_HEADING
+
     folder = report_md.parent
-    board = folder / "leaderboard.csv"
-    with open(board, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    lines = [f"{len(rows)} run(s) (near / far AUROC):"]
-    for row in rows:
-        run_name = row.get("Additional_Description", "").rpartition("run ")[2]
-        lines.append(f"  {row.get('Postprocessor', '?')}: {row.get('Near-OOD_AUROC', '-')} / "
-                     f"{row.get('Far-OOD_AUROC', '-')}  ({run_name})")
+
+    def read(name):
+        path = folder / name
+        if not path.is_file():
+            return path, []
+        with open(path, encoding="utf-8", newline="") as fh:
+            return path, list(csv.DictReader(fh))
+
+    def run_name(row):
+        return row.get("Additional_Description", "").rpartition("run ")[2]
+
+    board, rows = read("leaderboard.csv")
+    lines = [f"{len(rows)} OpenOOD-benchmark run(s) (near / far AUROC):"]
+    lines += [f"  {row.get('Postprocessor', '?')}: {row.get('Near-OOD_AUROC', '-')} / "
+              f"{row.get('Far-OOD_AUROC', '-')}  ({run_name(row)})" for row in rows]
+    mos_board, mos = read("leaderboard_mos.csv")
+    if mos:
+        lines.append(f"{len(mos)} MOS-four run(s) (average AUROC):")
+        lines += [f"  {row.get('Postprocessor', '?')}: {row.get('Average_AUROC', '-')}  ({run_name(row)})"
+                  for row in mos]
+    if IMMUNO_VLM_HEADING in report_md.read_text(encoding="utf-8"):
+        lines.append("--benchmark immuno_vlm runs: their table is in report.md")
     plots = sorted(folder.glob("*.png"))
-    lines += ["wrote:", f"  report: {report_md}", f"  leaderboard: {board}",
-              f"  plots: {len(plots)} in {folder}" if plots else "  plots: none"]
+    lines += ["wrote:", f"  report: {report_md}", f"  leaderboard: {board}"]
+    lines += [f"  leaderboard (MOS four): {mos_board}"] if mos else []
+    lines += [f"  plots: {len(plots)} in {folder}" if plots else "  plots: none"]
     return lines
 
 

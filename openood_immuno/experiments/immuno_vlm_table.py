@@ -16,6 +16,9 @@ SETS = (*IMMUNO_VLM_OOD["near"], *IMMUNO_VLM_OOD["far"])
 _NAMES = {"imagenet_o": "ImageNet-O", "inaturalist": "iNaturalist", "textures": "Textures"}
 
 
+#: the heading of the section this module adds to report.md (the report command's summary looks for it)
+HEADING = "## Our runs: Immuno-VLM's benchmark (ImageNet-1K vs ImageNet-O, iNaturalist, Textures)"
+
 def _mean(values: list) -> str:
     return f"{sum(values) / len(values):.2f}" if values and len(values) == len(SETS) else "-"
 
@@ -26,7 +29,7 @@ def markdown_table(runs: list[dict], problems: list[str]) -> list[str]:
     if not mine:
         return []
     head = " | ".join(f"{_NAMES[s]} {m}" for s in SETS for m in ("AUROC", "FPR@95", "F1@TPR95"))
-    lines = ["", "## Our runs: Immuno-VLM's benchmark (ImageNet-1K vs ImageNet-O, iNaturalist, Textures)", "",
+    lines = ["", HEADING, "",
              "The sets of Immuno-VLM's Table 1 (`--benchmark immuno_vlm`). FPR@95 is OpenOOD v1.5's; "
              "F1@TPR95 is the F1 of OOD detection (OOD positive) at the threshold that accepts 95% of the "
              "ID test images, computed from the run's saved scores (a run over several seeds: its first "
