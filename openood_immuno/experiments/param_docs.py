@@ -16,33 +16,23 @@ from typing import Optional, Sequence
 
 from openood_immuno.core.params import Params, markdown_table
 
-# (doc file relative to the repository root, table id, "module:Class", own fields only)
+# (doc file relative to the repository root, "module:Class", own fields only); a table's id in its
+# doc (<!-- params:ID -->) is the class name
 DOC_TABLES = (
-    ("docs/mcm.md", "MCMParams", "openood_immuno.methods.mcm.params:MCMParams", False),
-    ("docs/ants.md", "NegLabelParams", "openood_immuno.methods.neglabel.params:NegLabelParams", False),
-    ("docs/ants.md", "ANTSParams", "openood_immuno.methods.ants.params:ANTSParams", True),
-    ("docs/immuno_vlm.md", "ImmunoZeroShotParams", "openood_immuno.methods.immuno.params:ImmunoZeroShotParams",
-     False),
-    ("docs/immuno_vlm.md", "ImmunoDISParams", "openood_immuno.methods.immuno.params:ImmunoDISParams", True),
-    ("docs/immuno_vlm.md", "ImmunoParams", "openood_immuno.methods.immuno.params:ImmunoParams", True),
-    ("docs/csp.md", "CSPParams", "openood_immuno.methods.csp.params:CSPParams", False),
-    ("docs/adaneg.md", "AdaNegParams", "openood_immuno.methods.adaneg.params:AdaNegParams", False),
-    ("docs/eoe.md", "EOEParams", "openood_immuno.methods.eoe.params:EOEParams", False),
-    ("docs/glmcm.md", "GLMCMParams", "openood_immuno.methods.glmcm.params:GLMCMParams", False),
-    ("docs/negrefine.md", "NegRefineParams", "openood_immuno.methods.negrefine.params:NegRefineParams",
-     False),
-    ("docs/openood.md", "CLIPNetworkParams", "openood_immuno.openood.network_params:CLIPNetworkParams", False),
-    ("docs/classic.md", "EBOParams", "openood_immuno.methods.classic.params:EBOParams", False),
-    ("docs/classic.md", "GENParams", "openood_immuno.methods.classic.params:GENParams", False),
-    ("docs/classic.md", "ReActParams", "openood_immuno.methods.classic.params:ReActParams", False),
-    ("docs/classic.md", "ASHParams", "openood_immuno.methods.classic.params:ASHParams", False),
-    ("docs/classic.md", "SCALEParams", "openood_immuno.methods.classic.params:SCALEParams", False),
-    ("docs/classic.md", "DICEParams", "openood_immuno.methods.classic.params:DICEParams", False),
-    ("docs/classic.md", "KNNParams", "openood_immuno.methods.classic.params:KNNParams", False),
-    ("docs/classic.md", "VIMParams", "openood_immuno.methods.classic.params:VIMParams", False),
-    ("docs/classic.md", "SHEParams", "openood_immuno.methods.classic.params:SHEParams", False),
-    ("docs/classic.md", "FDBDParams", "openood_immuno.methods.classic.params:FDBDParams", False),
-    ("docs/classic.md", "NCIParams", "openood_immuno.methods.classic.params:NCIParams", False),
+    ("docs/mcm.md", "openood_immuno.methods.mcm.params:MCMParams", False),
+    ("docs/ants.md", "openood_immuno.methods.neglabel.params:NegLabelParams", False),
+    ("docs/ants.md", "openood_immuno.methods.ants.params:ANTSParams", True),
+    ("docs/immuno_vlm.md", "openood_immuno.methods.immuno.params:ImmunoZeroShotParams", False),
+    ("docs/immuno_vlm.md", "openood_immuno.methods.immuno.params:ImmunoDISParams", True),
+    ("docs/immuno_vlm.md", "openood_immuno.methods.immuno.params:ImmunoParams", True),
+    ("docs/csp.md", "openood_immuno.methods.csp.params:CSPParams", False),
+    ("docs/adaneg.md", "openood_immuno.methods.adaneg.params:AdaNegParams", False),
+    ("docs/eoe.md", "openood_immuno.methods.eoe.params:EOEParams", False),
+    ("docs/glmcm.md", "openood_immuno.methods.glmcm.params:GLMCMParams", False),
+    ("docs/negrefine.md", "openood_immuno.methods.negrefine.params:NegRefineParams", False),
+    ("docs/openood.md", "openood_immuno.openood.network_params:CLIPNetworkParams", False),
+    *(("docs/classic.md", f"openood_immuno.methods.classic.params:{name}Params", False)
+      for name in ("EBO", "GEN", "ReAct", "ASH", "SCALE", "DICE", "KNN", "VIM", "SHE", "FDBD", "NCI")),
 )
 
 
@@ -54,8 +44,8 @@ def _load(ref: str) -> type[Params]:
 def render_docs(root: Path) -> dict[Path, str]:
     """``{doc file: text with every generated table replaced}`` under the repository ``root``."""
     out: dict[Path, str] = {}
-    for rel, table_id, ref, own in DOC_TABLES:
-        path = root / rel
+    for rel, ref, own in DOC_TABLES:
+        path, table_id = root / rel, ref.rpartition(":")[2]
         text = out.get(path) if path in out else path.read_text(encoding="utf-8")
         begin, end = f"<!-- params:{table_id} -->", f"<!-- /params:{table_id} -->"
         if text.count(begin) != 1 or text.count(end) != 1:
