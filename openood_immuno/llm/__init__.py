@@ -9,6 +9,7 @@
 * :mod:`.cost` -- request / failure / image counts and the failure budget after which an
   endpoint is given up;
 * :mod:`.chat` -- text chat backends (transformers, OpenAI-compatible);
+* :mod:`.params` -- the ``llm_*`` parameters of a method that asks a text LLM (EOE, NegRefine);
 * :mod:`.vision` -- MLLM backends (transformers VLM, OpenAI-compatible vision, scripted);
 * :mod:`.parsing` -- the one list-answer parser and the description parser.
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
-from openood_immuno.core.params import Params, ParamError, param
-from openood_immuno.llm.http import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT_S
+from openood_immuno.core.params import ParamError, param
+from openood_immuno.llm.params import ChatLLMParams
 from .prompts import TASKS
 
 
 @dataclass(frozen=True)
-class EOEParams(Params):
+class EOEParams(ChatLLMParams):
     """EOE: LLM-envisioned outlier names; S = max softmax over ID - beta * max softmax over outliers."""
 
     task: str = param("far", "which prompt envisions the outliers (near: per class; far, "
@@ -28,22 +28,13 @@ class EOEParams(Params):
     outlier_names_file: str = param("", "a file of envisioned names, one per line: no LLM asked")
     llm: str = param("none", "hf:NAME_OR_PATH | openai:MODEL@URL | openai:URL | none "
                      "(authors: gpt-3.5-turbo-16k)")
-    llm_temperature: float = param(0.0, "sampling temperature (0 = greedy)", low=0)
     llm_max_new_tokens: int = param(1024, "tokens per answer (50 names)", low=1)
-    llm_device: str = param("cpu", "torch device of an hf: model", nonempty=True)
-    llm_api_key_env: str = param(DEFAULT_API_KEY_ENV, "environment variable holding the openai: API key")
-    llm_timeout_s: float = param(DEFAULT_TIMEOUT_S, "timeout of one openai: request, seconds",
-                                 low=0, low_open=True)
-    llm_seed: int = param(0, "seed passed with every request", low=0)
 
-    BANK = ("task", "L", "class_type", "templates", "outlier_names_file", "llm", "llm_temperature",
-            "llm_max_new_tokens", "llm_device", "llm_api_key_env", "llm_timeout_s", "llm_seed")
+    BANK = ("task", "L", "class_type", "templates", "outlier_names_file", *ChatLLMParams.LLM_FIELDS)
     """The parameters the text banks depend on (the others only change the score)."""
 
     def check(self) -> None:
-        if self.llm.strip().lower() != "none" and ":" not in self.llm:
-            raise ParamError(f"llm must be hf:NAME_OR_PATH, openai:MODEL@URL, openai:URL or "
-                             f"none, got {self.llm!r}")
+        super().check()
         if self.task == "fine_grained" and not self.class_type.strip() and not self.outlier_names_file:
             raise ParamError("task fine_grained needs class_type (the kind of the ID classes, "
                              "e.g. bird) unless outlier_names_file is given")

@@ -16,7 +16,6 @@ from typing import Optional
 import torch
 
 from openood_immuno.llm.errors import BackendUnavailable
-from openood_immuno.llm.spec import parse_spec
 from openood_immuno.scores.eoe import eoe_score
 from .envision import cache_key, cached_names, envision, store_names
 from .names import clean_names, read_names
@@ -24,14 +23,6 @@ from .params import EOEParams
 from .prompts import default_count
 
 log = logging.getLogger(__name__)
-
-
-def _chat_backend(p: EOEParams):
-    from openood_immuno.llm.chat import build_chat_backend
-
-    return build_chat_backend(parse_spec(p.llm, "eoe.llm"), device=p.llm_device,
-                              api_key_env=p.llm_api_key_env, timeout_s=p.llm_timeout_s,
-                              temperature=p.llm_temperature, max_new_tokens=p.llm_max_new_tokens)
 
 
 class EOEScorer:
@@ -55,15 +46,14 @@ class EOEScorer:
             self.problem = "no LLM (llm: none) and no outlier_names_file: MCM scores"
             return []
         count = p.L or default_count(p.task)
-        settings = {"temperature": p.llm_temperature, "max_new_tokens": p.llm_max_new_tokens,
-                     "seed": p.llm_seed}
+        settings = p.llm_settings()
         key = cache_key(p.llm, settings, p.task, net.class_names, p.class_type, count)
         names = cached_names(key)
         if names is not None:
             self.source = f"{p.llm} (cached)"
             return names
         try:
-            backend = _chat_backend(p)
+            backend = p.chat_backend("eoe.llm")
         except BackendUnavailable as exc:
             self.problem = f"LLM {p.llm} unavailable ({exc}): MCM scores"
             return []

@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
-from openood_immuno.core.params import ParamError, param
-from openood_immuno.llm.http import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT_S
+from openood_immuno.core.params import param
+from openood_immuno.llm.params import ChatLLMParams
 from openood_immuno.methods.csp.params import CSPParams
 from openood_immuno.methods.csp.pool import NOUN_TEMPLATES
 
 
 @dataclass(frozen=True)
-class NegRefineParams(CSPParams):
+class NegRefineParams(CSPParams, ChatLLMParams):
     """NegRefine: CSP's negatives (CSPParams' fields; the max-cosine rule, ``quantile`` 1) filtered
     by an LLM; S = NegLabel's grouped score + w * the multi-matching score."""
 
@@ -36,13 +36,7 @@ class NegRefineParams(CSPParams):
                              "question), by raw-text cosine", low=1)
     llm: str = param("none", "hf:NAME_OR_PATH | openai:MODEL@URL | openai:URL | none "
                      "(authors: Qwen/Qwen2.5-14B-Instruct-1M)")
-    llm_temperature: float = param(0.0, "sampling temperature (0 = greedy)", low=0)
     llm_max_new_tokens: int = param(512, "tokens per answer (authors' max_new_tokens)", low=1)
-    llm_device: str = param("cpu", "torch device of an hf: model", nonempty=True)
-    llm_api_key_env: str = param(DEFAULT_API_KEY_ENV, "environment variable holding the openai: API key")
-    llm_timeout_s: float = param(DEFAULT_TIMEOUT_S, "timeout of one openai: request, seconds",
-                                 low=0, low_open=True)
-    llm_seed: int = param(0, "seed passed with every request", low=0)
     # ---- the score (clip_ood.py) ----
     # logit_scale, n_groups, group_seed: CSP's (NegLabel's grouped score, same defaults)
     k_pos: int = param(5, "top ID classes per image in the multi-matching texts (at most C)", low=1)
@@ -52,15 +46,9 @@ class NegRefineParams(CSPParams):
 
     BANK = ("neg_ratio", "quantile", "duplicate_cos", "id_templates", "noun_templates",
             "adj_templates", "superclass_templates", "conjugation_seed", "exclude_lexnames",
-            "corpus_limit", "neg_labels_file", "filtered_labels_file", "top_matches", "llm",
-            "llm_temperature", "llm_max_new_tokens", "llm_device", "llm_api_key_env",
-            "llm_timeout_s", "llm_seed")
+            "corpus_limit", "neg_labels_file", "filtered_labels_file", "top_matches",
+            *ChatLLMParams.LLM_FIELDS)
     """The parameters the text banks depend on (the others only change the score)."""
-
-    def check(self) -> None:
-        if self.llm.strip().lower() != "none" and ":" not in self.llm:
-            raise ParamError(f"llm must be hf:NAME_OR_PATH, openai:MODEL@URL, openai:URL or "
-                             f"none, got {self.llm!r}")
 
     def resources(self) -> tuple[str, ...]:
         return () if self.filtered_labels_file or self.neg_labels_file else ("wordnet",)

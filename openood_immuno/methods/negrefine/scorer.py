@@ -18,7 +18,6 @@ from typing import Optional
 import torch
 
 from openood_immuno.llm.errors import BackendUnavailable
-from openood_immuno.llm.spec import parse_spec
 from openood_immuno.methods.csp import csp_labels
 from openood_immuno.methods.neglabel.labelfile import import_labels
 from openood_immuno.methods.neglabel.mining import NegativeLabels
@@ -30,14 +29,6 @@ log = logging.getLogger(__name__)
 
 PAIR_TEXT = "{} and {}"    # the multi-matching text of ID class p and negative n (authors': p + " and " + n)
 PAIR_MEMO = 50_000         # pair features kept between batches (about 100 MB at d = 512)
-
-
-def _chat_backend(p: NegRefineParams):
-    from openood_immuno.llm.chat import build_chat_backend
-
-    return build_chat_backend(parse_spec(p.llm, "negrefine.llm"), device=p.llm_device,
-                              api_key_env=p.llm_api_key_env, timeout_s=p.llm_timeout_s,
-                              temperature=p.llm_temperature, max_new_tokens=p.llm_max_new_tokens)
 
 
 class NegRefineScorer:
@@ -77,8 +68,7 @@ class NegRefineScorer:
             self.problem = "no LLM (llm: none) and no filtered_labels_file: the initial negatives score"
             return unfiltered
         matches = self._matches(net, nouns + adjectives)
-        settings = {"temperature": p.llm_temperature, "max_new_tokens": p.llm_max_new_tokens,
-                    "seed": p.llm_seed}
+        settings = p.llm_settings()
         key = cache_key(p.llm, settings, nouns, adjectives, matches)
         cached = cached_refined(key)
         if cached is not None:
@@ -86,7 +76,7 @@ class NegRefineScorer:
             self.removed = {r: int(cached.meta.get(f"removed_{r}", 0)) for r in REASONS}
             return cached
         try:
-            backend = _chat_backend(p)
+            backend = p.chat_backend("negrefine.llm")
         except BackendUnavailable as exc:
             self.problem = f"LLM {p.llm} unavailable ({exc}): the initial negatives score"
             return unfiltered
